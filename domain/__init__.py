@@ -1,0 +1,1 @@
+"""Pure payment-domain code shared by the API, workflows and activities: no I/O here."""

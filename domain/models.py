@@ -1,0 +1,96 @@
+"""Inputs and results that cross the workflow boundary (and so are stored in its history).
+
+Nothing here may carry a card number, CVV or PIN: card data reaches a workflow only as the
+opaque ``vault_token`` of an encrypted vault entry, resolved inside the authorising activity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from domain.cards import MethodSummary
+from domain.money import FeeLine
+
+
+@dataclass
+class PaymentRequest:
+    """Everything the workflow needs to run one payment, fixed when the payment starts."""
+
+    payment_id: str
+    department: str
+    service_code: str
+    reference: str
+    lines: list[FeeLine]
+    payment_window_seconds: int
+    description: str | None = None
+    idempotency_key: str | None = None
+    return_url: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    payer: dict[str, str] | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(line.amount for line in self.lines)
+
+
+@dataclass
+class ReservationResult:
+    """The answer to ``reserve_fee``: ``ok``, or the reason the reference cannot be paid now."""
+
+    ok: bool
+    code: str | None = None  # reference_already_paid / reference_in_progress
+
+
+@dataclass
+class PaymentMethodSubmission:
+    """What the payer's authorise call hands the workflow: a summary and a vault token."""
+
+    method: MethodSummary
+    vault_token: str
+
+
+@dataclass
+class AuthorisationResult:
+    """The issuer's or acquirer's answer. ``status``: authorised, requires_action or declined."""
+
+    status: str
+    authorisation_id: str | None = None
+    failure_code: str | None = None
+
+
+@dataclass
+class Transition:
+    """One recorded change of a payment: the event, and what it adds to the read model."""
+
+    payment_id: str
+    event: str
+    actor: str = "workflow"
+    method: MethodSummary | None = None
+    failure_code: str | None = None
+    department_confirmation: str | None = None
+    detail: str | None = None
+
+
+@dataclass
+class Settlement:
+    """What the final step posts: the lines to the ledger, a receipt for the payer."""
+
+    payment_id: str
+    department: str
+    method_type: str
+    lines: list[FeeLine]
+
+
+@dataclass
+class Receipt:
+    number: str
+    issued_at: str
+
+
+@dataclass
+class PaymentOutcome:
+    """What a payment workflow returns when it ends."""
+
+    state: str
+    failure_code: str | None = None
+    receipt: Receipt | None = None

@@ -1,0 +1,49 @@
+"""Money is integer fils (1 AED = 100 fils) everywhere, and a payment is the sum of its lines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CURRENCY = "AED"
+FILS_PER_AED = 100
+MAX_AMOUNT = 10_000_000 * FILS_PER_AED
+"""The largest amount a single payment may carry: AED 10,000,000."""
+
+KNOWLEDGE_FEE = 1000
+"""The Knowledge Dirham (AED 10) added to most government service transactions."""
+INNOVATION_FEE = 1000
+"""The Innovation Dirham (AED 10) added to most government service transactions."""
+
+
+@dataclass(frozen=True)
+class FeeLine:
+    """One line of a payment: the service fee or one of the added government fees."""
+
+    code: str  # "service_fee", "knowledge_fee" or "innovation_fee"
+    amount: int
+
+
+def fee_lines(service_fee: int, *, exempt_from_added_fees: bool) -> list[FeeLine]:
+    """The lines a payment is made of, for a service fee in fils."""
+    if not is_valid_amount(service_fee):
+        raise ValueError("a service fee must be a positive whole number of fils")
+    lines = [FeeLine("service_fee", service_fee)]
+    if not exempt_from_added_fees:
+        lines += [
+            FeeLine("knowledge_fee", KNOWLEDGE_FEE),
+            FeeLine("innovation_fee", INNOVATION_FEE),
+        ]
+    return lines
+
+
+def total(lines: list[FeeLine]) -> int:
+    return sum(line.amount for line in lines)
+
+
+def is_valid_amount(value: object) -> bool:
+    """Whole fils, above zero, at most AED 10,000,000 (bool is not a number here)."""
+    return type(value) is int and 0 < value <= MAX_AMOUNT
+
+
+def format_aed(fils: int) -> str:
+    return f"AED {fils // FILS_PER_AED:,}.{fils % FILS_PER_AED:02d}"

@@ -1,0 +1,51 @@
+"""Card vault encryption (AES-256-GCM), payer capability tokens and API key hashing."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+def new_vault_token() -> str:
+    return "vt_" + secrets.token_urlsafe(24)
+
+
+def _aad(token: str, payment_id: str) -> bytes:
+    # Binding the ciphertext to its token and payment stops a row being replayed elsewhere.
+    return f"{token}|{payment_id}".encode()
+
+
+def seal(key: bytes, token: str, payment_id: str, data: dict[str, object]) -> tuple[bytes, bytes]:
+    """Encrypt card data for the vault; returns (nonce, ciphertext)."""
+    nonce = secrets.token_bytes(12)
+    plaintext = json.dumps(data).encode()
+    return nonce, AESGCM(key).encrypt(nonce, plaintext, _aad(token, payment_id))
+
+
+def unseal(key: bytes, token: str, payment_id: str, nonce: bytes, ciphertext: bytes) -> dict:
+    plaintext = AESGCM(key).decrypt(nonce, ciphertext, _aad(token, payment_id))
+    result: dict = json.loads(plaintext)
+    return result
+
+
+def payer_token(secret: bytes, payment_id: str) -> str:
+    """The payer's capability for one payment: an HMAC of its id, so nothing is stored."""
+    digest = hmac.new(secret, f"payer:{payment_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def payer_token_ok(secret: bytes, payment_id: str, token: str | None) -> bool:
+    return bool(token) and hmac.compare_digest(payer_token(secret, payment_id), token or "")
+
+
+def new_api_key() -> str:
+    return "epk_" + secrets.token_urlsafe(32)
+
+
+def hash_api_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()

@@ -1,0 +1,458 @@
+"""Queries over the ePay database, shared by the API and the activities.
+
+Each function is one transaction. Those the workflow calls are idempotent, because an
+activity may run more than once: a repeated call finds its own earlier work and returns it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from domain.failures import message_for
+from domain.models import PaymentRequest, Receipt, ReservationResult, Settlement, Transition
+from domain.states import IllegalTransition, PaymentState, transition
+
+Pool = asyncpg.Pool
+
+
+# --- departments, keys, catalogue -------------------------------------------------------
+
+
+async def department_for_key(pool: Pool, key_hash: bytes) -> str | None:
+    return await pool.fetchval(
+        "SELECT department FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL", key_hash
+    )
+
+
+async def add_api_key(
+    pool: Pool, key_id: str, department: str, key_hash: bytes, label: str
+) -> None:
+    await pool.execute(
+        "INSERT INTO api_keys (id, department, key_hash, label) VALUES ($1, $2, $3, $4)",
+        key_id,
+        department,
+        key_hash,
+        label,
+    )
+
+
+async def revoke_api_key(pool: Pool, key_id: str) -> bool:
+    status = await pool.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", key_id
+    )
+    return bool(status.endswith(" 1"))
+
+
+async def list_api_keys(pool: Pool, department: str) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT id, label, created_at, revoked_at FROM api_keys WHERE department = $1 "
+        "ORDER BY created_at",
+        department,
+    )
+
+
+async def list_services(pool: Pool, department: str) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT code, name_en, name_ar, fee, exempt_from_added_fees FROM services "
+        "WHERE department = $1 ORDER BY code",
+        department,
+    )
+
+
+async def get_service(pool: Pool, department: str, code: str) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        "SELECT code, name_en, name_ar, fee, exempt_from_added_fees FROM services "
+        "WHERE department = $1 AND code = $2",
+        department,
+        code,
+    )
+
+
+async def department_confirm_url(pool: Pool, department: str) -> str:
+    url = await pool.fetchval("SELECT confirm_url FROM departments WHERE code = $1", department)
+    if url is None:
+        raise LookupError(f"unknown department {department}")
+    return str(url)
+
+
+# --- the payment lifecycle (called from activities) -------------------------------------
+
+
+async def _reserve_fee(
+    pool: Pool, req: PaymentRequest, workflow_id: str, now: datetime
+) -> ReservationResult:
+    async with pool.acquire() as conn, conn.transaction():
+        exists = await conn.fetchval("SELECT 1 FROM payments WHERE id = $1", req.payment_id)
+        if exists:
+            return ReservationResult(ok=True)  # a retry of a reservation that was made
+        await conn.execute(
+            """INSERT INTO payments (id, department, service_code, reference, state, amount_total,
+                   lines, description, payer, return_url, metadata, workflow_id, expires_at,
+                   created_at, updated_at)
+               VALUES ($1, $2, $3, $4, 'reserved', $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)""",
+            req.payment_id,
+            req.department,
+            req.service_code,
+            req.reference,
+            req.total,
+            [asdict(line) for line in req.lines],
+            req.description,
+            req.payer,
+            req.return_url,
+            req.metadata,
+            workflow_id,
+            now + timedelta(seconds=req.payment_window_seconds),
+            now,
+        )
+        inserted = await conn.fetchval(
+            """INSERT INTO fee_reservations (payment_id, department, reference, amount, status)
+               VALUES ($1, $2, $3, $4, 'held')
+               ON CONFLICT (department, reference) WHERE status IN ('held', 'consumed')
+               DO NOTHING RETURNING 1""",
+            req.payment_id,
+            req.department,
+            req.reference,
+            req.total,
+        )
+        if not inserted:
+            status = await conn.fetchval(
+                "SELECT status FROM fee_reservations WHERE department = $1 AND reference = $2 "
+                "AND status IN ('held', 'consumed')",
+                req.department,
+                req.reference,
+            )
+            # Undo the payment row: a payment that could not reserve never existed.
+            raise _Rollback(
+                ReservationResult(
+                    ok=False,
+                    code="reference_already_paid"
+                    if status == "consumed"
+                    else "reference_in_progress",
+                )
+            )
+        await _insert_event(
+            conn, req.payment_id, "fee_reserved", None, PaymentState.RESERVED, "workflow", None
+        )
+    return ReservationResult(ok=True)
+
+
+class _Rollback(Exception):  # noqa: N818 - control flow: leaves the transaction undone
+    def __init__(self, result: ReservationResult) -> None:
+        self.result = result
+
+
+async def reserve_fee(
+    pool: Pool, req: PaymentRequest, workflow_id: str, now: datetime
+) -> ReservationResult:
+    """Create the payment and lock its reference, or say why the reference cannot be paid."""
+    try:
+        return await _reserve_fee(pool, req, workflow_id, now)
+    except _Rollback as rollback:
+        return rollback.result
+
+
+async def _insert_event(
+    conn: asyncpg.Connection,
+    payment_id: str,
+    event: str,
+    from_state: str | None,
+    to_state: str | None,
+    actor: str,
+    detail: str | None,
+    dedupe_key: str | None = None,
+) -> bool:
+    inserted = await conn.fetchval(
+        """INSERT INTO payment_events (payment_id, event, from_state, to_state, actor, detail,
+               dedupe_key)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedupe_key) DO NOTHING RETURNING 1""",
+        payment_id,
+        event,
+        from_state,
+        to_state,
+        actor,
+        detail,
+        dedupe_key or f"{payment_id}:{event}",
+    )
+    return bool(inserted)
+
+
+async def _apply_transition(conn: asyncpg.Connection, t: Transition) -> str:
+    """Move the read model by one event of the state machine, once."""
+    row = await conn.fetchrow("SELECT state FROM payments WHERE id = $1 FOR UPDATE", t.payment_id)
+    if row is None:
+        raise LookupError(f"no payment {t.payment_id}")
+    current = PaymentState(row["state"])
+    already = await conn.fetchval(
+        "SELECT to_state FROM payment_events WHERE dedupe_key = $1", f"{t.payment_id}:{t.event}"
+    )
+    if already is not None:
+        return str(already)
+    try:
+        target = transition(current, t.event)
+    except IllegalTransition:
+        raise
+    await conn.execute(
+        """UPDATE payments SET state = $2,
+               method_type = coalesce($3, method_type),
+               method_brand = coalesce($4, method_brand),
+               method_last4 = coalesce($5, method_last4),
+               failure_code = coalesce($6, failure_code),
+               failure_message = coalesce($7, failure_message),
+               department_confirmation = coalesce($8, department_confirmation),
+               updated_at = clock_timestamp()
+           WHERE id = $1""",
+        t.payment_id,
+        target.value,
+        t.method.type if t.method else None,
+        t.method.brand if t.method else None,
+        t.method.last4 if t.method else None,
+        t.failure_code,
+        message_for(t.failure_code) if t.failure_code else None,
+        t.department_confirmation,
+    )
+    detail = t.detail or (t.failure_code and f"failure: {t.failure_code}")
+    await _insert_event(conn, t.payment_id, t.event, current.value, target.value, t.actor, detail)
+    return target.value
+
+
+async def record_transition(pool: Pool, t: Transition) -> str:
+    async with pool.acquire() as conn, conn.transaction():
+        return await _apply_transition(conn, t)
+
+
+async def close_unpaid(pool: Pool, t: Transition) -> str:
+    """End a payment that was not paid: release its reservation, forget its card data."""
+    async with pool.acquire() as conn, conn.transaction():
+        state = await _apply_transition(conn, t)
+        await conn.execute(
+            "UPDATE fee_reservations SET status = 'released', updated_at = now() "
+            "WHERE payment_id = $1 AND status = 'held'",
+            t.payment_id,
+        )
+        await conn.execute("DELETE FROM card_vault WHERE payment_id = $1", t.payment_id)
+        return state
+
+
+def ledger_postings(s: Settlement) -> list[tuple[str, int]]:
+    """The balanced entries of a captured payment: debit the funds source, credit each line."""
+    source = (
+        "e_dirham_issuer_receivable" if s.method_type == "e_dirham" else "card_acquirer_receivable"
+    )
+    payable = {
+        "service_fee": f"department_payable:{s.department}",
+        "knowledge_fee": "knowledge_dirham_fund",
+        "innovation_fee": "innovation_dirham_fund",
+    }
+    entries = [(source, sum(line.amount for line in s.lines))]
+    entries += [(payable[line.code], -line.amount) for line in s.lines]
+    return entries
+
+
+async def settle(pool: Pool, s: Settlement) -> Receipt:
+    """Post the ledger, issue the receipt and mark the payment succeeded, all or nothing."""
+    async with pool.acquire() as conn, conn.transaction():
+        existing = await conn.fetchrow(
+            "SELECT receipt_number, issued_at FROM receipts WHERE payment_id = $1", s.payment_id
+        )
+        if existing:
+            return Receipt(existing["receipt_number"], existing["issued_at"].isoformat())
+        journal_id = await conn.fetchval(
+            "INSERT INTO ledger_journals (payment_id, kind) VALUES ($1, 'capture') RETURNING id",
+            s.payment_id,
+        )
+        await conn.executemany(
+            "INSERT INTO ledger_entries (journal_id, account, amount) VALUES ($1, $2, $3)",
+            [(journal_id, account, amount) for account, amount in ledger_postings(s)],
+        )
+        await conn.execute(
+            "INSERT INTO receipt_counters (department) VALUES ($1) ON CONFLICT DO NOTHING",
+            s.department,
+        )
+        number = await conn.fetchval(
+            "UPDATE receipt_counters SET last_number = last_number + 1 WHERE department = $1 "
+            "RETURNING last_number",
+            s.department,
+        )
+        receipt_number = f"{s.department}-{number:08d}"
+        issued_at = await conn.fetchval(
+            """INSERT INTO receipts (department, number, receipt_number, payment_id, amount)
+               VALUES ($1, $2, $3, $4, $5) RETURNING issued_at""",
+            s.department,
+            number,
+            receipt_number,
+            s.payment_id,
+            sum(line.amount for line in s.lines),
+        )
+        await conn.execute(
+            "UPDATE fee_reservations SET status = 'consumed', updated_at = now() "
+            "WHERE payment_id = $1",
+            s.payment_id,
+        )
+        await conn.execute("DELETE FROM card_vault WHERE payment_id = $1", s.payment_id)
+        await _apply_transition(conn, Transition(s.payment_id, "captured", detail=receipt_number))
+        return Receipt(receipt_number, issued_at.isoformat())
+
+
+# --- the card vault ---------------------------------------------------------------------
+
+
+async def vault_put(
+    pool: Pool, token: str, payment_id: str, nonce: bytes, ciphertext: bytes
+) -> None:
+    await pool.execute(
+        "INSERT INTO card_vault (token, payment_id, nonce, ciphertext) VALUES ($1, $2, $3, $4)",
+        token,
+        payment_id,
+        nonce,
+        ciphertext,
+    )
+
+
+async def vault_get(pool: Pool, token: str) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        "SELECT token, payment_id, nonce, ciphertext FROM card_vault WHERE token = $1", token
+    )
+
+
+async def vault_discard(pool: Pool, token: str) -> None:
+    await pool.execute("DELETE FROM card_vault WHERE token = $1", token)
+
+
+# --- reads for the API ------------------------------------------------------------------
+
+PAYMENT_COLUMNS = """p.id, p.department, p.service_code, p.reference, p.state, p.amount_total,
+    p.currency, p.lines, p.description, p.return_url, p.metadata, p.method_type,
+    p.method_brand, p.method_last4, p.failure_code, p.failure_message,
+    p.department_confirmation, p.workflow_id, p.expires_at, p.created_at, p.updated_at,
+    r.receipt_number, r.issued_at AS receipt_issued_at"""
+
+
+async def get_payment(pool: Pool, department: str, payment_id: str) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        f"SELECT {PAYMENT_COLUMNS} FROM payments p LEFT JOIN receipts r ON r.payment_id = p.id "
+        "WHERE p.id = $1 AND p.department = $2",
+        payment_id,
+        department,
+    )
+
+
+async def get_payment_any_department(pool: Pool, payment_id: str) -> asyncpg.Record | None:
+    """For the payer's side, where the token (not an API key) decides access."""
+    return await pool.fetchrow(
+        f"SELECT {PAYMENT_COLUMNS} FROM payments p LEFT JOIN receipts r ON r.payment_id = p.id "
+        "WHERE p.id = $1",
+        payment_id,
+    )
+
+
+def encode_cursor(created_at: datetime, payment_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), payment_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Raises ValueError for anything that is not a cursor this API handed out."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, pid = json.loads(raw)
+        return datetime.fromisoformat(created), str(pid)
+    except Exception as exc:  # noqa: BLE001 - any malformed cursor is the caller's error
+        raise ValueError("invalid cursor") from exc
+
+
+async def list_payments(
+    pool: Pool,
+    department: str,
+    *,
+    state: str | None,
+    reference: str | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    limit: int,
+    after: tuple[datetime, str] | None,
+) -> list[asyncpg.Record]:
+    """Newest first; one row more than ``limit`` tells the caller there is a next page."""
+    clauses = ["p.department = $1"]
+    args: list[Any] = [department]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if state:
+        clauses.append(f"p.state = {arg(state)}")
+    if reference:
+        clauses.append(f"p.reference = {arg(reference)}")
+    if created_from:
+        clauses.append(f"p.created_at >= {arg(created_from)}")
+    if created_to:
+        clauses.append(f"p.created_at < {arg(created_to)}")
+    if after:
+        clauses.append(f"(p.created_at, p.id) < ({arg(after[0])}, {arg(after[1])})")
+    sql = (
+        f"SELECT {PAYMENT_COLUMNS} FROM payments p LEFT JOIN receipts r ON r.payment_id = p.id "
+        f"WHERE {' AND '.join(clauses)} ORDER BY p.created_at DESC, p.id DESC "
+        f"LIMIT {arg(limit + 1)}"
+    )
+    return await pool.fetch(sql, *args)
+
+
+async def list_events(pool: Pool, payment_id: str) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT event, from_state, to_state, actor, detail, occurred_at FROM payment_events "
+        "WHERE payment_id = $1 ORDER BY id",
+        payment_id,
+    )
+
+
+# --- idempotency keys -------------------------------------------------------------------
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
+async def claim_idempotency_key(
+    pool: Pool, department: str, key: str, request_hash: str, payment_id: str
+) -> asyncpg.Record | None:
+    """Claim ``key`` for a new request; returns the earlier claim if there is a live one."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "DELETE FROM idempotency_keys WHERE department = $1 AND key = $2 AND created_at < $3",
+            department,
+            key,
+            datetime.now().astimezone() - IDEMPOTENCY_TTL,
+        )
+        inserted = await conn.fetchval(
+            """INSERT INTO idempotency_keys (department, key, request_hash, payment_id)
+               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1""",
+            department,
+            key,
+            request_hash,
+            payment_id,
+        )
+        if inserted:
+            return None
+        return await conn.fetchrow(
+            "SELECT request_hash, payment_id, response_status, response_body FROM idempotency_keys "
+            "WHERE department = $1 AND key = $2",
+            department,
+            key,
+        )
+
+
+async def remember_idempotent_response(
+    pool: Pool, department: str, key: str, status: int, body: dict[str, Any]
+) -> None:
+    await pool.execute(
+        "UPDATE idempotency_keys SET response_status = $3, response_body = $4 "
+        "WHERE department = $1 AND key = $2",
+        department,
+        key,
+        status,
+        body,
+    )
