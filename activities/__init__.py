@@ -1,0 +1,1 @@
+"""Activities: thin, idempotent adapters between the payment workflow and the outside world."""

@@ -22,6 +22,7 @@ class PaymentRequest:
     reference: str
     lines: list[FeeLine]
     payment_window_seconds: int
+    confirm_deadline_seconds: int = 1800
     description: str | None = None
     idempotency_key: str | None = None
     return_url: str | None = None
@@ -94,3 +95,44 @@ class PaymentOutcome:
     state: str
     failure_code: str | None = None
     receipt: Receipt | None = None
+
+
+@dataclass
+class AuthoriseRequest:
+    payment_id: str
+    method_type: str
+    vault_token: str
+    amount: int
+
+
+@dataclass
+class ChallengeAnswer:
+    payment_id: str
+    authorisation_id: str
+    otp: str
+
+
+@dataclass
+class FundsRequest:
+    """Capture or void of an authorisation (a card authorisation or an e-Dirham hold)."""
+
+    payment_id: str
+    method_type: str
+    authorisation_id: str
+    amount: int
+
+
+@dataclass
+class DepartmentRequest:
+    payment_id: str
+    department: str
+    reference: str
+    service_code: str
+    amount: int
+
+
+@dataclass
+class DepartmentAnswer:
+    confirmed: bool
+    confirmation_reference: str | None = None
+    failure_code: str | None = None

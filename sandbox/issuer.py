@@ -220,9 +220,7 @@ def build_router() -> APIRouter:
     @router.get("/_admin/holds")
     async def list_holds(reference: str | None = None) -> dict[str, Any]:
         items = [
-            h.admin()
-            for h in state.holds.values()
-            if reference is None or h.reference == reference
+            h.admin() for h in state.holds.values() if reference is None or h.reference == reference
         ]
         return {"items": items}
 

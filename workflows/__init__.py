@@ -1,0 +1,1 @@
+"""Temporal workflows: the payment process, deterministic and free of I/O."""

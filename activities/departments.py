@@ -1,0 +1,61 @@
+"""The issuing departments' own systems, reached over HTTP at each department's URL."""
+
+from __future__ import annotations
+
+import asyncpg
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from domain.failures import FailureCode
+from domain.models import DepartmentAnswer, DepartmentRequest
+from epay import store
+from epay.http import error_code, raise_for_transient
+
+
+class DepartmentSystems:
+    def __init__(self, pool: asyncpg.Pool, http: httpx.AsyncClient) -> None:
+        self.pool = pool
+        self.http = http
+
+    @activity.defn
+    async def confirm_with_department(self, req: DepartmentRequest) -> DepartmentAnswer:
+        """Ask the department to accept the payment (mark the fine paid, issue the service).
+
+        The department keys its confirmation by payment id, so asking twice confirms once.
+        """
+        url = await store.department_confirm_url(self.pool, req.department)
+        response = await self.http.post(
+            f"{url}/confirmations",
+            json={
+                "payment_id": req.payment_id,
+                "reference": req.reference,
+                "service_code": req.service_code,
+                "amount": req.amount,
+            },
+        )
+        raise_for_transient(response)
+        if response.status_code in (200, 201):
+            return DepartmentAnswer(
+                confirmed=True, confirmation_reference=response.json()["confirmation_reference"]
+            )
+        if error_code(response) == FailureCode.DEPARTMENT_REJECTED:
+            return DepartmentAnswer(confirmed=False, failure_code=FailureCode.DEPARTMENT_REJECTED)
+        raise ApplicationError(
+            f"department answered {response.status_code}",
+            type="department_error",
+            non_retryable=True,
+        )
+
+    @activity.defn
+    async def revoke_department_confirmation(self, req: DepartmentRequest) -> None:
+        """Withdraw a confirmation for a payment that will not be captured (a compensation)."""
+        url = await store.department_confirm_url(self.pool, req.department)
+        response = await self.http.delete(f"{url}/confirmations/{req.payment_id}")
+        raise_for_transient(response)
+        if response.status_code not in (200, 204, 404):
+            raise ApplicationError(
+                f"department answered {response.status_code}",
+                type="department_error",
+                non_retryable=True,
+            )

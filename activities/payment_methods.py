@@ -1,0 +1,130 @@
+"""The e-Dirham issuer and the card acquirer, reached over HTTP.
+
+Every call carries an idempotency key derived from the payment, so a retry after a lost
+answer finds the hold or authorisation that was made instead of making another. Final
+answers (declines, bad PINs) come back as results; only transient trouble raises, so that
+Temporal retries exactly what is worth retrying.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from domain.failures import DECLINE_CODES
+from domain.models import AuthorisationResult, AuthoriseRequest, ChallengeAnswer, FundsRequest
+from epay import secrets, store
+from epay.http import error_code, raise_for_transient
+
+
+class PaymentMethods:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        http: httpx.AsyncClient,
+        *,
+        vault_key: bytes,
+        acquirer_url: str,
+        issuer_url: str,
+    ) -> None:
+        self.pool = pool
+        self.http = http
+        self.vault_key = vault_key
+        self.acquirer_url = acquirer_url
+        self.issuer_url = issuer_url
+
+    async def _card_data(self, req: AuthoriseRequest) -> dict[str, Any]:
+        row = await store.vault_get(self.pool, req.vault_token)
+        if row is None or row["payment_id"] != req.payment_id:
+            raise ApplicationError(
+                "the card data for this payment is no longer held",
+                type="authorisation_failed",
+                non_retryable=True,
+            )
+        return secrets.unseal(
+            self.vault_key, row["token"], row["payment_id"], row["nonce"], row["ciphertext"]
+        )
+
+    @activity.defn
+    async def authorise(self, req: AuthoriseRequest) -> AuthorisationResult:
+        """Place an e-Dirham hold or a card authorisation for the payment's total."""
+        card = await self._card_data(req)
+        if req.method_type == "e_dirham":
+            url = f"{self.issuer_url}/holds"
+            body: dict[str, Any] = {"card_number": card["card_number"], "pin": card["pin"]}
+        else:
+            url = f"{self.acquirer_url}/authorisations"
+            body = {k: card[k] for k in ("card_number", "expiry_month", "expiry_year", "cvv")}
+            body["cardholder_name"] = card.get("cardholder_name", "")
+        body |= {"amount": req.amount, "currency": "AED", "reference": req.payment_id}
+        response = await self.http.post(
+            url, json=body, headers={"Idempotency-Key": f"{req.payment_id}:authorise"}
+        )
+        del card, body  # card data leaves memory with this call
+        return _authorisation_result(response)
+
+    @activity.defn
+    async def complete_challenge(self, answer: ChallengeAnswer) -> AuthorisationResult:
+        """Send the payer's 3-D Secure answer to the acquirer."""
+        response = await self.http.post(
+            f"{self.acquirer_url}/authorisations/{answer.authorisation_id}/3ds",
+            json={"otp": answer.otp},
+        )
+        return _authorisation_result(response, answer.authorisation_id)
+
+    def _funds_url(self, req: FundsRequest, action: str) -> str:
+        if req.method_type == "e_dirham":
+            return f"{self.issuer_url}/holds/{req.authorisation_id}/{action}"
+        return f"{self.acquirer_url}/authorisations/{req.authorisation_id}/{action}"
+
+    @activity.defn
+    async def capture(self, req: FundsRequest) -> None:
+        """Take the authorised funds; capturing twice captures once."""
+        response = await self.http.post(
+            self._funds_url(req, "capture"),
+            json={"amount": req.amount},
+            headers={"Idempotency-Key": f"{req.payment_id}:capture"},
+        )
+        raise_for_transient(response)
+        if response.status_code >= 400:
+            raise ApplicationError(
+                f"capture refused: {error_code(response)}",
+                type="capture_failed",
+                non_retryable=True,
+            )
+
+    @activity.defn
+    async def void_authorisation(self, req: FundsRequest) -> None:
+        """Release a hold or authorisation (a compensation: it must end up done)."""
+        response = await self.http.post(
+            self._funds_url(req, "void"), headers={"Idempotency-Key": f"{req.payment_id}:void"}
+        )
+        raise_for_transient(response)
+        if response.status_code >= 400:
+            raise ApplicationError(
+                f"void refused: {error_code(response)}", type="void_failed", non_retryable=True
+            )
+
+
+def _authorisation_result(
+    response: httpx.Response, authorisation_id: str | None = None
+) -> AuthorisationResult:
+    raise_for_transient(response)
+    if response.status_code in (200, 201):
+        data = response.json()
+        status = "requires_action" if data.get("status") == "requires_action" else "authorised"
+        return AuthorisationResult(status=status, authorisation_id=data.get("id", authorisation_id))
+    code = error_code(response)
+    if code in DECLINE_CODES:
+        return AuthorisationResult(
+            status="declined", authorisation_id=authorisation_id, failure_code=code
+        )
+    raise ApplicationError(
+        f"unexpected answer {response.status_code} ({code})",
+        type="authorisation_failed",
+        non_retryable=True,
+    )

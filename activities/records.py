@@ -1,0 +1,48 @@
+"""The payment's records in PostgreSQL: reservation, state changes, ledger and receipt.
+
+These run as local activities: they are short database transactions, and each is
+idempotent so that a retry after a lost answer changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from domain.models import PaymentRequest, Receipt, ReservationResult, Settlement, Transition
+from domain.states import IllegalTransition
+from epay import store
+
+
+class PaymentRecords:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @activity.defn
+    async def reserve_fee(self, req: PaymentRequest) -> ReservationResult:
+        """Create the payment and lock its reference for this payment alone."""
+        info = activity.info()
+        return await store.reserve_fee(
+            self.pool, req, info.workflow_id, info.current_attempt_scheduled_time
+        )
+
+    @activity.defn
+    async def record_transition(self, change: Transition) -> str:
+        try:
+            return await store.record_transition(self.pool, change)
+        except IllegalTransition as exc:
+            raise ApplicationError(str(exc), type="IllegalTransition", non_retryable=True) from exc
+
+    @activity.defn
+    async def close_unpaid(self, change: Transition) -> str:
+        """Record the end state, release the reservation and forget the card data."""
+        try:
+            return await store.close_unpaid(self.pool, change)
+        except IllegalTransition as exc:
+            raise ApplicationError(str(exc), type="IllegalTransition", non_retryable=True) from exc
+
+    @activity.defn
+    async def settle(self, settlement: Settlement) -> Receipt:
+        """Post the balanced ledger journal and issue the receipt, once."""
+        return await store.settle(self.pool, settlement)

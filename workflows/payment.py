@@ -1,0 +1,313 @@
+"""One payment, from reservation to receipt, as a durable workflow.
+
+reserve the fee -> wait for the payer's method -> authorise (3-D Secure if asked)
+-> confirm with the department -> capture -> settle (ledger and receipt).
+
+A step that fails for good is compensated in reverse order (revoke the department's
+confirmation, void the hold or authorisation, release the reservation), so that every end
+other than ``succeeded`` leaves nothing behind. Card data never enters this workflow: the
+payer's method arrives as a summary and an opaque vault token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as ActivityTimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.departments import DepartmentSystems
+    from activities.payment_methods import PaymentMethods
+    from activities.records import PaymentRecords
+    from domain.failures import FailureCode
+    from domain.models import (
+        AuthorisationResult,
+        AuthoriseRequest,
+        ChallengeAnswer,
+        DepartmentRequest,
+        FundsRequest,
+        PaymentMethodSubmission,
+        PaymentOutcome,
+        PaymentRequest,
+        Receipt,
+        ReservationResult,
+        Settlement,
+        Transition,
+    )
+    from domain.states import CANCELLABLE_STATES, PaymentState
+
+# Database steps: short local transactions, retried quickly, for as long as it takes.
+RECORD = dict(
+    start_to_close_timeout=timedelta(seconds=10),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
+    ),
+)
+# Calls to issuers, acquirers and departments: retried with backoff on transient trouble.
+OUTSIDE_CALL_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=["authorisation_failed", "capture_failed", "department_error"],
+)
+# Compensations must end up done: they retry without limit.
+COMPENSATION_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+)
+
+
+class CancelRequested(Exception):
+    """The department cancelled the payment while a step was in flight."""
+
+
+@workflow.defn
+class PaymentWorkflow:
+    def __init__(self) -> None:
+        self._state: PaymentState | None = None
+        self._reservation: ReservationResult | None = None
+        self._submission: PaymentMethodSubmission | None = None
+        self._otp: str | None = None
+        self._cancel_reason: str | None = None
+        self._compensations: list[Callable[[], Awaitable[Any]]] = []
+
+    @workflow.run
+    async def run(self, req: PaymentRequest) -> PaymentOutcome:
+        self._req = req
+        self._deadline = workflow.now() + timedelta(seconds=req.payment_window_seconds)
+        self._reservation = await workflow.execute_local_activity_method(
+            PaymentRecords.reserve_fee, req, **RECORD
+        )
+        if not self._reservation.ok:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return PaymentOutcome(state="rejected", failure_code=self._reservation.code)
+        self._state = PaymentState.RESERVED
+        try:
+            outcome = await self._pay(req)
+        except CancelRequested:
+            outcome = await self._end_unpaid("cancelled", None, detail=self._cancel_reason)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return outcome
+
+    async def _pay(self, req: PaymentRequest) -> PaymentOutcome:
+        if not await self._wait_for_payer(lambda: self._submission is not None):
+            return await self._end_unpaid("expired", FailureCode.PAYMENT_WINDOW_EXPIRED)
+        assert self._submission is not None
+        method = self._submission.method
+        await self._record("method_submitted", method=method)
+
+        auth = await self._call(
+            PaymentMethods.authorise,
+            AuthoriseRequest(req.payment_id, method.type, self._submission.vault_token, req.total),
+            summary="authorise the payment method",
+            start_to_close_timeout=timedelta(seconds=30),
+            schedule_to_close_timeout=timedelta(minutes=10),
+        )
+        if auth.status == "requires_action":
+            auth = await self._three_d_secure(auth)
+            if auth.status == "expired":
+                return await self._end_unpaid("expired", FailureCode.PAYMENT_WINDOW_EXPIRED)
+        if auth.status != "authorised":
+            return await self._end_unpaid("failed", auth.failure_code or FailureCode.CARD_DECLINED)
+        await self._record("authorised")
+
+        department = DepartmentRequest(
+            req.payment_id, req.department, req.reference, req.service_code, req.total
+        )
+        try:
+            answer = await self._call_abandoning_on_cancel(
+                DepartmentSystems.confirm_with_department,
+                department,
+                summary="confirm with the department",
+                start_to_close_timeout=timedelta(seconds=15),
+                schedule_to_close_timeout=timedelta(seconds=req.confirm_deadline_seconds),
+            )
+        except ActivityError as err:
+            if isinstance(err.cause, ActivityTimeoutError):
+                return await self._end_unpaid("failed", FailureCode.DEPARTMENT_UNAVAILABLE)
+            raise
+        if not answer.confirmed:
+            return await self._end_unpaid("failed", answer.failure_code or "department_rejected")
+        self._compensations.append(lambda: self._revoke(department))
+        await self._record("department_confirmed", confirmation=answer.confirmation_reference)
+
+        funds = FundsRequest(req.payment_id, method.type, auth.authorisation_id or "", req.total)
+        try:
+            await workflow.execute_activity_method(
+                PaymentMethods.capture,
+                funds,
+                summary="capture the funds",
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(hours=1),
+                retry_policy=OUTSIDE_CALL_RETRY,
+            )
+        except ActivityError:
+            return await self._end_unpaid("failed", FailureCode.CAPTURE_FAILED)
+        receipt: Receipt = await workflow.execute_local_activity_method(
+            PaymentRecords.settle,
+            Settlement(req.payment_id, req.department, method.type, req.lines),
+            **RECORD,
+        )
+        self._state = PaymentState.SUCCEEDED
+        return PaymentOutcome(state="succeeded", receipt=receipt)
+
+    async def _three_d_secure(self, auth: AuthorisationResult) -> AuthorisationResult:
+        await self._record("challenge_required")
+        if not await self._wait_for_payer(lambda: self._otp is not None):
+            return AuthorisationResult(status="expired", authorisation_id=auth.authorisation_id)
+        result = await self._call(
+            PaymentMethods.complete_challenge,
+            ChallengeAnswer(self._req.payment_id, auth.authorisation_id or "", self._otp or ""),
+            summary="complete the 3-D Secure challenge",
+            start_to_close_timeout=timedelta(seconds=30),
+            schedule_to_close_timeout=timedelta(minutes=10),
+        )
+        if result.status == "authorised":
+            await self._record("challenge_passed")
+        return result
+
+    # --- the payer and the department talk to the workflow through these ----------------
+
+    @workflow.update
+    async def reservation(self) -> ReservationResult:
+        """Answers once the fee is reserved (or could not be): the API's 201 waits on it."""
+        await workflow.wait_condition(lambda: self._reservation is not None)
+        assert self._reservation is not None
+        return self._reservation
+
+    @workflow.update
+    def submit_payment_method(self, submission: PaymentMethodSubmission) -> None:
+        self._submission = submission
+
+    @submit_payment_method.validator
+    def _validate_submission(self, submission: PaymentMethodSubmission) -> None:
+        if self._state != PaymentState.RESERVED or self._submission or self._cancel_reason:
+            raise ApplicationError(
+                "this payment is not waiting for a payment method", type="not_awaiting_method"
+            )
+
+    @workflow.update
+    def submit_challenge_answer(self, otp: str) -> None:
+        self._otp = otp
+
+    @submit_challenge_answer.validator
+    def _validate_challenge_answer(self, otp: str) -> None:
+        if self._state != PaymentState.REQUIRES_ACTION or self._otp is not None:
+            raise ApplicationError(
+                "this payment is not waiting for a 3-D Secure answer", type="not_awaiting_challenge"
+            )
+
+    @workflow.update
+    def cancel(self, reason: str) -> None:
+        self._cancel_reason = reason or "cancelled by the department"
+
+    @cancel.validator
+    def _validate_cancel(self, reason: str) -> None:
+        if self._state not in CANCELLABLE_STATES or self._cancel_reason:
+            raise ApplicationError(
+                "this payment can no longer be cancelled", type="not_cancellable"
+            )
+
+    @workflow.query
+    def state(self) -> str | None:
+        return self._state.value if self._state else None
+
+    # --- helpers --------------------------------------------------------------------------
+
+    async def _wait_for_payer(self, arrived: Callable[[], bool]) -> bool:
+        """Wait for the payer until the payment window closes; a cancel ends the wait."""
+        remaining = (self._deadline - workflow.now()).total_seconds()
+        try:
+            await workflow.wait_condition(
+                lambda: arrived() or self._cancel_reason is not None, timeout=max(remaining, 0.001)
+            )
+        except TimeoutError:
+            return False
+        if self._cancel_reason is not None:
+            raise CancelRequested()
+        return True
+
+    async def _call(self, activity: Any, arg: Any, *, summary: str, **timeouts: Any) -> Any:
+        """Run one call to the outside world; a cancel asked for meanwhile applies after it."""
+        result = await workflow.execute_activity_method(
+            activity, arg, summary=summary, retry_policy=OUTSIDE_CALL_RETRY, **timeouts
+        )
+        if isinstance(result, AuthorisationResult) and result.authorisation_id:
+            self._compensations.append(lambda: self._void(result.authorisation_id or ""))
+        if self._cancel_reason is not None:
+            raise CancelRequested()
+        return result
+
+    async def _call_abandoning_on_cancel(
+        self, activity: Any, arg: Any, *, summary: str, **timeouts: Any
+    ) -> Any:
+        """Like ``_call``, for a call that may wait a long time: a cancel abandons it."""
+        task = asyncio.ensure_future(
+            workflow.execute_activity_method(
+                activity, arg, summary=summary, retry_policy=OUTSIDE_CALL_RETRY, **timeouts
+            )
+        )
+        await workflow.wait_condition(lambda: task.done() or self._cancel_reason is not None)
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ActivityError):
+                await task
+        if self._cancel_reason is not None:
+            raise CancelRequested()
+        return task.result()
+
+    async def _record(
+        self, event: str, *, method: Any = None, confirmation: str | None = None
+    ) -> None:
+        self._state = PaymentState(
+            await workflow.execute_local_activity_method(
+                PaymentRecords.record_transition,
+                Transition(
+                    self._req.payment_id, event, method=method, department_confirmation=confirmation
+                ),
+                **RECORD,
+            )
+        )
+
+    async def _end_unpaid(
+        self, event: str, failure_code: str | None, detail: str | None = None
+    ) -> PaymentOutcome:
+        """Undo what was done, in reverse order, then record the end state."""
+        for compensate in reversed(self._compensations):
+            await compensate()
+        self._compensations.clear()
+        actor = "department" if event == "cancelled" else "workflow"
+        state = await workflow.execute_local_activity_method(
+            PaymentRecords.close_unpaid,
+            Transition(
+                self._req.payment_id, event, actor=actor, failure_code=failure_code, detail=detail
+            ),
+            **RECORD,
+        )
+        self._state = PaymentState(state)
+        return PaymentOutcome(state=state, failure_code=failure_code)
+
+    async def _void(self, authorisation_id: str) -> None:
+        method = self._submission.method.type if self._submission else "card"
+        await workflow.execute_activity_method(
+            PaymentMethods.void_authorisation,
+            FundsRequest(self._req.payment_id, method, authorisation_id, self._req.total),
+            summary="void the authorisation",
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=COMPENSATION_RETRY,
+        )
+
+    async def _revoke(self, department: DepartmentRequest) -> None:
+        await workflow.execute_activity_method(
+            DepartmentSystems.revoke_department_confirmation,
+            department,
+            summary="revoke the department's confirmation",
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=COMPENSATION_RETRY,
+        )
