@@ -1,0 +1,1 @@
+"""The HTTP API: departments start and follow payments; payers authorise them."""

@@ -1,0 +1,89 @@
+"""The ePay API application: department API, payer calls, health, served OpenAPI."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from temporalio.client import Client
+
+from api import departments, payer
+from api.context import Context, Ctx
+from api.errors import install_error_handlers
+from api.limits import BodySizeLimit
+from epay.config import Settings
+from epay.db import create_pool
+from epay.temporal import connect
+
+log = logging.getLogger("epay.api")
+
+
+async def _connect_with_retry(settings: Settings, attempts: int = 30) -> Client:
+    for attempt in range(1, attempts + 1):
+        try:
+            return await connect(settings)
+        except Exception:  # noqa: BLE001 - Temporal may still be starting
+            if attempt == attempts:
+                raise
+            log.warning(
+                "Temporal at %s not reachable yet (try %d)", settings.temporal_address, attempt
+            )
+            await asyncio.sleep(1)
+    raise AssertionError("unreachable")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(settings.require_database_url(), max_size=20)
+        temporal = await _connect_with_retry(settings)
+        app.state.ctx = Context(settings=settings, pool=pool, temporal=temporal)
+        yield
+        await pool.close()
+
+    app = FastAPI(
+        title="ePay",
+        version="1.0.0",
+        description=(
+            "Durable payment gateway for government fees and fines. Amounts are integers in "
+            "fils (AED 1 = 100 fils). Errors are application/problem+json with a stable `code`."
+        ),
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit)
+    app.include_router(departments.router)
+    app.include_router(payer.router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(ctx: Ctx) -> JSONResponse:
+        """The database and Temporal are reachable."""
+        checks: dict[str, str] = {}
+        try:
+            await ctx.pool.fetchval("SELECT 1")
+            checks["database"] = "ok"
+        except Exception:  # noqa: BLE001
+            checks["database"] = "unreachable"
+        try:
+            await ctx.temporal.service_client.check_health()
+            checks["temporal"] = "ok"
+        except Exception:  # noqa: BLE001
+            checks["temporal"] = "unreachable"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    return app

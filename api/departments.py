@@ -1,0 +1,208 @@
+"""The department API: catalogue, payments, their audit trail, cancellation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse
+
+from api import schemas, temporal_calls, views
+from api.context import Ctx, Department
+from api.errors import ApiError, field_error, not_found, problem
+from domain.models import PaymentRequest
+from domain.money import fee_lines
+from domain.states import CANCELLABLE_STATES, PaymentState
+from epay import store
+
+router = APIRouter(prefix="/v1", tags=["departments"])
+
+PROBLEMS = {
+    status: {"model": None, "content": {"application/problem+json": {}}}
+    for status in (400, 401, 404, 409, 413, 422)
+}
+
+
+@router.get("/services", response_model=schemas.ServiceList, responses=PROBLEMS)  # type: ignore[arg-type]
+async def list_services(ctx: Ctx, dept: Department) -> schemas.ServiceList:
+    """The caller's service catalogue."""
+    return schemas.ServiceList(
+        items=[views.service(r) for r in await store.list_services(ctx.pool, dept)]
+    )
+
+
+def _request_hash(body: schemas.CreatePayment) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def _payment_response(ctx: Ctx, dept: str, payment_id: str, status: int) -> JSONResponse:
+    row = await store.get_payment(ctx.pool, dept, payment_id)
+    if row is None:
+        raise not_found()
+    return JSONResponse(views.as_json(views.payment(row, ctx.settings)), status_code=status)
+
+
+@router.post(
+    "/payments",
+    status_code=201,
+    response_model=schemas.Payment,
+    responses={200: {"model": schemas.Payment, "description": "An idempotent replay"}, **PROBLEMS},  # type: ignore[dict-item]
+)
+async def create_payment(
+    body: schemas.CreatePayment,
+    ctx: Ctx,
+    dept: Department,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
+) -> JSONResponse:
+    """Start a payment; answers 201 once the fee is reserved."""
+    service = await store.get_service(ctx.pool, dept, body.service_code)
+    if service is None:
+        raise field_error("service_code", "unknown_service", "No such service in your catalogue.")
+    if service["fee"] is None and body.amount is None:
+        raise field_error(
+            "amount", "amount_required", "This service has a variable fee: give the amount."
+        )
+    if service["fee"] is not None and body.amount is not None:
+        raise field_error(
+            "amount", "amount_not_allowed", "This service has a fixed fee: leave the amount out."
+        )
+    lines = fee_lines(
+        service["fee"] or body.amount, exempt_from_added_fees=service["exempt_from_added_fees"]
+    )
+
+    payment_id = "pay_" + uuid.uuid4().hex
+    status = 201
+    if idempotency_key is not None:
+        earlier = await store.claim_idempotency_key(
+            ctx.pool, dept, idempotency_key, _request_hash(body), payment_id
+        )
+        if earlier is not None:
+            if earlier["request_hash"] != _request_hash(body):
+                raise ApiError(
+                    409,
+                    "idempotency_key_reused",
+                    "This Idempotency-Key was used with a different request in the last 24 hours.",
+                )
+            if earlier["response_status"] is not None:
+                return JSONResponse(
+                    earlier["response_body"],
+                    status_code=earlier["response_status"],
+                    media_type="application/problem+json",
+                )
+            payment_id, status = earlier["payment_id"], 200
+            if await store.get_payment(ctx.pool, dept, payment_id) is not None:
+                return await _payment_response(ctx, dept, payment_id, 200)
+
+    req = PaymentRequest(
+        payment_id=payment_id,
+        department=dept,
+        service_code=body.service_code,
+        reference=body.reference,
+        lines=lines,
+        payment_window_seconds=ctx.settings.payment_window_seconds,
+        confirm_deadline_seconds=ctx.settings.department_confirm_deadline_seconds,
+        description=body.description,
+        idempotency_key=idempotency_key,
+        return_url=body.return_url,
+        metadata=body.metadata or {},
+        payer=body.payer.model_dump(exclude_none=True) if body.payer else None,
+    )
+    reservation = await temporal_calls.start_payment(ctx.temporal, ctx.settings.task_queue, req)
+    if not reservation.ok:
+        code = reservation.code or "reference_in_progress"
+        detail = (
+            "This reference has already been paid."
+            if code == "reference_already_paid"
+            else "This reference has a payment in progress."
+        )
+        error = ApiError(409, code, detail)
+        if idempotency_key is not None:
+            await store.remember_idempotent_response(
+                ctx.pool, dept, idempotency_key, 409, json.loads(_problem_body(error))
+            )
+        raise error
+    return await _payment_response(ctx, dept, payment_id, status)
+
+
+def _problem_body(error: ApiError) -> bytes:
+    return bytes(problem(error).body)
+
+
+@router.get("/payments/{payment_id}", response_model=schemas.Payment, responses=PROBLEMS)  # type: ignore[arg-type]
+async def get_payment(payment_id: str, ctx: Ctx, dept: Department) -> JSONResponse:
+    return await _payment_response(ctx, dept, payment_id, 200)
+
+
+@router.get("/payments", response_model=schemas.PaymentList, responses=PROBLEMS)  # type: ignore[arg-type]
+async def list_payments(
+    ctx: Ctx,
+    dept: Department,
+    state: PaymentState | None = None,
+    reference: Annotated[str | None, Query(max_length=64)] = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> schemas.PaymentList:
+    """The department's payments, newest first, a page at a time."""
+    try:
+        after = store.decode_cursor(cursor) if cursor else None
+    except ValueError:
+        raise field_error(
+            "cursor", "invalid_cursor", "The cursor is not one this API gave out."
+        ) from None
+    rows = await store.list_payments(
+        ctx.pool,
+        dept,
+        state=state.value if state else None,
+        reference=reference,
+        created_from=created_from,
+        created_to=created_to,
+        limit=limit,
+        after=after,
+    )
+    page, more = rows[:limit], len(rows) > limit
+    return schemas.PaymentList(
+        items=[views.payment(r, ctx.settings) for r in page],
+        has_more=more,
+        next_cursor=store.encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more else None,
+    )
+
+
+@router.get("/payments/{payment_id}/events", response_model=schemas.EventList, responses=PROBLEMS)  # type: ignore[arg-type]
+async def list_events(payment_id: str, ctx: Ctx, dept: Department) -> schemas.EventList:
+    """The payment's audit trail: every state change, with time and actor."""
+    if await store.get_payment(ctx.pool, dept, payment_id) is None:
+        raise not_found()
+    return schemas.EventList(
+        items=[views.event(r) for r in await store.list_events(ctx.pool, payment_id)]
+    )
+
+
+@router.post(
+    "/payments/{payment_id}/cancel",
+    status_code=202,
+    response_model=schemas.Payment,
+    responses=PROBLEMS,  # type: ignore[arg-type]
+)
+async def cancel_payment(
+    payment_id: str, ctx: Ctx, dept: Department, body: schemas.CancelBody | None = None
+) -> JSONResponse:
+    """Cancel a payment before capture; its compensations run and it ends ``cancelled``."""
+    row = await store.get_payment(ctx.pool, dept, payment_id)
+    if row is None:
+        raise not_found()
+    if PaymentState(row["state"]) not in CANCELLABLE_STATES:
+        raise ApiError(
+            409, "not_cancellable", f"A payment in state {row['state']} cannot be cancelled."
+        )
+    try:
+        await temporal_calls.cancel(ctx.temporal, payment_id, (body.reason if body else None) or "")
+    except temporal_calls.UpdateRejected:
+        raise ApiError(409, "not_cancellable", "This payment can no longer be cancelled.") from None
+    return await _payment_response(ctx, dept, payment_id, 202)

@@ -1,0 +1,112 @@
+"""Errors as ``application/problem+json`` (RFC 9457), each with a stable ``code``.
+
+Nothing the caller sent is echoed back in an error: a malformed card number must not come
+back in a response, a log line or a trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("epay.api")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        title: str | None = None,
+        errors: list[dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.title = title or code.replace("_", " ").capitalize()
+        self.errors = errors
+
+
+def problem(error: ApiError) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"/problems/{error.code}",
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "code": error.code,
+    }
+    if error.errors is not None:
+        body["errors"] = error.errors
+    return JSONResponse(body, status_code=error.status, media_type=PROBLEM_JSON)
+
+
+def not_found(what: str = "payment") -> ApiError:
+    return ApiError(404, f"{what}_not_found", f"No such {what}.", title="Not found")
+
+
+def field_error(field: str, code: str, message: str) -> ApiError:
+    return ApiError(
+        422,
+        "validation_failed",
+        message,
+        title="Invalid request",
+        errors=[{"field": field, "code": code, "message": message}],
+    )
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    # Discriminated unions add the tag to the location ("card", "cvv"): keep the field.
+    return ".".join(parts) or "body"
+
+
+def _validation_problem(exc: RequestValidationError) -> ApiError:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return ApiError(400, "malformed_json", "The request body is not valid JSON.")
+    fields = [
+        {
+            "field": _field_name(tuple(e.get("loc", ()))),
+            "code": str(e.get("type", "invalid")),
+            "message": str(e.get("msg", "invalid value")),
+        }
+        for e in errors
+    ]
+    return ApiError(
+        422,
+        "validation_failed",
+        "Some fields are missing or not valid: " + ", ".join(sorted({f["field"] for f in fields})),
+        title="Invalid request",
+        errors=fields,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return problem(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem(_validation_problem(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        code = codes.get(exc.status_code, f"http_{exc.status_code}")
+        return problem(ApiError(exc.status_code, code, str(exc.detail)))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+        return problem(ApiError(500, "internal_error", "Something went wrong on our side."))

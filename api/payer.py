@@ -1,0 +1,159 @@
+"""The payer's side: hand over a payment method, answer a 3-D Secure challenge.
+
+The token in ``next_url`` is the payer's capability for that payment alone. Card data is
+checked here (Luhn, expiry, CVV) and then sealed into the vault; the workflow receives only
+a vault token and the card's brand and last four digits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Annotated
+
+import asyncpg
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse
+
+from api import schemas, temporal_calls, views
+from api.context import Ctx
+from api.departments import PROBLEMS
+from api.errors import ApiError, field_error, not_found
+from domain.cards import MethodSummary, brand_of, expiry_ok, luhn_ok, normalise_number
+from domain.models import PaymentMethodSubmission
+from domain.states import PaymentState
+from epay import secrets, store
+
+router = APIRouter(prefix="/v1", tags=["payers"])
+
+# How long the payer's call waits for the payment to move on before answering 202.
+WAIT_FOR_PROGRESS_SECONDS = 10.0
+
+
+async def _payment_for_payer(ctx: Ctx, payment_id: str, token: str | None) -> asyncpg.Record:
+    row = await store.get_payment_any_department(ctx.pool, payment_id)
+    if row is None or not secrets.payer_token_ok(ctx.settings.token_secret, payment_id, token):
+        raise not_found()
+    return row
+
+
+def _check_method(
+    body: schemas.CardMethod | schemas.EDirhamMethod,
+) -> tuple[str, MethodSummary, dict[str, object]]:
+    """The card's number and a summary, or a 422 that names the field (never its value)."""
+    number = normalise_number(body.card_number)
+    if not luhn_ok(number):
+        raise field_error("card_number", "invalid_card_number", "The card number is not valid.")
+    if isinstance(body, schemas.EDirhamMethod):
+        if len(number) != 16:
+            raise field_error(
+                "card_number", "invalid_card_number", "An e-Dirham card number has 16 digits."
+            )
+        summary = MethodSummary(type="e_dirham", brand="e_dirham", last4=number[-4:])
+        return number, summary, {"card_number": number, "pin": body.pin}
+    if not expiry_ok(body.expiry_month, body.expiry_year, datetime.now(UTC).date()):
+        raise field_error(
+            "expiry_month", "invalid_expiry", "The expiry date is not valid or has passed."
+        )
+    summary = MethodSummary(type="card", brand=brand_of(number), last4=number[-4:])
+    return (
+        number,
+        summary,
+        {
+            "card_number": number,
+            "expiry_month": body.expiry_month,
+            "expiry_year": body.expiry_year,
+            "cvv": body.cvv,
+            "cardholder_name": body.cardholder_name,
+        },
+    )
+
+
+async def _answer_when_moved_on(
+    ctx: Ctx, payment_id: str, waiting: set[PaymentState]
+) -> JSONResponse:
+    """200 with the payment once it has left ``waiting``, else 202 with where it is."""
+    deadline = time.monotonic() + WAIT_FOR_PROGRESS_SECONDS
+    while True:
+        row = await store.get_payment_any_department(ctx.pool, payment_id)
+        assert row is not None
+        moved_on = PaymentState(row["state"]) not in waiting
+        if moved_on or time.monotonic() >= deadline:
+            body = views.as_json(views.payment(row, ctx.settings))
+            return JSONResponse(body, status_code=200 if moved_on else 202)
+        await asyncio.sleep(0.1)
+
+
+Token = Annotated[str | None, Query(alias="token", include_in_schema=True)]
+TokenHeader = Annotated[str | None, Header(alias="X-Payment-Token")]
+
+
+@router.post(
+    "/payments/{payment_id}/authorise",
+    response_model=schemas.Payment,
+    responses={202: {"model": schemas.Payment, "description": "Still working"}, **PROBLEMS},  # type: ignore[dict-item]
+)
+async def authorise(
+    payment_id: str,
+    body: schemas.PaymentMethodBody,
+    ctx: Ctx,
+    token: Token = None,
+    x_payment_token: TokenHeader = None,
+) -> JSONResponse:
+    """Pay with an e-Dirham card (PIN) or a credit card."""
+    row = await _payment_for_payer(ctx, payment_id, x_payment_token or token)
+    _, summary, card_data = _check_method(body)
+    if row["state"] != PaymentState.RESERVED:
+        raise ApiError(
+            409,
+            "not_awaiting_method",
+            f"The payment is {row['state']}; it takes no payment method now.",
+        )
+    vault_token = secrets.new_vault_token()
+    nonce, ciphertext = secrets.seal(ctx.settings.vault_key, vault_token, payment_id, card_data)
+    del card_data
+    await store.vault_put(ctx.pool, vault_token, payment_id, nonce, ciphertext)
+    try:
+        await temporal_calls.submit_payment_method(
+            ctx.temporal,
+            payment_id,
+            PaymentMethodSubmission(method=summary, vault_token=vault_token),
+        )
+    except temporal_calls.UpdateRejected:
+        await store.vault_discard(ctx.pool, vault_token)
+        raise ApiError(
+            409, "not_awaiting_method", "The payment takes no payment method now."
+        ) from None
+    return await _answer_when_moved_on(
+        ctx, payment_id, {PaymentState.RESERVED, PaymentState.AUTHORISING}
+    )
+
+
+@router.post(
+    "/payments/{payment_id}/3ds",
+    response_model=schemas.Payment,
+    responses={202: {"model": schemas.Payment, "description": "Still working"}, **PROBLEMS},  # type: ignore[dict-item]
+)
+async def three_d_secure(
+    payment_id: str,
+    body: schemas.ChallengeBody,
+    ctx: Ctx,
+    token: Token = None,
+    x_payment_token: TokenHeader = None,
+) -> JSONResponse:
+    """Answer the card's 3-D Secure challenge with the one-time code."""
+    row = await _payment_for_payer(ctx, payment_id, x_payment_token or token)
+    if row["state"] != PaymentState.REQUIRES_ACTION:
+        raise ApiError(
+            409, "not_awaiting_challenge", f"The payment is {row['state']}; no challenge is open."
+        )
+    try:
+        await temporal_calls.submit_challenge_answer(ctx.temporal, payment_id, body.otp)
+    except temporal_calls.UpdateRejected:
+        raise ApiError(
+            409, "not_awaiting_challenge", "No challenge is open for this payment."
+        ) from None
+    return await _answer_when_moved_on(
+        ctx, payment_id, {PaymentState.REQUIRES_ACTION, PaymentState.AUTHORISING}
+    )

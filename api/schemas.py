@@ -1,0 +1,165 @@
+"""Request and response bodies of the public API (served in the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from domain.money import MAX_AMOUNT
+
+Fils = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT, description="Amount in fils (AED 1 = 100)")]
+Reference = Annotated[
+    StrictStr,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._/:#-]*$",
+        description="The department's invoice or fine number",
+    ),
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Payer(Strict):
+    name: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = None
+    email: (
+        Annotated[StrictStr, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None
+    ) = None
+    phone: Annotated[StrictStr, Field(max_length=20, pattern=r"^\+?[0-9 ]{6,19}$")] | None = None
+
+
+class CreatePayment(Strict):
+    service_code: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+    reference: Reference
+    amount: Fils | None = Field(
+        default=None, description="Required for variable-fee services, refused for fixed ones"
+    )
+    description: Annotated[StrictStr, Field(max_length=255)] | None = None
+    payer: Payer | None = None
+    return_url: Annotated[StrictStr, Field(max_length=2000, pattern=r"^https?://\S+$")] | None = (
+        None
+    )
+    metadata: (
+        Annotated[
+            dict[
+                Annotated[str, Field(min_length=1, max_length=40)],
+                Annotated[StrictStr, Field(max_length=500)],
+            ],
+            Field(max_length=15),
+        ]
+        | None
+    ) = None
+
+
+class CardMethod(Strict):
+    method: Literal["card"]
+    card_number: Annotated[StrictStr, Field(min_length=12, max_length=23)]
+    expiry_month: StrictInt
+    expiry_year: StrictInt
+    cvv: Annotated[StrictStr, Field(pattern=r"^[0-9]{3,4}$")]
+    cardholder_name: Annotated[StrictStr, Field(min_length=1, max_length=100)]
+
+
+class EDirhamMethod(Strict):
+    method: Literal["e_dirham"]
+    card_number: Annotated[StrictStr, Field(min_length=16, max_length=19)]
+    pin: Annotated[StrictStr, Field(pattern=r"^[0-9]{4,6}$")]
+
+
+PaymentMethodBody = Annotated[CardMethod | EDirhamMethod, Field(discriminator="method")]
+
+
+class ChallengeBody(Strict):
+    otp: Annotated[StrictStr, Field(pattern=r"^[0-9]{4,10}$")]
+
+
+class CancelBody(Strict):
+    reason: Annotated[StrictStr, Field(max_length=255)] | None = None
+
+
+class Line(BaseModel):
+    code: str
+    amount: int
+
+
+class Amount(BaseModel):
+    total: int
+    currency: str
+    lines: list[Line]
+
+
+class Method(BaseModel):
+    type: str
+    brand: str | None
+    last4: str | None
+
+
+class Failure(BaseModel):
+    code: str
+    message: str | None
+
+
+class ReceiptOut(BaseModel):
+    number: str
+    issued_at: str
+
+
+class RefundSummary(BaseModel):
+    refunded: int
+    available: int
+
+
+class Payment(BaseModel):
+    id: str
+    department: str
+    service_code: str
+    reference: str
+    state: str
+    failure: Failure | None
+    amount: Amount
+    method: Method | None
+    department_confirmation: str | None
+    receipt: ReceiptOut | None
+    refund_summary: RefundSummary
+    description: str | None
+    return_url: str | None
+    metadata: dict[str, str]
+    next_url: str | None
+    expires_at: str
+    created_at: str
+    updated_at: str
+    workflow_id: str
+
+
+class PaymentList(BaseModel):
+    items: list[Payment]
+    has_more: bool
+    next_cursor: str | None
+
+
+class Event(BaseModel):
+    event: str
+    from_state: str | None
+    to_state: str | None
+    actor: str
+    detail: str | None
+    occurred_at: str
+
+
+class EventList(BaseModel):
+    items: list[Event]
+
+
+class Service(BaseModel):
+    code: str
+    name: dict[str, str]
+    fee: int | None
+    exempt_from_added_fees: bool
+
+
+class ServiceList(BaseModel):
+    items: list[Service]

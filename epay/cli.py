@@ -1,0 +1,162 @@
+"""``epay``: the console script for everything but ``make run`` and ``make test``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import uuid
+from collections.abc import Sequence
+
+import httpx
+
+from epay import secrets, store
+from epay.config import Settings
+from epay.db import create_pool, migrate
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+async def _migrate() -> None:
+    applied = await migrate(_settings().require_database_url())
+    print("applied: " + ", ".join(applied) if applied else "database is up to date")
+
+
+async def _seed(with_cards: bool) -> None:
+    from epay.seed import seed_catalogue, seed_e_dirham_cards
+
+    settings = _settings()
+    pool = await create_pool(settings.require_database_url())
+    try:
+        await seed_catalogue(pool, settings)
+    finally:
+        await pool.close()
+    print("catalogue seeded")
+    if with_cards:
+        try:
+            await seed_e_dirham_cards(settings)
+            print(f"e-Dirham sandbox cards created at {settings.issuer_url}")
+        except httpx.HTTPError as exc:
+            print(
+                f"e-Dirham cards not created: the issuer is not reachable ({exc})", file=sys.stderr
+            )
+            raise SystemExit(1) from None
+
+
+async def create_key(department: str, label: str) -> str:
+    settings = _settings()
+    pool = await create_pool(settings.require_database_url())
+    try:
+        if not await pool.fetchval("SELECT 1 FROM departments WHERE code = $1", department):
+            raise SystemExit(f"no department {department!r}: run 'epay seed' first")
+        key = secrets.new_api_key()
+        await store.add_api_key(
+            pool, "key_" + uuid.uuid4().hex[:12], department, secrets.hash_api_key(key), label
+        )
+        return key
+    finally:
+        await pool.close()
+
+
+async def _departments(args: argparse.Namespace) -> None:
+    if args.action == "create-key":
+        key = await create_key(args.department, args.label)
+        print(key)
+        return
+    settings = _settings()
+    pool = await create_pool(settings.require_database_url())
+    try:
+        if args.action == "revoke-key":
+            if not await store.revoke_api_key(pool, args.key_id):
+                raise SystemExit(f"no live key {args.key_id!r}")
+            print(f"revoked {args.key_id}")
+        elif args.action == "keys":
+            for row in await store.list_api_keys(pool, args.department):
+                state = f"revoked {row['revoked_at']:%Y-%m-%d}" if row["revoked_at"] else "live"
+                created = f"{row['created_at']:%Y-%m-%d %H:%M}"
+                print(f"{row['id']}  {row['label'] or '-':20}  {created}  {state}")
+    finally:
+        await pool.close()
+
+
+def _sandbox_department(action: str, department: str) -> None:
+    settings = _settings()
+    base = settings.department_base_url.rstrip("/")
+    response = httpx.post(
+        f"{base}/{department}/_admin/{action}", timeout=settings.http_timeout_seconds
+    )
+    response.raise_for_status()
+    print(f"sandbox department {department} is {action}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="epay", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    api = sub.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+
+    sub.add_parser("worker", help="run a worker: payment workflows and activities")
+    sub.add_parser("migrate", help="apply database migrations (safe to repeat)")
+    seed = sub.add_parser("seed", help="seed departments, services and sandbox e-Dirham cards")
+    seed.add_argument("--no-cards", action="store_true", help="skip the sandbox issuer's cards")
+
+    dept = sub.add_parser("departments", help="department API keys")
+    dsub = dept.add_subparsers(dest="action", required=True)
+    ck = dsub.add_parser("create-key", help="create an API key (printed once)")
+    ck.add_argument("department")
+    ck.add_argument("--label", default="")
+    rk = dsub.add_parser("revoke-key", help="revoke an API key by its id")
+    rk.add_argument("key_id")
+    lk = dsub.add_parser("keys", help="list a department's keys (ids, never the keys)")
+    lk.add_argument("department")
+
+    sandbox = sub.add_parser("sandbox", help="the sandbox acquirer, issuer and departments")
+    ssub = sandbox.add_subparsers(dest="action", required=True)
+    serve = ssub.add_parser("serve", help="serve the sandbox")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8100)
+    sd = ssub.add_parser(
+        "department", help="bring a sandbox department's DOWN- references up or down"
+    )
+    sd.add_argument("state", choices=["up", "down"])
+    sd.add_argument("department")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "api":
+        import uvicorn
+
+        from api.app import create_app
+
+        uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    elif args.command == "worker":
+        from workers.main import run_worker
+
+        asyncio.run(run_worker(_settings()))
+    elif args.command == "migrate":
+        asyncio.run(_migrate())
+    elif args.command == "seed":
+        asyncio.run(_seed(with_cards=not args.no_cards))
+    elif args.command == "departments":
+        asyncio.run(_departments(args))
+    elif args.command == "sandbox":
+        if args.action == "serve":
+            from sandbox.__main__ import serve as serve_sandbox
+
+            serve_sandbox(args.host, args.port)
+        else:
+            _sandbox_department(args.state, args.department)
+
+
+if __name__ == "__main__":
+    main()

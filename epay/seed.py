@@ -1,0 +1,52 @@
+"""``epay seed``: the sandbox catalogue and e-Dirham cards; safe to run again."""
+
+from __future__ import annotations
+
+import asyncpg
+import httpx
+
+from epay.catalogue import DEPARTMENTS, SANDBOX_E_DIRHAM_CARDS
+from epay.config import Settings
+
+
+async def seed_catalogue(pool: asyncpg.Pool, settings: Settings) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        for dept in DEPARTMENTS:
+            await conn.execute(
+                """INSERT INTO departments (code, name_en, name_ar, confirm_url)
+                   VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (code) DO UPDATE SET name_en = $2, name_ar = $3, confirm_url = $4""",
+                dept.code,
+                dept.name_en,
+                dept.name_ar,
+                f"{settings.department_base_url.rstrip('/')}/{dept.code}",
+            )
+            await conn.execute(
+                "INSERT INTO receipt_counters (department) VALUES ($1) ON CONFLICT DO NOTHING",
+                dept.code,
+            )
+            for svc in dept.services:
+                await conn.execute(
+                    """INSERT INTO services (department, code, name_en, name_ar, fee,
+                           exempt_from_added_fees)
+                       VALUES ($1, $2, $3, $4, $5, $6)
+                       ON CONFLICT (department, code) DO UPDATE
+                       SET name_en = $3, name_ar = $4, fee = $5, exempt_from_added_fees = $6""",
+                    dept.code,
+                    svc.code,
+                    svc.name_en,
+                    svc.name_ar,
+                    svc.fee,
+                    svc.exempt_from_added_fees,
+                )
+
+
+async def seed_e_dirham_cards(settings: Settings) -> None:
+    """(Re)create the sandbox e-Dirham cards at the issuer, with their balances and PINs."""
+    async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
+        for number, pin, balance, blocked in SANDBOX_E_DIRHAM_CARDS:
+            response = await http.post(
+                f"{settings.issuer_url}/_admin/cards",
+                json={"card_number": number, "pin": pin, "balance": balance, "blocked": blocked},
+            )
+            response.raise_for_status()

@@ -1,0 +1,70 @@
+"""``epay worker``: polls the payment task queue until told to stop.
+
+Any number of workers can run against the same queue. On SIGTERM or SIGINT a worker stops
+polling and lets the tasks in flight finish (up to the drain timeout) before it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+
+import httpx
+from temporalio.worker import Worker
+
+from activities.departments import DepartmentSystems
+from activities.payment_methods import PaymentMethods
+from activities.records import PaymentRecords
+from epay.config import Settings
+from epay.db import create_pool
+from epay.temporal import connect
+from workflows.payment import PaymentWorkflow
+
+log = logging.getLogger("epay.worker")
+
+DRAIN_TIMEOUT = timedelta(seconds=30)
+
+
+async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    pool = await create_pool(settings.require_database_url(), max_size=10)
+    client = await connect(settings)
+    async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
+        records = PaymentRecords(pool)
+        methods = PaymentMethods(
+            pool,
+            http,
+            vault_key=settings.vault_key,
+            acquirer_url=settings.acquirer_url,
+            issuer_url=settings.issuer_url,
+        )
+        departments = DepartmentSystems(pool, http)
+        worker = Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=[PaymentWorkflow],
+            activities=[
+                records.reserve_fee,
+                records.record_transition,
+                records.close_unpaid,
+                records.settle,
+                methods.authorise,
+                methods.complete_challenge,
+                methods.capture,
+                methods.void_authorisation,
+                departments.confirm_with_department,
+                departments.revoke_department_confirmation,
+            ],
+            graceful_shutdown_timeout=DRAIN_TIMEOUT,
+        )
+        log.info("worker polling task queue %s", settings.task_queue)
+        async with worker:
+            await stop.wait()
+            log.info("stopping: draining tasks in flight (up to %s)", DRAIN_TIMEOUT)
+    await pool.close()
+    log.info("worker stopped")
