@@ -49,13 +49,12 @@ class DepartmentSystems:
 
     @activity.defn
     async def revoke_department_confirmation(self, req: DepartmentRequest) -> None:
-        """Withdraw a confirmation for a payment that will not be captured (a compensation)."""
+        """Withdraw a confirmation for a payment that will not be captured (a compensation,
+        retried until done, like ``void_authorisation``)."""
         url = await store.department_confirm_url(self.pool, req.department)
         response = await self.http.delete(f"{url}/confirmations/{req.payment_id}")
         raise_for_transient(response)
         if response.status_code not in (200, 204, 404):
             raise ApplicationError(
-                f"department answered {response.status_code}",
-                type="department_error",
-                non_retryable=True,
+                f"department answered {response.status_code}", type="revocation_refused"
             )

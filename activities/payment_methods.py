@@ -99,15 +99,17 @@ class PaymentMethods:
 
     @activity.defn
     async def void_authorisation(self, req: FundsRequest) -> None:
-        """Release a hold or authorisation (a compensation: it must end up done)."""
+        """Release a hold or authorisation.
+
+        A compensation must end up done, so even a refusal is retried: it stays visible as a
+        retrying activity, with the refusal as its last failure, until an operator steps in.
+        """
         response = await self.http.post(
             self._funds_url(req, "void"), headers={"Idempotency-Key": f"{req.payment_id}:void"}
         )
         raise_for_transient(response)
         if response.status_code >= 400:
-            raise ApplicationError(
-                f"void refused: {error_code(response)}", type="void_failed", non_retryable=True
-            )
+            raise ApplicationError(f"void refused: {error_code(response)}", type="void_refused")
 
 
 def _authorisation_result(

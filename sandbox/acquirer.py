@@ -222,7 +222,8 @@ def build_router(*, lost_answer_delay: float) -> APIRouter:
             auth = get_auth(auth_id)
             if auth.status in ("authorised", "pending_3ds"):
                 auth.status = "voided"
-            if auth.status != "voided":
+            # A failed challenge holds nothing: voiding it is a no-op, as at real acquirers.
+            if auth.status not in ("voided", "failed"):
                 raise SandboxError(
                     409, "not_voidable", f"Cannot void an authorisation in {auth.status}."
                 )

@@ -1,10 +1,198 @@
-"""A payment with each sandbox card and e-Dirham card ends as the contract says."""
+"""A payment with each sandbox card and e-Dirham card ends as the contract says, and leaves
+exactly what it should behind: one capture for a success, no open hold or authorisation
+otherwise, its reservation consumed or released, and a balanced ledger."""
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
 from tests.conftest import Stack, card, e_dirham
 
+HEALTH_CERT_TOTAL = 22000 + 1000 + 1000
 
-def test_card_4242_succeeds(stack: Stack) -> None:
-    payment = stack.pay(card("4242424242424242"))
+
+def acquirer_records(stack: Stack, payment_id: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = stack.sandbox(f"/acquirer/_admin/authorisations?reference={payment_id}")["items"]
+    return items
+
+
+def issuer_holds(stack: Stack, payment_id: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = stack.sandbox(f"/issuer/_admin/holds?reference={payment_id}")["items"]
+    return items
+
+
+def reservation_status(stack: Stack, payment_id: str) -> str:
+    rows = stack.fetch("SELECT status FROM fee_reservations WHERE payment_id = $1", payment_id)
+    assert len(rows) == 1
+    return str(rows[0]["status"])
+
+
+def assert_left_nothing_behind(stack: Stack, payment: dict[str, Any], funds: list[dict[str, Any]]) -> None:
+    """A payment that did not succeed: no capture, no open hold, reservation released."""
+    assert all(r["status"] not in ("authorised", "held", "pending_3ds", "captured") for r in funds), funds
+    assert all(r["capture_count"] == 0 for r in funds), funds
+    assert reservation_status(stack, payment["id"]) == "released"
+    assert stack.fetch("SELECT 1 FROM ledger_journals WHERE payment_id = $1", payment["id"]) == []
+    assert stack.fetch("SELECT 1 FROM card_vault WHERE payment_id = $1", payment["id"]) == []
+    assert payment["receipt"] is None and payment["next_url"] is None
+
+
+def assert_paid_once(stack: Stack, payment: dict[str, Any], funds: list[dict[str, Any]]) -> None:
+    assert len(funds) == 1, funds
+    assert funds[0]["status"] == "captured" and funds[0]["capture_count"] == 1, funds
+    assert reservation_status(stack, payment["id"]) == "consumed"
+    entries = stack.fetch(
+        "SELECT e.account, e.amount FROM ledger_entries e JOIN ledger_journals j ON j.id = e.journal_id "
+        "WHERE j.payment_id = $1",
+        payment["id"],
+    )
+    assert sum(e["amount"] for e in entries) == 0, entries
+    assert sum(e["amount"] for e in entries if e["amount"] > 0) == payment["amount"]["total"]
+    assert payment["receipt"]["number"].startswith(payment["department"] + "-")
+    assert payment["department_confirmation"]
+    assert stack.fetch("SELECT 1 FROM card_vault WHERE payment_id = $1", payment["id"]) == []
+
+
+@pytest.mark.parametrize(
+    ("number", "state", "failure"),
+    [
+        ("4242424242424242", "succeeded", None),
+        ("4242 4242 4242 4242", "succeeded", None),
+        ("4000000000000002", "failed", "card_declined"),
+        ("4000000000000069", "failed", "card_expired"),
+        ("4000000000000119", "succeeded", None),
+        ("4000000000000259", "succeeded", None),
+    ],
+)
+def test_card_outcomes(stack: Stack, number: str, state: str, failure: str | None) -> None:
+    payment = stack.pay(card(number))
+    assert payment["state"] == state, payment
+    assert (payment["failure"] or {}).get("code") == failure
+    funds = acquirer_records(stack, payment["id"])
+    if state == "succeeded":
+        assert_paid_once(stack, payment, funds)
+        assert payment["method"] == {"type": "card", "brand": "visa", "last4": number[-4:]}
+    else:
+        assert_left_nothing_behind(stack, payment, funds)
+
+
+def test_transient_acquirer_errors_are_retried_with_one_authorisation(stack: Stack) -> None:
+    payment = stack.pay(card("4000000000000119"))
+    records = acquirer_records(stack, payment["id"])
+    assert payment["state"] == "succeeded" and len(records) == 1
+
+
+def test_three_d_secure_challenge_passes_with_the_right_code(stack: Stack) -> None:
+    payment = stack.created()
+    response = stack.authorise(payment, card("4000000000003220"))
+    assert response.status_code == 200, response.text
+    assert response.json()["state"] == "requires_action"
+    response = stack.three_d_secure(payment, "123456")
+    assert response.status_code in (200, 202), response.text
+    final = stack.wait_for(payment["id"])
+    assert final["state"] == "succeeded"
+    assert_paid_once(stack, final, acquirer_records(stack, payment["id"]))
+
+
+def test_three_d_secure_challenge_fails_with_a_wrong_code(stack: Stack) -> None:
+    payment = stack.created()
+    stack.authorise(payment, card("4000000000003220"))
+    stack.wait_for(payment["id"], {"requires_action"})
+    stack.three_d_secure(payment, "000000")
+    final = stack.wait_for(payment["id"])
+    assert final["state"] == "failed" and final["failure"]["code"] == "three_ds_failed"
+    assert_left_nothing_behind(stack, final, acquirer_records(stack, payment["id"]))
+
+
+def test_e_dirham_payment_succeeds_and_debits_the_card_once(stack: Stack) -> None:
+    before = stack.sandbox("/issuer/_admin/cards/7840000000000017")["balance"]
+    payment = stack.pay(e_dirham("7840000000000017"))
     assert payment["state"] == "succeeded", payment
+    assert payment["method"] == {"type": "e_dirham", "brand": "e_dirham", "last4": "0017"}
+    assert_paid_once(stack, payment, issuer_holds(stack, payment["id"]))
+    after = stack.sandbox("/issuer/_admin/cards/7840000000000017")["balance"]
+    assert before - after == HEALTH_CERT_TOTAL
+
+
+@pytest.mark.parametrize(
+    ("number", "pin", "failure"),
+    [
+        ("7840000000000025", "1234", "insufficient_funds"),
+        ("7840000000000033", "1234", "card_blocked"),
+    ],
+)
+def test_e_dirham_refusals(stack: Stack, number: str, pin: str, failure: str) -> None:
+    payment = stack.pay(e_dirham(number, pin))
+    assert payment["state"] == "failed" and payment["failure"]["code"] == failure, payment
+    assert_left_nothing_behind(stack, payment, issuer_holds(stack, payment["id"]))
+
+
+def _fresh_e_dirham_card(stack: Stack) -> str:
+    """A new sandbox e-Dirham card (16 digits, Luhn-valid), so lockouts touch no shared card."""
+    body = "784" + str(uuid.uuid4().int)[:12]
+    check = next(d for d in "0123456789" if _luhn(body + d))
+    number = body + check
+    response = httpx.post(
+        f"{stack.sandbox_url}/issuer/_admin/cards",
+        json={"card_number": number, "pin": "4321", "balance": 1000000, "blocked": False},
+    )
+    response.raise_for_status()
+    return number
+
+
+def _luhn(number: str) -> bool:
+    from domain.cards import luhn_ok
+
+    return luhn_ok(number)
+
+
+def test_three_wrong_pins_lock_the_e_dirham_card(stack: Stack) -> None:
+    number = _fresh_e_dirham_card(stack)
+    outcomes = [stack.pay(e_dirham(number, "0000"))["failure"]["code"] for _ in range(3)]
+    assert outcomes == ["invalid_pin", "invalid_pin", "pin_locked"]
+    locked = stack.pay(e_dirham(number, "4321"))
+    assert locked["failure"]["code"] == "pin_locked"
+    assert_left_nothing_behind(stack, locked, issuer_holds(stack, locked["id"]))
+    assert stack.sandbox(f"/issuer/_admin/cards/{number}")["locked"] is True
+
+
+def test_a_paid_reference_cannot_be_paid_again(stack: Stack) -> None:
+    payment = stack.pay(card("4242424242424242"))
+    again = stack.create(reference=payment["reference"])
+    assert again.status_code == 409 and again.json()["code"] == "reference_already_paid"
+
+
+def test_a_reference_in_progress_cannot_be_started_twice(stack: Stack) -> None:
+    payment = stack.created()
+    again = stack.create(reference=payment["reference"])
+    assert again.status_code == 409 and again.json()["code"] == "reference_in_progress"
+
+
+def test_a_failed_payment_frees_its_reference(stack: Stack) -> None:
+    failed = stack.pay(card("4000000000000002"))
+    retry = stack.pay(card("4242424242424242"), reference=failed["reference"])
+    assert retry["state"] == "succeeded"
+
+
+def test_variable_fee_service_takes_the_departments_amount_without_added_fees(stack: Stack) -> None:
+    payment = stack.created(service_code="PARKING_FINE", amount=50000)
+    assert payment["amount"] == {
+        "total": 50000,
+        "currency": "AED",
+        "lines": [{"code": "service_fee", "amount": 50000}],
+    }
+
+
+def test_fixed_fee_service_adds_knowledge_and_innovation_dirhams(stack: Stack) -> None:
+    payment = stack.created()
+    assert payment["state"] == "reserved"
+    assert payment["amount"]["total"] == HEALTH_CERT_TOTAL
+    assert [line["code"] for line in payment["amount"]["lines"]] == [
+        "service_fee",
+        "knowledge_fee",
+        "innovation_fee",
+    ]

@@ -1,0 +1,745 @@
+"""Bad input on every endpoint (wrong types, floats, negative or huge amounts, unknown
+service, missing fields, malformed JSON, oversize body) gets a 4xx problem+json and changes
+nothing: no payment, reservation, vault entry, event or idempotency key is written, and no
+card number, CVV or PIN comes back."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Stack, card, e_dirham, new_reference, token_of
+
+TABLES = ("payments", "fee_reservations", "card_vault", "payment_events", "idempotency_keys")
+PROBLEM_KEYS = ("type", "title", "status", "detail", "code")
+JSON = {"Content-Type": "application/json"}
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def table_counts(stack: Stack) -> dict[str, int]:
+    sql = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in TABLES)
+    return {k: int(v) for k, v in stack.fetch(sql)[0].items()}
+
+
+def settled_counts(stack: Stack) -> dict[str, int]:
+    """The row counts once they stop moving (a payment just created may still be writing)."""
+    counts = table_counts(stack)
+    for _ in range(30):
+        time.sleep(0.1)
+        now = table_counts(stack)
+        if now == counts:
+            return now
+        counts = now
+    return counts
+
+
+@contextmanager
+def nothing_changes(stack: Stack) -> Iterator[None]:
+    before = settled_counts(stack)
+    yield
+    time.sleep(0.2)  # anything the call set going in the background has had time to write
+    assert table_counts(stack) == before
+
+
+def assert_problem(
+    response: httpx.Response,
+    status: int,
+    code: str | None = None,
+    fields: tuple[str, ...] = (),
+    secrets: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A problem+json of ``status`` (and ``code``), naming ``fields``, echoing no secret."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    body: dict[str, Any] = response.json()
+    for key in PROBLEM_KEYS:
+        assert key in body, body
+    assert body["status"] == status
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    assert isinstance(body["code"], str) and body["code"]
+    if code is not None:
+        assert body["code"] == code, body
+    if status == 422:
+        errors = body.get("errors")
+        assert isinstance(errors, list) and errors, body
+        assert all(isinstance(e, dict) and e.get("field") for e in errors), body
+        named = {e["field"] for e in errors}
+        for field in fields:
+            assert field in named, body
+    for marker in ("Traceback", 'File "', "site-packages"):
+        assert marker not in response.text
+    for secret in secrets:
+        assert secret not in response.text
+    return body
+
+
+def with_check_digit(body: str) -> str:
+    """``body`` with the digit that makes it pass the Luhn check."""
+    for d in "0123456789":
+        digits = [int(c) for c in reversed(body + d)]
+        odd = sum(digits[0::2])
+        even = sum(sum(divmod(2 * x, 10)) for x in digits[1::2])
+        if (odd + even) % 10 == 0:
+            return body + d
+    raise AssertionError("unreachable")
+
+
+def fine(**fields: Any) -> dict[str, Any]:
+    """A valid body for the variable-fee parking fine, with ``fields`` replaced."""
+    body: dict[str, Any] = {
+        "service_code": "PARKING_FINE",
+        "reference": new_reference("FINE-"),
+        "amount": 15000,
+    }
+    body.update(fields)
+    return body
+
+
+def without(key: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k != key}
+
+
+# --- POST /v1/payments -------------------------------------------------------------------
+
+CREATE_CASES: list[Any] = [
+    pytest.param(fine(amount=1.5), 422, "amount", id="amount-float"),
+    pytest.param(fine(amount=100.0), 422, "amount", id="amount-whole-float"),
+    pytest.param(fine(amount="100"), 422, "amount", id="amount-string"),
+    pytest.param(fine(amount=True), 422, "amount", id="amount-bool"),
+    pytest.param(fine(amount=None), 422, "amount", id="amount-null"),
+    pytest.param(fine(amount=[100]), 422, "amount", id="amount-list"),
+    pytest.param(fine(amount=0), 422, "amount", id="amount-zero"),
+    pytest.param(fine(amount=-100), 422, "amount", id="amount-negative"),
+    pytest.param(fine(amount=1_000_000_001), 422, "amount", id="amount-over-max"),
+    pytest.param(fine(amount=10**40), 422, "amount", id="amount-huge"),
+    pytest.param(fine(amount=1e20), 422, "amount", id="amount-exponent"),
+    pytest.param(
+        fine(service_code="HEALTH_CERT", amount=22000), 422, "amount", id="amount-on-fixed-fee"
+    ),
+    pytest.param(without("amount", fine()), 422, "amount", id="amount-missing-variable-fee"),
+    pytest.param(fine(service_code="NO_SUCH_SERVICE"), 422, "service_code", id="unknown-service"),
+    pytest.param(
+        fine(service_code="VEHICLE_RENEWAL"), 422, "service_code", id="another-departments-service"
+    ),
+    pytest.param(fine(service_code="parking_fine"), 422, "service_code", id="service-lowercase"),
+    pytest.param(fine(service_code=""), 422, "service_code", id="service-empty"),
+    pytest.param(fine(service_code=7), 422, "service_code", id="service-not-a-string"),
+    pytest.param(without("service_code", fine()), 422, "service_code", id="service-missing"),
+    pytest.param(without("reference", fine()), 422, "reference", id="reference-missing"),
+    pytest.param(fine(reference="R" * 65), 422, "reference", id="reference-65-chars"),
+    pytest.param(fine(reference=""), 422, "reference", id="reference-empty"),
+    pytest.param(fine(reference=12345), 422, "reference", id="reference-not-a-string"),
+    pytest.param(fine(reference="INV\n1"), 422, "reference", id="reference-newline"),
+    pytest.param(fine(reference="INV\x001"), 422, "reference", id="reference-nul"),
+    pytest.param(fine(currency="USD"), 422, "currency", id="unknown-field"),
+    pytest.param(
+        fine(metadata={f"k{i}": "v" for i in range(16)}), 422, "metadata", id="metadata-16-keys"
+    ),
+    pytest.param(fine(metadata={"k": 1}), 422, "metadata.k", id="metadata-value-int"),
+    pytest.param(fine(metadata={"k": {"x": "y"}}), 422, "metadata.k", id="metadata-value-object"),
+    pytest.param(fine(metadata=["k"]), 422, "metadata", id="metadata-list"),
+    pytest.param(fine(metadata={"": "v"}), 422, None, id="metadata-empty-key"),
+    pytest.param(fine(metadata={"k" * 41: "v"}), 422, None, id="metadata-long-key"),
+    pytest.param(fine(metadata={"k": "v" * 501}), 422, "metadata.k", id="metadata-long-value"),
+    pytest.param(fine(description="d" * 256), 422, "description", id="description-256-chars"),
+    pytest.param(fine(description=5), 422, "description", id="description-not-a-string"),
+    pytest.param(fine(payer={"email": "not-an-email"}), 422, "payer.email", id="payer-email"),
+    pytest.param(fine(payer={"phone": "call me"}), 422, "payer.phone", id="payer-phone"),
+    pytest.param(fine(payer={"nickname": "x"}), 422, "payer.nickname", id="payer-extra-field"),
+    pytest.param(fine(payer="Ahmed"), 422, "payer", id="payer-not-an-object"),
+    pytest.param(fine(return_url="javascript:alert(1)"), 422, "return_url", id="return-url"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "field"), CREATE_CASES)
+def test_create_payment_refuses_bad_bodies(
+    stack: Stack, body: dict[str, Any], status: int, field: str | None
+) -> None:
+    with nothing_changes(stack), stack.client() as c:
+        response = c.post("/v1/payments", json=body)
+    assert_problem(response, status, "validation_failed", (field,) if field else ())
+
+
+@pytest.mark.parametrize(
+    ("service_code", "amount", "error_code"),
+    [("HEALTH_CERT", 22000, "amount_not_allowed"), ("PARKING_FINE", None, "amount_required")],
+)
+def test_amount_against_the_catalogue_names_the_reason(
+    stack: Stack, service_code: str, amount: int | None, error_code: str
+) -> None:
+    with nothing_changes(stack):
+        response = stack.create(service_code=service_code, amount=amount)
+    body = assert_problem(response, 422, "validation_failed", ("amount",))
+    assert [e["code"] for e in body["errors"]] == [error_code]
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code"),
+    [
+        pytest.param(b'{"service_code":', 400, "malformed_json", id="truncated"),
+        pytest.param(b"hello", 400, "malformed_json", id="not-json"),
+        pytest.param(b"{'service_code': 'PARKING_FINE'}", 400, "malformed_json", id="quotes"),
+        pytest.param(b'{"amount": 100,}', 400, "malformed_json", id="trailing-comma"),
+        pytest.param(b'{"amount": NaN}', 400, "malformed_json", id="nan"),
+        pytest.param(b"\xff\xfe{}", 400, "malformed_json", id="not-utf8"),
+        pytest.param(b'[{"service_code": "PARKING_FINE"}]', 422, "validation_failed", id="array"),
+        pytest.param(b"null", 422, "validation_failed", id="null"),
+        pytest.param(b'"PARKING_FINE"', 422, "validation_failed", id="string"),
+        pytest.param(b"42", 422, "validation_failed", id="number"),
+        pytest.param(b"", 422, "validation_failed", id="empty"),
+    ],
+)
+def test_create_payment_refuses_malformed_json(
+    stack: Stack, raw: bytes, status: int, code: str
+) -> None:
+    with nothing_changes(stack), stack.client() as c:
+        response = c.post("/v1/payments", content=raw, headers=JSON)
+    assert_problem(response, status, code)
+
+
+def oversize_body() -> bytes:
+    return json.dumps(fine(description="d" * 70_000)).encode()
+
+
+def test_oversize_body_is_refused_with_413(stack: Stack) -> None:
+    raw = oversize_body()
+    assert len(raw) > 64 * 1024
+    with nothing_changes(stack), stack.client() as c:
+        response = c.post("/v1/payments", content=raw, headers=JSON)
+    assert_problem(response, 413, "payload_too_large")
+    assert "d" * 100 not in response.text
+
+
+def test_oversize_body_without_content_length_is_refused_with_413(stack: Stack) -> None:
+    """Sent chunked, the size is only known while the body is read: still 413, not 400."""
+    raw = oversize_body()
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(raw), 8192):
+            yield raw[i : i + 8192]
+
+    with nothing_changes(stack), stack.client() as c:
+        response = c.post("/v1/payments", content=chunks(), headers=JSON)
+    assert "content-length" not in {k.lower() for k in response.request.headers}
+    assert_problem(response, 413, "payload_too_large")
+
+
+@pytest.mark.parametrize(
+    "key", [pytest.param("k" * 256, id="256-chars"), pytest.param("k" * 4000, id="4000-chars")]
+)
+def test_overlong_idempotency_key_is_refused(stack: Stack, key: str) -> None:
+    with nothing_changes(stack), stack.client() as c:
+        response = c.post("/v1/payments", json=fine(), headers={"Idempotency-Key": key})
+    assert 400 <= response.status_code < 500
+    assert_problem(response, response.status_code)
+
+
+def test_bad_body_with_an_idempotency_key_stores_no_key(stack: Stack) -> None:
+    with nothing_changes(stack), stack.client() as c:
+        response = c.post(
+            "/v1/payments", json=fine(amount=1.5), headers={"Idempotency-Key": new_reference()}
+        )
+        assert_problem(response, 422, "validation_failed", ("amount",))
+        response = c.post(
+            "/v1/payments",
+            json=fine(service_code="NO_SUCH_SERVICE"),
+            headers={"Idempotency-Key": new_reference()},
+        )
+        assert_problem(response, 422, "validation_failed", ("service_code",))
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        pytest.param({"description": "a\x00b"}, id="description"),
+        pytest.param({"metadata": {"k": "a\x00b"}}, id="metadata-value"),
+        pytest.param({"payer": {"name": "a\x00b"}}, id="payer-name"),
+    ],
+)
+def test_nul_characters_are_refused_not_a_server_error(stack: Stack, field: dict[str, Any]) -> None:
+    """PostgreSQL text cannot hold NUL: the API must say 4xx, not fail or hang on it."""
+    with nothing_changes(stack), stack.client() as c:
+        response = c.post("/v1/payments", json=fine(**field), timeout=30)
+    assert 400 <= response.status_code < 500, response.text
+    assert_problem(response, response.status_code)
+
+
+# --- authentication and isolation --------------------------------------------------------
+
+ANY_PAYMENT = "pay_" + "0" * 32
+DEPARTMENT_CALLS = [
+    ("GET", "/v1/services"),
+    ("GET", "/v1/payments"),
+    ("POST", "/v1/payments"),
+    ("GET", f"/v1/payments/{ANY_PAYMENT}"),
+    ("GET", f"/v1/payments/{ANY_PAYMENT}/events"),
+    ("POST", f"/v1/payments/{ANY_PAYMENT}/cancel"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), DEPARTMENT_CALLS)
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        pytest.param(None, id="none"),
+        pytest.param("", id="empty"),
+        pytest.param("Bearer ", id="bearer-no-key"),
+        pytest.param("Bearer epk_not_a_real_key", id="wrong-key"),
+        pytest.param("Basic dXNlcjpwYXNz", id="basic"),
+        pytest.param("epk_not_a_real_key", id="no-scheme"),
+    ],
+)
+def test_department_calls_need_a_valid_key(
+    stack: Stack, method: str, path: str, authorization: str | None
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    body = fine() if method == "POST" and path == "/v1/payments" else None
+    with nothing_changes(stack):
+        response = httpx.request(
+            method, f"{stack.api_url}{path}", json=body, headers=headers, timeout=30
+        )
+    problem = assert_problem(response, 401, "unauthorised")
+    if authorization and authorization.startswith("Bearer epk_"):
+        assert "epk_not_a_real_key" not in response.text
+    assert problem["title"]
+
+
+def test_a_near_miss_key_is_refused(stack: Stack) -> None:
+    wrong = stack.keys["DM"][:-4] + ("aaaa" if not stack.keys["DM"].endswith("aaaa") else "bbbb")
+    with nothing_changes(stack):
+        response = httpx.get(
+            f"{stack.api_url}/v1/payments", headers={"Authorization": f"Bearer {wrong}"}
+        )
+    assert_problem(response, 401, "unauthorised")
+    assert stack.keys["DM"] not in response.text
+
+
+@pytest.fixture
+def reserved(stack: Stack) -> dict[str, Any]:
+    """A fresh DM payment waiting for its payer."""
+    payment = stack.created()
+    assert payment["state"] == "reserved"
+    return payment
+
+
+def assert_untouched(stack: Stack, payment: dict[str, Any]) -> None:
+    """Still reserved, with no vault entry and no method."""
+    now = stack.get(payment["id"])
+    assert now["state"] == "reserved", now
+    assert now["method"] is None
+    assert stack.fetch("SELECT 1 FROM card_vault WHERE payment_id = $1", payment["id"]) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "body"),
+    [
+        ("GET", "", None),
+        ("GET", "/events", None),
+        ("POST", "/cancel", None),
+        ("POST", "/cancel", {"reason": "not mine"}),
+        ("GET", "/refunds", None),
+        ("POST", "/refunds", {"amount": 100, "reason": "not mine"}),
+    ],
+)
+def test_another_department_sees_nothing(
+    stack: Stack, reserved: dict[str, Any], method: str, suffix: str, body: Any
+) -> None:
+    with nothing_changes(stack), stack.client("RTA") as c:
+        response = c.request(method, f"/v1/payments/{reserved['id']}{suffix}", json=body)
+    assert_problem(response, 404)
+    assert reserved["reference"] not in response.text
+    assert_untouched(stack, reserved)
+
+
+def test_another_departments_list_does_not_show_the_payment(
+    stack: Stack, reserved: dict[str, Any]
+) -> None:
+    with stack.client("RTA") as c:
+        response = c.get("/v1/payments", params={"reference": reserved["reference"]})
+        assert response.status_code == 200, response.text
+        assert response.json()["items"] == []
+        response = c.get("/v1/payments", params={"limit": 100})
+        assert response.status_code == 200, response.text
+        assert reserved["id"] not in response.text
+    with stack.client("DM") as c:
+        response = c.get("/v1/payments", params={"reference": reserved["reference"]})
+        assert [p["id"] for p in response.json()["items"]] == [reserved["id"]]
+
+
+def test_same_reference_in_another_department_is_not_in_progress(
+    stack: Stack, reserved: dict[str, Any]
+) -> None:
+    """References are the department's own: RTA's fine of the same number is a new payment."""
+    other = stack.create(
+        service_code="TRAFFIC_FINE", reference=reserved["reference"], amount=5000, department="RTA"
+    )
+    assert other.status_code == 201, other.text
+    assert other.json()["department"] == "RTA"
+
+
+# --- reading payments --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "payment_id",
+    [
+        pytest.param(ANY_PAYMENT, id="unknown"),
+        pytest.param("not-a-payment", id="not-an-id"),
+        pytest.param("pay_" + "f" * 500, id="long"),
+        pytest.param("%00", id="nul"),
+        pytest.param("%27%20OR%201%3D1--", id="sql"),
+    ],
+)
+@pytest.mark.parametrize("suffix", ["", "/events"])
+def test_unknown_payment_is_404(stack: Stack, payment_id: str, suffix: str) -> None:
+    with nothing_changes(stack), stack.client() as c:
+        response = c.get(f"/v1/payments/{payment_id}{suffix}")
+    assert_problem(response, 404, "payment_not_found")
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "-1"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"limit": "1000"}, "limit"),
+        ({"limit": "abc"}, "limit"),
+        ({"limit": "1.5"}, "limit"),
+        ({"state": "bogus"}, "state"),
+        ({"state": "RESERVED"}, "state"),
+        ({"cursor": "garbage"}, "cursor"),
+        ({"cursor": "W10"}, "cursor"),  # base64 of "[]": JSON, but not a cursor
+        ({"cursor": "WyJ4IiwgInkiXQ"}, "cursor"),  # ["x", "y"]: not a time
+        ({"cursor": "x" * 600}, "cursor"),
+        ({"created_from": "notadate"}, "created_from"),
+        ({"created_to": "2025-13-01"}, "created_to"),
+        ({"reference": "r" * 65}, "reference"),
+    ],
+)
+def test_list_refuses_bad_query_parameters(
+    stack: Stack, params: dict[str, str], field: str
+) -> None:
+    with nothing_changes(stack), stack.client() as c:
+        response = c.get("/v1/payments", params=params)
+    body = assert_problem(response, 422, "validation_failed")
+    assert any(e["field"].split(".")[-1] == field for e in body["errors"]), body
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        pytest.param({"reference": "INV\x00"}, id="reference-nul"),
+        pytest.param({"cursor": "WyJcdTAwMDAiLCAieCJd"}, id="cursor-nul"),
+    ],
+)
+def test_list_with_nul_characters_is_not_a_server_error(
+    stack: Stack, params: dict[str, str]
+) -> None:
+    with stack.client() as c:
+        response = c.get("/v1/payments", params=params)
+    assert response.status_code < 500, response.text
+    if response.status_code != 200:
+        assert_problem(response, response.status_code)
+
+
+# --- cancel ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code"),
+    [
+        pytest.param(b'{"reason":', 400, "malformed_json", id="truncated"),
+        pytest.param(b"not json", 400, "malformed_json", id="not-json"),
+        pytest.param(b'{"reason": 5}', 422, "validation_failed", id="reason-int"),
+        pytest.param(b'{"why": "x"}', 422, "validation_failed", id="unknown-field"),
+        pytest.param(b'["x"]', 422, "validation_failed", id="array"),
+        pytest.param(
+            json.dumps({"reason": "r" * 256}).encode(), 422, "validation_failed", id="long-reason"
+        ),
+    ],
+)
+def test_cancel_refuses_malformed_bodies(
+    stack: Stack, reserved: dict[str, Any], raw: bytes, status: int, code: str
+) -> None:
+    with nothing_changes(stack), stack.client() as c:
+        response = c.post(f"/v1/payments/{reserved['id']}/cancel", content=raw, headers=JSON)
+    assert_problem(response, status, code)
+    assert_untouched(stack, reserved)
+
+
+def test_cancel_of_an_unknown_payment_is_404(stack: Stack) -> None:
+    with nothing_changes(stack), stack.client() as c:
+        response = c.post(f"/v1/payments/{ANY_PAYMENT}/cancel", json={"reason": "x"})
+        assert_problem(response, 404, "payment_not_found")
+        response = c.post(f"/v1/payments/{ANY_PAYMENT}/cancel")
+        assert_problem(response, 404, "payment_not_found")
+
+
+# --- the payer's authorise call ----------------------------------------------------------
+
+BAD_LUHN = "4242424242424241"
+E_DIRHAM_17 = with_check_digit("7840000000000001")  # Luhn-valid, but 17 digits
+E_DIRHAM_15 = "784000000000001"
+
+
+def card_with(**fields: Any) -> dict[str, Any]:
+    body = card("4242424242424242")
+    body.update(fields)
+    return body
+
+
+AUTHORISE_CASES: list[Any] = [
+    pytest.param(card(BAD_LUHN), "card_number", (BAD_LUHN,), id="card-luhn"),
+    pytest.param(card("4242 4242 4242 4241"), "card_number", ("4242 4241",), id="card-luhn-spaced"),
+    pytest.param(card("4242424242"), "card_number", ("4242424242",), id="card-too-short"),
+    pytest.param(card("4" * 24), "card_number", ("4" * 24,), id="card-too-long"),
+    pytest.param(card("4242abcd42424242"), "card_number", ("4242abcd",), id="card-letters"),
+    pytest.param(card_with(card_number=4242424242424242), "card_number", (), id="card-int"),
+    pytest.param(card_with(expiry_year=2020), "expiry", (), id="expiry-past"),
+    pytest.param(card_with(expiry_month=13), "expiry", (), id="expiry-month-13"),
+    pytest.param(card_with(expiry_month=0), "expiry", (), id="expiry-month-0"),
+    pytest.param(card_with(expiry_month="12"), "expiry_month", (), id="expiry-month-string"),
+    pytest.param(card_with(expiry_year=31), "expiry", (), id="expiry-two-digit-year"),
+    pytest.param(card_with(expiry_year=2031.0), "expiry_year", (), id="expiry-year-float"),
+    pytest.param(card("4242424242424242", cvv="12"), "cvv", ("12",), id="cvv-short"),
+    pytest.param(card("4242424242424242", cvv="abcd"), "cvv", ("abcd",), id="cvv-letters"),
+    pytest.param(card("4242424242424242", cvv="98765"), "cvv", ("98765",), id="cvv-long"),
+    pytest.param(card_with(cvv=737), "cvv", ("737",), id="cvv-int"),
+    pytest.param(without("cvv", card("4242424242424242")), "cvv", (), id="cvv-missing"),
+    pytest.param(
+        without("cardholder_name", card("4242424242424242")),
+        "cardholder_name",
+        (),
+        id="cardholder-missing",
+    ),
+    pytest.param(
+        without("card_number", card("4242424242424242")), "card_number", (), id="number-missing"
+    ),
+    pytest.param(card_with(pin="1234"), "pin", ("1234",), id="card-with-pin"),
+    pytest.param(e_dirham("7840000000000017", "12"), "pin", ("12",), id="pin-short"),
+    pytest.param(e_dirham("7840000000000017", "abcd"), "pin", ("abcd",), id="pin-letters"),
+    pytest.param(e_dirham("7840000000000017", "1234567"), "pin", ("1234567",), id="pin-long"),
+    pytest.param(
+        {"method": "e_dirham", "card_number": "7840000000000017", "pin": 1234},
+        "pin",
+        ("1234",),
+        id="pin-int",
+    ),
+    pytest.param(
+        without("pin", e_dirham("7840000000000017")), "pin", ("7840000000000017",), id="pin-missing"
+    ),
+    pytest.param(e_dirham(E_DIRHAM_15), "card_number", (E_DIRHAM_15,), id="e-dirham-15-digits"),
+    pytest.param(e_dirham(E_DIRHAM_17), "card_number", (E_DIRHAM_17,), id="e-dirham-17-digits"),
+    pytest.param(
+        e_dirham("7840000000000018"), "card_number", ("7840000000000018",), id="e-dirham-luhn"
+    ),
+    pytest.param(
+        e_dirham("7840000000000017") | {"cvv": "737"}, "cvv", ("737", "1234"), id="e-dirham-cvv"
+    ),
+    pytest.param(card_with(method="paypal"), "method", ("4242424242424242",), id="method-unknown"),
+    pytest.param(
+        without("method", card("4242424242424242")), "method", ("4242424242424242",), id="no-method"
+    ),
+    pytest.param(card_with(method=None), "method", (), id="method-null"),
+    pytest.param(
+        card("4242424242424\u00b242"), "card_number", ("4242424242424",), id="card-superscript"
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "field", "secrets"), AUTHORISE_CASES)
+def test_authorise_refuses_bad_payment_methods(
+    stack: Stack, reserved: dict[str, Any], body: dict[str, Any], field: str, secrets: tuple[str]
+) -> None:
+    with nothing_changes(stack):
+        response = stack.authorise(reserved, body)
+    problem = assert_problem(response, 422, "validation_failed", secrets=secrets)
+    named = [e["field"].split(".")[-1] for e in problem["errors"]]
+    assert any(n.startswith(field) for n in named), problem
+    for key in ("card_number", "cvv", "pin"):
+        value = body.get(key)
+        if isinstance(value, str) and len(value) >= 2:
+            assert value not in response.text
+    assert_untouched(stack, reserved)
+
+
+def test_card_errors_name_the_field_as_sent(stack: Stack, reserved: dict[str, Any]) -> None:
+    """The errors name the body's own fields (``cvv``), as the Luhn error does (``card_number``),
+    not a path through the discriminated union (``card.cvv``) that the body does not have."""
+    with nothing_changes(stack):
+        luhn = stack.authorise(reserved, card(BAD_LUHN)).json()
+        cvv = stack.authorise(reserved, card("4242424242424242", cvv="12")).json()
+        pin = stack.authorise(reserved, e_dirham("7840000000000017", "12")).json()
+    assert [e["field"] for e in luhn["errors"]] == ["card_number"]
+    assert [e["field"] for e in cvv["errors"]] == ["cvv"], cvv
+    assert [e["field"] for e in pin["errors"]] == ["pin"], pin
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code"),
+    [
+        pytest.param(b'{"method": "card", "card_number": "4242', 400, "malformed_json", id="cut"),
+        pytest.param(b"card=4242424242424242", 400, "malformed_json", id="form"),
+        pytest.param(b"[]", 422, "validation_failed", id="array"),
+        pytest.param(b"{}", 422, "validation_failed", id="empty-object"),
+        pytest.param(b"", 422, "validation_failed", id="empty"),
+    ],
+)
+def test_authorise_refuses_malformed_json(
+    stack: Stack, reserved: dict[str, Any], raw: bytes, status: int, code: str
+) -> None:
+    with nothing_changes(stack):
+        response = httpx.post(
+            f"{stack.api_url}/v1/payments/{reserved['id']}/authorise",
+            content=raw,
+            headers={"X-Payment-Token": token_of(reserved), **JSON},
+            timeout=30,
+        )
+    assert_problem(response, status, code, secrets=("4242424242424242",))
+    assert_untouched(stack, reserved)
+
+
+def test_authorise_refuses_an_oversize_body(stack: Stack, reserved: dict[str, Any]) -> None:
+    body = card("4242424242424242") | {"cardholder_name": "n" * 70_000}
+    with nothing_changes(stack):
+        response = httpx.post(
+            f"{stack.api_url}/v1/payments/{reserved['id']}/authorise",
+            content=json.dumps(body).encode(),
+            headers={"X-Payment-Token": token_of(reserved), **JSON},
+            timeout=30,
+        )
+    assert_problem(response, 413, "payload_too_large", secrets=("4242424242424242",))
+    assert_untouched(stack, reserved)
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["no-token", "wrong-token", "empty-token", "other-payments-token", "token-in-wrong-header"],
+)
+@pytest.mark.parametrize("method", ["card", "e_dirham"])
+def test_authorise_needs_the_payments_own_token(
+    stack: Stack, reserved: dict[str, Any], how: str, method: str
+) -> None:
+    body = card("4242424242424242") if method == "card" else e_dirham("7840000000000017")
+    headers: dict[str, str] = {}
+    url = f"{stack.api_url}/v1/payments/{reserved['id']}/authorise"
+    if how == "wrong-token":
+        headers["X-Payment-Token"] = token_of(reserved)[:-2] + "xx"
+    elif how == "empty-token":
+        url += "?token="
+    elif how == "other-payments-token":
+        other = stack.created()
+        url += f"?token={token_of(other)}"
+    elif how == "token-in-wrong-header":
+        headers["Authorization"] = f"Bearer {token_of(reserved)}"
+    with nothing_changes(stack):
+        response = httpx.post(url, json=body, headers=headers, timeout=30)
+    assert_problem(response, 404, secrets=("4242424242424242", "7840000000000017", "1234", "737"))
+    assert_untouched(stack, reserved)
+
+
+def test_authorise_on_an_unknown_payment_is_404(stack: Stack, reserved: dict[str, Any]) -> None:
+    with nothing_changes(stack):
+        response = httpx.post(
+            f"{stack.api_url}/v1/payments/{ANY_PAYMENT}/authorise",
+            json=card("4242424242424242"),
+            headers={"X-Payment-Token": token_of(reserved)},
+            timeout=30,
+        )
+    assert_problem(response, 404, secrets=("4242424242424242",))
+
+
+# --- the payer's 3-D Secure call ---------------------------------------------------------
+
+
+def post_3ds(stack: Stack, payment: dict[str, Any], body: Any, token: str | None) -> httpx.Response:
+    headers = {"X-Payment-Token": token} if token is not None else {}
+    return httpx.post(
+        f"{stack.api_url}/v1/payments/{payment['id']}/3ds", json=body, headers=headers, timeout=30
+    )
+
+
+def test_3ds_without_an_open_challenge_is_409(stack: Stack, reserved: dict[str, Any]) -> None:
+    with nothing_changes(stack):
+        response = stack.three_d_secure(reserved, "123456")
+    assert_problem(response, 409, "not_awaiting_challenge", secrets=("123456",))
+    assert_untouched(stack, reserved)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"otp": "abc"}, id="letters"),
+        pytest.param({"otp": "12"}, id="short"),
+        pytest.param({"otp": "1" * 11}, id="long"),
+        pytest.param({"otp": 123456}, id="int"),
+        pytest.param({}, id="missing"),
+        pytest.param({"otp": "123456", "extra": 1}, id="extra-field"),
+        pytest.param(["123456"], id="array"),
+    ],
+)
+def test_3ds_refuses_bad_otps(stack: Stack, reserved: dict[str, Any], body: Any) -> None:
+    with nothing_changes(stack):
+        response = post_3ds(stack, reserved, body, token_of(reserved))
+    assert_problem(response, 422, "validation_failed")
+    assert_untouched(stack, reserved)
+
+
+def test_3ds_refuses_malformed_json(stack: Stack, reserved: dict[str, Any]) -> None:
+    with nothing_changes(stack):
+        response = httpx.post(
+            f"{stack.api_url}/v1/payments/{reserved['id']}/3ds",
+            content=b'{"otp": "12',
+            headers={"X-Payment-Token": token_of(reserved), **JSON},
+            timeout=30,
+        )
+    assert_problem(response, 400, "malformed_json")
+    assert_untouched(stack, reserved)
+
+
+@pytest.mark.parametrize("token", [None, "", "nope"])
+def test_3ds_needs_the_payments_token(
+    stack: Stack, reserved: dict[str, Any], token: str | None
+) -> None:
+    with nothing_changes(stack):
+        response = post_3ds(stack, reserved, {"otp": "123456"}, token)
+    assert_problem(response, 404)
+    assert_untouched(stack, reserved)
+
+
+# --- routes and the OpenAPI document -----------------------------------------------------
+
+
+def test_unknown_routes_and_methods_are_problems(stack: Stack) -> None:
+    with nothing_changes(stack), stack.client() as c:
+        assert_problem(c.get("/v1/nothing-here"), 404)
+        assert_problem(c.delete("/v1/payments"), 405)
+        assert_problem(c.put(f"/v1/payments/{ANY_PAYMENT}", json={}), 405)
+
+
+def test_openapi_document_is_served(stack: Stack) -> None:
+    response = httpx.get(f"{stack.api_url}/openapi.json", timeout=30)
+    assert response.status_code == 200
+    document = response.json()
+    paths = document["paths"]
+    for path in (
+        "/v1/payments",
+        "/v1/payments/{payment_id}",
+        "/v1/payments/{payment_id}/events",
+        "/v1/payments/{payment_id}/cancel",
+        "/v1/payments/{payment_id}/authorise",
+        "/v1/payments/{payment_id}/3ds",
+        "/v1/services",
+    ):
+        assert path in paths, sorted(paths)
+    assert "post" in paths["/v1/payments"] and "get" in paths["/v1/payments"]

@@ -1,0 +1,335 @@
+"""The pure payment-domain code: card checks, money, the state machine, failure messages."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from domain.cards import brand_of, expiry_ok, luhn_ok, normalise_number
+from domain.failures import MESSAGES, FailureCode, message_for
+from domain.money import (
+    INNOVATION_FEE,
+    KNOWLEDGE_FEE,
+    MAX_AMOUNT,
+    FeeLine,
+    fee_lines,
+    format_aed,
+    is_valid_amount,
+    total,
+)
+from domain.states import (
+    CANCELLABLE_STATES,
+    TERMINAL_STATES,
+    TRANSITIONS,
+    IllegalTransition,
+    PaymentState,
+    transition,
+)
+
+S = PaymentState
+
+# --- cards -------------------------------------------------------------------------------
+
+SANDBOX_NUMBERS = [
+    "4242424242424242",
+    "4000000000000002",
+    "4000000000000069",
+    "4000000000000119",
+    "4000000000003220",
+    "4000000000000259",
+    "7840000000000017",
+    "7840000000000025",
+    "7840000000000033",
+    "5555555555554444",  # a well-known Mastercard test number
+    "378282246310005",  # a 15-digit Amex test number
+]
+
+
+@pytest.mark.parametrize("number", SANDBOX_NUMBERS)
+def test_luhn_accepts_the_sandbox_numbers(number: str) -> None:
+    assert luhn_ok(number)
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "4242424242424241",  # last digit off
+        "4242424242424243",
+        "7840000000000018",
+        "4000000000000001",
+        "",
+        "0",
+        "00000000000",  # the sum is right but 11 digits are too short
+        "4" + "0" * 18 + "4",  # 20 digits: too long
+        "4242 4242 4242 4242",  # not normalised: spaces are not digits
+        "4242-4242-4242-4242",
+        "424242424242424a",
+        "-4242424242424242",
+        "+4242424242424242",
+    ],
+)
+def test_luhn_refuses_bad_numbers(number: str) -> None:
+    assert not luhn_ok(number)
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "4242424242424\u00b242",  # superscript two: str.isdigit() says yes, int() says no
+        "\u2460" * 16,  # circled digit one
+        "\uff14\uff12" * 8,  # full-width 4242...: passes the sum, but not an ASCII number
+        "\u0664\u0662" * 8,  # Arabic-Indic 4242...
+    ],
+    ids=["superscript", "circled", "full-width", "arabic-indic"],
+)
+def test_luhn_refuses_non_ascii_digits_without_raising(number: str) -> None:
+    assert luhn_ok(number) is False
+
+
+def test_luhn_length_bounds() -> None:
+    assert luhn_ok("000000000000")  # 12 digits, sum 0
+    assert luhn_ok("0" * 19)
+    assert not luhn_ok("0" * 11)
+    assert not luhn_ok("0" * 20)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("4242 4242 4242 4242", "4242424242424242"),
+        ("4242-4242-4242-4242", "4242424242424242"),
+        ("4242 - 4242-4242 4242", "4242424242424242"),
+        ("4242424242424242", "4242424242424242"),
+        ("", ""),
+    ],
+)
+def test_normalise_number(raw: str, expected: str) -> None:
+    assert normalise_number(raw) == expected
+    assert luhn_ok(normalise_number(raw)) == luhn_ok(expected)
+
+
+@pytest.mark.parametrize(
+    ("number", "brand"),
+    [
+        ("4242424242424242", "visa"),
+        ("4000000000003220", "visa"),
+        ("5105105105105100", "mastercard"),
+        ("5555555555554444", "mastercard"),
+        ("2221000000000009", "mastercard"),
+        ("2720990000000000", "mastercard"),
+        ("2220990000000000", "card"),
+        ("2721000000000000", "card"),
+        ("5655555555555555", "card"),
+        ("7840000000000017", "e_dirham"),
+        ("378282246310005", "card"),
+        ("6011111111111117", "card"),
+    ],
+)
+def test_brand_of(number: str, brand: str) -> None:
+    assert brand_of(number) == brand
+
+
+TODAY = date(2025, 6, 15)
+
+
+@pytest.mark.parametrize(
+    ("month", "year", "ok"),
+    [
+        (6, 2025, True),  # the current month: valid to its end
+        (12, 2025, True),
+        (1, 2026, True),
+        (12, 2100, True),
+        (5, 2025, False),  # last month: past
+        (12, 2024, False),
+        (1, 2020, False),
+        (13, 2026, False),  # no month 13
+        (0, 2026, False),
+        (-1, 2026, False),
+        (6, 2101, False),
+        (6, 1999, False),
+        (6, 25, False),  # a two-digit year is not a year here
+    ],
+)
+def test_expiry_ok(month: int, year: int, ok: bool) -> None:
+    assert expiry_ok(month, year, TODAY) is ok
+
+
+def test_expiry_is_valid_up_to_the_last_day_of_the_month() -> None:
+    assert expiry_ok(2, 2024, date(2024, 2, 29))
+    assert expiry_ok(12, 2025, date(2025, 12, 31))
+    assert not expiry_ok(12, 2025, date(2026, 1, 1))
+
+
+# --- money -------------------------------------------------------------------------------
+
+
+def test_fee_lines_add_the_government_fees_unless_exempt() -> None:
+    assert KNOWLEDGE_FEE == 1000 and INNOVATION_FEE == 1000
+    lines = fee_lines(22000, exempt_from_added_fees=False)
+    assert lines == [
+        FeeLine("service_fee", 22000),
+        FeeLine("knowledge_fee", 1000),
+        FeeLine("innovation_fee", 1000),
+    ]
+    assert total(lines) == 24000
+    exempt = fee_lines(15000, exempt_from_added_fees=True)
+    assert exempt == [FeeLine("service_fee", 15000)]
+    assert total(exempt) == 15000
+    assert total([]) == 0
+
+
+@pytest.mark.parametrize("fee", [0, -1, -22000, 1.5, 100.0, "100", True, None, MAX_AMOUNT + 1])
+@pytest.mark.parametrize("exempt", [False, True])
+def test_fee_lines_refuse_invalid_fees(fee: object, exempt: bool) -> None:
+    with pytest.raises(ValueError):
+        fee_lines(fee, exempt_from_added_fees=exempt)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        (1, True),
+        (22000, True),
+        (MAX_AMOUNT, True),
+        (MAX_AMOUNT + 1, False),
+        (0, False),
+        (-1, False),
+        (1.5, False),
+        (100.0, False),
+        (True, False),
+        (False, False),
+        ("100", False),
+        (None, False),
+    ],
+)
+def test_is_valid_amount(value: object, ok: bool) -> None:
+    assert is_valid_amount(value) is ok
+
+
+def test_max_amount_is_ten_million_dirhams() -> None:
+    assert MAX_AMOUNT == 1_000_000_000
+    assert format_aed(MAX_AMOUNT) == "AED 10,000,000.00"
+    assert format_aed(24005) == "AED 240.05"
+
+
+# --- states ------------------------------------------------------------------------------
+
+ALLOWED = [
+    (source, event, target)
+    for event, (sources, target) in TRANSITIONS.items()
+    for source in (sources or (None,))
+]
+
+
+@pytest.mark.parametrize(("source", "event", "target"), ALLOWED)
+def test_every_allowed_transition(source: PaymentState | None, event: str, target: S) -> None:
+    assert transition(source, event) is target
+
+
+def test_the_expected_transitions_are_allowed() -> None:
+    expected = {
+        (None, "fee_reserved", S.RESERVED),
+        (S.RESERVED, "method_submitted", S.AUTHORISING),
+        (S.AUTHORISING, "challenge_required", S.REQUIRES_ACTION),
+        (S.REQUIRES_ACTION, "challenge_passed", S.AUTHORISING),
+        (S.AUTHORISING, "authorised", S.CONFIRMING),
+        (S.CONFIRMING, "department_confirmed", S.CAPTURING),
+        (S.CAPTURING, "captured", S.SUCCEEDED),
+        (S.RESERVED, "expired", S.EXPIRED),
+        (S.REQUIRES_ACTION, "expired", S.EXPIRED),
+    }
+    expected |= {(s, "failed", S.FAILED) for s in (*CANCELLABLE_STATES, S.CAPTURING)}
+    expected |= {(s, "cancelled", S.CANCELLED) for s in CANCELLABLE_STATES}
+    assert set(ALLOWED) == expected
+
+
+ILLEGAL = [
+    (S.RESERVED, "captured"),
+    (S.RESERVED, "authorised"),
+    (S.RESERVED, "department_confirmed"),
+    (S.RESERVED, "challenge_passed"),
+    (S.AUTHORISING, "method_submitted"),
+    (S.AUTHORISING, "expired"),
+    (S.CONFIRMING, "expired"),
+    (S.CONFIRMING, "captured"),
+    (S.CAPTURING, "cancelled"),
+    (S.CAPTURING, "expired"),
+    (S.REQUIRES_ACTION, "authorised"),
+    (S.SUCCEEDED, "cancelled"),
+    (S.SUCCEEDED, "failed"),
+    (S.RESERVED, "fee_reserved"),
+    (None, "method_submitted"),
+    (None, "captured"),
+    (S.RESERVED, "no_such_event"),
+    (None, "no_such_event"),
+] + [(state, event) for state in sorted(TERMINAL_STATES) for event in TRANSITIONS]
+
+
+@pytest.mark.parametrize(("source", "event"), ILLEGAL)
+def test_illegal_transitions_raise(source: PaymentState | None, event: str) -> None:
+    with pytest.raises(IllegalTransition):
+        transition(source, event)
+
+
+def test_every_state_is_reachable() -> None:
+    targets = {target for _, target in TRANSITIONS.values()}
+    assert targets == set(PaymentState)
+
+
+def test_terminal_and_cancellable_states() -> None:
+    assert {S.SUCCEEDED, S.FAILED, S.CANCELLED, S.EXPIRED} == TERMINAL_STATES
+    assert all(s.is_terminal for s in TERMINAL_STATES)
+    assert not any(s.is_terminal for s in set(PaymentState) - TERMINAL_STATES)
+    assert {S.RESERVED, S.AUTHORISING, S.REQUIRES_ACTION, S.CONFIRMING} == CANCELLABLE_STATES
+    assert not CANCELLABLE_STATES & TERMINAL_STATES
+    assert S.CAPTURING not in CANCELLABLE_STATES
+    # no state is a dead end unless it is terminal
+    sources = {s for sources, _ in TRANSITIONS.values() for s in sources}
+    assert sources == set(PaymentState) - TERMINAL_STATES
+
+
+def test_states_have_the_contract_names() -> None:
+    assert {s.value for s in PaymentState} == {
+        "reserved",
+        "authorising",
+        "requires_action",
+        "confirming",
+        "capturing",
+        "succeeded",
+        "failed",
+        "cancelled",
+        "expired",
+    }
+
+
+# --- failures ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", list(FailureCode))
+def test_every_failure_code_has_a_message(code: FailureCode) -> None:
+    message = message_for(code.value)
+    assert message == MESSAGES[code]
+    assert message and message.endswith(".")
+    assert message != "The payment failed."
+
+
+@pytest.mark.parametrize("code", ["", "bogus", "CARD_DECLINED", "card declined"])
+def test_unknown_failure_codes_get_a_generic_message(code: str) -> None:
+    assert message_for(code) == "The payment failed."
+
+
+def test_the_contract_failure_codes_exist() -> None:
+    contract = {
+        "card_declined",
+        "card_expired",
+        "insufficient_funds",
+        "invalid_pin",
+        "pin_locked",
+        "card_blocked",
+        "three_ds_failed",
+        "department_rejected",
+        "department_unavailable",
+        "payment_window_expired",
+    }
+    assert contract <= {c.value for c in FailureCode}
