@@ -139,10 +139,12 @@ class Stack:
         payment: dict[str, Any] = response.json()
         return payment
 
-    def wait_for(self, payment_id: str, states: set[str] = TERMINAL, timeout: float = 90) -> dict[str, Any]:
+    def wait_for(
+        self, payment_id: str, states: set[str] = TERMINAL, timeout: float = 90, department: str = "DM"
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
-            payment = self.get(payment_id)
+            payment = self.get(payment_id, department)
             if payment["state"] in states or time.monotonic() > deadline:
                 assert payment["state"] in states, f"still {payment['state']} after {timeout}s"
                 return payment
@@ -153,7 +155,7 @@ class Stack:
         payment = self.created(**create)
         response = self.authorise(payment, method)
         assert response.status_code in (200, 202), response.text
-        return self.wait_for(payment["id"])
+        return self.wait_for(payment["id"], department=create.get("department", "DM"))
 
     # --- looking at the outside world and at the records ---------------------------------
 
