@@ -6,14 +6,11 @@ import base64
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_STATE_DIR = Path(".epay")
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
 
 
 def _dev_secret(name: str, state_dir: Path) -> str:
@@ -51,18 +48,25 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
+        return cls.from_env_mapping(os.environ)
+
+    @classmethod
+    def from_env_mapping(cls, environ: Mapping[str, str]) -> Settings:
+        def _env(name: str, default: str) -> str:
+            return environ.get(name, default)
+
         state_dir = Path(_env("EPAY_STATE_DIR", str(DEFAULT_STATE_DIR)))
         sandbox = _env("EPAY_SANDBOX_URL", "http://127.0.0.1:8100").rstrip("/")
         vault_key = base64.b64decode(
-            os.environ.get("EPAY_VAULT_KEY") or _dev_secret("vault_key", state_dir)
+            environ.get("EPAY_VAULT_KEY") or _dev_secret("vault_key", state_dir)
         )
         if len(vault_key) != 32:
             raise ValueError("EPAY_VAULT_KEY must be 32 bytes, base64-encoded")
         token_secret = base64.b64decode(
-            os.environ.get("EPAY_TOKEN_SECRET") or _dev_secret("token_secret", state_dir)
+            environ.get("EPAY_TOKEN_SECRET") or _dev_secret("token_secret", state_dir)
         )
         return cls(
-            database_url=os.environ.get("DATABASE_URL") or None,
+            database_url=environ.get("DATABASE_URL") or None,
             temporal_address=_env("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
             temporal_namespace=_env("TEMPORAL_NAMESPACE", "default"),
             task_queue=_env("EPAY_TASK_QUEUE", "epay-payments"),

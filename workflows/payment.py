@@ -12,7 +12,6 @@ payer's method arrives as a summary and an opaque vault token.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -20,7 +19,6 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
-from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.departments import DepartmentSystems
@@ -63,8 +61,14 @@ COMPENSATION_RETRY = RetryPolicy(
 )
 
 
-class CancelRequested(Exception):
-    """The department cancelled the payment while a step was in flight."""
+class PaymentEnded(Exception):
+    """The payment ends unpaid: cancelled, expired, or failed with a failure code."""
+
+    def __init__(self, event: str, failure_code: str | None = None, detail: str | None = None):
+        super().__init__(event)
+        self.event = event
+        self.failure_code = failure_code
+        self.detail = detail
 
 
 @workflow.defn
@@ -76,6 +80,7 @@ class PaymentWorkflow:
         self._otp: str | None = None
         self._cancel_reason: str | None = None
         self._compensations: list[Callable[[], Awaitable[Any]]] = []
+        self._authorisation_id: str | None = None
 
     @workflow.run
     async def run(self, req: PaymentRequest) -> PaymentOutcome:
@@ -90,14 +95,13 @@ class PaymentWorkflow:
         self._state = PaymentState.RESERVED
         try:
             outcome = await self._pay(req)
-        except CancelRequested:
-            outcome = await self._end_unpaid("cancelled", None, detail=self._cancel_reason)
+        except PaymentEnded as end:
+            outcome = await self._end_unpaid(end.event, end.failure_code, detail=end.detail)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return outcome
 
     async def _pay(self, req: PaymentRequest) -> PaymentOutcome:
-        if not await self._wait_for_payer(lambda: self._submission is not None):
-            return await self._end_unpaid("expired", FailureCode.PAYMENT_WINDOW_EXPIRED)
+        await self._wait_for_payer(lambda: self._submission is not None)
         assert self._submission is not None
         method = self._submission.method
         await self._record("method_submitted", method=method)
@@ -106,49 +110,43 @@ class PaymentWorkflow:
             PaymentMethods.authorise,
             AuthoriseRequest(req.payment_id, method.type, self._submission.vault_token, req.total),
             summary="authorise the payment method",
+            failure_code=FailureCode.AUTHORISATION_FAILED,
             start_to_close_timeout=timedelta(seconds=30),
             schedule_to_close_timeout=timedelta(minutes=10),
         )
         if auth.status == "requires_action":
             auth = await self._three_d_secure(auth)
-            if auth.status == "expired":
-                return await self._end_unpaid("expired", FailureCode.PAYMENT_WINDOW_EXPIRED)
         if auth.status != "authorised":
-            return await self._end_unpaid("failed", auth.failure_code or FailureCode.CARD_DECLINED)
+            raise PaymentEnded("failed", auth.failure_code or FailureCode.CARD_DECLINED)
         await self._record("authorised")
 
         department = DepartmentRequest(
             req.payment_id, req.department, req.reference, req.service_code, req.total
         )
-        try:
-            answer = await self._call_abandoning_on_cancel(
-                DepartmentSystems.confirm_with_department,
-                department,
-                summary="confirm with the department",
-                start_to_close_timeout=timedelta(seconds=15),
-                schedule_to_close_timeout=timedelta(seconds=req.confirm_deadline_seconds),
-            )
-        except ActivityError as err:
-            if isinstance(err.cause, ActivityTimeoutError):
-                return await self._end_unpaid("failed", FailureCode.DEPARTMENT_UNAVAILABLE)
-            raise
-        if not answer.confirmed:
-            return await self._end_unpaid("failed", answer.failure_code or "department_rejected")
+        # Revoking is harmless if the department never confirmed, and covers a confirmation
+        # that lands just as the payment is cancelled.
         self._compensations.append(lambda: self._revoke(department))
+        answer = await self._call(
+            DepartmentSystems.confirm_with_department,
+            department,
+            summary="confirm with the department",
+            failure_code=FailureCode.DEPARTMENT_UNAVAILABLE,
+            abandon_on_cancel=True,
+            start_to_close_timeout=timedelta(seconds=15),
+            schedule_to_close_timeout=timedelta(seconds=req.confirm_deadline_seconds),
+        )
+        if not answer.confirmed:
+            raise PaymentEnded("failed", answer.failure_code or FailureCode.DEPARTMENT_REJECTED)
         await self._record("department_confirmed", confirmation=answer.confirmation_reference)
 
-        funds = FundsRequest(req.payment_id, method.type, auth.authorisation_id or "", req.total)
-        try:
-            await workflow.execute_activity_method(
-                PaymentMethods.capture,
-                funds,
-                summary="capture the funds",
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(hours=1),
-                retry_policy=OUTSIDE_CALL_RETRY,
-            )
-        except ActivityError:
-            return await self._end_unpaid("failed", FailureCode.CAPTURE_FAILED)
+        await self._call(
+            PaymentMethods.capture,
+            FundsRequest(req.payment_id, method.type, auth.authorisation_id or "", req.total),
+            summary="capture the funds",
+            failure_code=FailureCode.CAPTURE_FAILED,
+            start_to_close_timeout=timedelta(seconds=30),
+            schedule_to_close_timeout=timedelta(hours=1),
+        )
         receipt: Receipt = await workflow.execute_local_activity_method(
             PaymentRecords.settle,
             Settlement(req.payment_id, req.department, method.type, req.lines),
@@ -159,12 +157,12 @@ class PaymentWorkflow:
 
     async def _three_d_secure(self, auth: AuthorisationResult) -> AuthorisationResult:
         await self._record("challenge_required")
-        if not await self._wait_for_payer(lambda: self._otp is not None):
-            return AuthorisationResult(status="expired", authorisation_id=auth.authorisation_id)
+        await self._wait_for_payer(lambda: self._otp is not None)
         result = await self._call(
             PaymentMethods.complete_challenge,
             ChallengeAnswer(self._req.payment_id, auth.authorisation_id or "", self._otp or ""),
             summary="complete the 3-D Secure challenge",
+            failure_code=FailureCode.AUTHORISATION_FAILED,
             start_to_close_timeout=timedelta(seconds=30),
             schedule_to_close_timeout=timedelta(minutes=10),
         )
@@ -220,7 +218,7 @@ class PaymentWorkflow:
 
     # --- helpers --------------------------------------------------------------------------
 
-    async def _wait_for_payer(self, arrived: Callable[[], bool]) -> bool:
+    async def _wait_for_payer(self, arrived: Callable[[], bool]) -> None:
         """Wait for the payer until the payment window closes; a cancel ends the wait."""
         remaining = (self._deadline - workflow.now()).total_seconds()
         try:
@@ -228,39 +226,50 @@ class PaymentWorkflow:
                 lambda: arrived() or self._cancel_reason is not None, timeout=max(remaining, 0.001)
             )
         except TimeoutError:
-            return False
-        if self._cancel_reason is not None:
-            raise CancelRequested()
-        return True
+            raise PaymentEnded("expired", FailureCode.PAYMENT_WINDOW_EXPIRED) from None
+        self._raise_if_cancelled()
 
-    async def _call(self, activity: Any, arg: Any, *, summary: str, **timeouts: Any) -> Any:
-        """Run one call to the outside world; a cancel asked for meanwhile applies after it."""
-        result = await workflow.execute_activity_method(
-            activity, arg, summary=summary, retry_policy=OUTSIDE_CALL_RETRY, **timeouts
-        )
-        if isinstance(result, AuthorisationResult) and result.authorisation_id:
-            self._compensations.append(lambda: self._void(result.authorisation_id or ""))
+    def _raise_if_cancelled(self) -> None:
         if self._cancel_reason is not None:
-            raise CancelRequested()
-        return result
+            raise PaymentEnded("cancelled", detail=self._cancel_reason)
 
-    async def _call_abandoning_on_cancel(
-        self, activity: Any, arg: Any, *, summary: str, **timeouts: Any
+    async def _call(
+        self,
+        activity: Any,
+        arg: Any,
+        *,
+        summary: str,
+        failure_code: str,
+        abandon_on_cancel: bool = False,
+        **timeouts: Any,
     ) -> Any:
-        """Like ``_call``, for a call that may wait a long time: a cancel abandons it."""
+        """Call the outside world through an activity, retrying transient trouble.
+
+        A call that fails for good (or runs out of time) ends the payment with
+        ``failure_code``. A cancel asked for meanwhile applies once the call is back, or at
+        once for a call that may wait long (``abandon_on_cancel``).
+        """
         task = asyncio.ensure_future(
             workflow.execute_activity_method(
                 activity, arg, summary=summary, retry_policy=OUTSIDE_CALL_RETRY, **timeouts
             )
         )
-        await workflow.wait_condition(lambda: task.done() or self._cancel_reason is not None)
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ActivityError):
-                await task
-        if self._cancel_reason is not None:
-            raise CancelRequested()
-        return task.result()
+        if abandon_on_cancel:
+            await workflow.wait_condition(lambda: task.done() or self._cancel_reason is not None)
+            if not task.done():
+                task.cancel()
+        try:
+            result = await task
+        except asyncio.CancelledError:
+            self._raise_if_cancelled()
+            raise
+        except ActivityError as err:
+            self._raise_if_cancelled()
+            raise PaymentEnded("failed", failure_code, detail=f"{summary}: {err.cause}") from err
+        if isinstance(result, AuthorisationResult) and result.authorisation_id:
+            self._hold_placed(result.authorisation_id)
+        self._raise_if_cancelled()
+        return result
 
     async def _record(
         self, event: str, *, method: Any = None, confirmation: str | None = None
@@ -293,11 +302,19 @@ class PaymentWorkflow:
         self._state = PaymentState(state)
         return PaymentOutcome(state=state, failure_code=failure_code)
 
-    async def _void(self, authorisation_id: str) -> None:
+    def _hold_placed(self, authorisation_id: str) -> None:
+        """From the first hold or authorisation on, an unpaid end must void it."""
+        if self._authorisation_id is None:
+            self._authorisation_id = authorisation_id
+            self._compensations.append(self._void)
+
+    async def _void(self) -> None:
         method = self._submission.method.type if self._submission else "card"
         await workflow.execute_activity_method(
             PaymentMethods.void_authorisation,
-            FundsRequest(self._req.payment_id, method, authorisation_id, self._req.total),
+            FundsRequest(
+                self._req.payment_id, method, self._authorisation_id or "", self._req.total
+            ),
             summary="void the authorisation",
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=COMPENSATION_RETRY,

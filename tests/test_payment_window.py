@@ -1,0 +1,131 @@
+"""The payment window (90 minutes by default) closes on a payer who never pays, and leaves
+nothing behind. Runs on a time-skipping Temporal dev server, so the 90 minutes pass in
+seconds, with a worker in this process over the test database and the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.departments import DepartmentSystems
+from activities.payment_methods import PaymentMethods
+from activities.records import PaymentRecords
+from domain.cards import MethodSummary
+from domain.models import PaymentMethodSubmission, PaymentOutcome, PaymentRequest
+from domain.money import fee_lines
+from epay import secrets, store
+from epay.config import Settings
+from epay.db import create_pool
+from tests.conftest import Stack, new_reference
+from tests.support import BIN
+from workflows.payment import PaymentWorkflow
+
+DEFAULT_WINDOW = 90 * 60
+
+
+async def _run_expiring_payment(stack: Stack, *, with_challenge: bool) -> tuple[PaymentOutcome, str]:
+    settings = Settings.from_env_mapping(stack.env)
+    env = await WorkflowEnvironment.start_time_skipping_v2(
+        dev_server_existing_path=str(BIN / "temporal"),
+        dev_server_extra_args=["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"],
+    )
+    pool = await create_pool(stack.dsn)
+    task_queue = f"window-{uuid.uuid4().hex[:6]}"
+    try:
+        async with httpx.AsyncClient(timeout=5) as http:
+            records = PaymentRecords(pool)
+            methods = PaymentMethods(
+                pool,
+                http,
+                vault_key=settings.vault_key,
+                acquirer_url=settings.acquirer_url,
+                issuer_url=settings.issuer_url,
+            )
+            departments = DepartmentSystems(pool, http)
+            async with Worker(
+                env.client,
+                task_queue=task_queue,
+                workflows=[PaymentWorkflow],
+                activities=[
+                    records.reserve_fee,
+                    records.record_transition,
+                    records.close_unpaid,
+                    records.settle,
+                    methods.authorise,
+                    methods.complete_challenge,
+                    methods.void_authorisation,
+                    departments.confirm_with_department,
+                ],
+            ):
+                payment_id = "pay_" + uuid.uuid4().hex
+                req = PaymentRequest(
+                    payment_id=payment_id,
+                    department="DM",
+                    service_code="HEALTH_CERT",
+                    reference=new_reference("WINDOW-"),
+                    lines=fee_lines(22000, exempt_from_added_fees=False),
+                    payment_window_seconds=DEFAULT_WINDOW,
+                )
+                handle = await env.client.start_workflow(
+                    PaymentWorkflow.run, req, id=f"payment-{payment_id}", task_queue=task_queue
+                )
+                if with_challenge:
+                    await _enter_challenge(handle, pool, settings, payment_id)
+                outcome: PaymentOutcome = await asyncio.wait_for(handle.result(), timeout=120)
+                return outcome, payment_id
+    finally:
+        await pool.close()
+        await env.shutdown()
+
+
+async def _enter_challenge(handle: Any, pool: Any, settings: Settings, payment_id: str) -> None:
+    """Hand the workflow a 3-D Secure card, then never answer the challenge."""
+    await handle.execute_update(PaymentWorkflow.reservation)
+    token = secrets.new_vault_token()
+    data = {
+        "card_number": "4000000000003220",
+        "expiry_month": 12,
+        "expiry_year": 2031,
+        "cvv": "737",
+        "cardholder_name": "Test Payer",
+    }
+    nonce, ciphertext = secrets.seal(settings.vault_key, token, payment_id, data)
+    await store.vault_put(pool, token, payment_id, nonce, ciphertext)
+    submission = PaymentMethodSubmission(MethodSummary("card", "visa", "3220"), token)
+    await handle.execute_update(PaymentWorkflow.submit_payment_method, submission)
+    for _ in range(200):
+        if await handle.query(PaymentWorkflow.state) == "requires_action":
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the payment never reached requires_action")
+
+
+def _assert_expired(stack: Stack, outcome: PaymentOutcome, payment_id: str) -> None:
+    assert outcome.state == "expired" and outcome.failure_code == "payment_window_expired"
+    [row] = stack.fetch(
+        "SELECT p.state, p.failure_code, p.created_at, p.expires_at, r.status FROM payments p "
+        "JOIN fee_reservations r ON r.payment_id = p.id WHERE p.id = $1",
+        payment_id,
+    )
+    assert row["state"] == "expired" and row["failure_code"] == "payment_window_expired"
+    assert row["status"] == "released"
+    assert row["expires_at"] - row["created_at"] == timedelta(seconds=DEFAULT_WINDOW)
+    assert stack.fetch("SELECT 1 FROM card_vault WHERE payment_id = $1", payment_id) == []
+
+
+def test_unpaid_payment_expires_after_its_window(stack: Stack) -> None:
+    outcome, payment_id = asyncio.run(_run_expiring_payment(stack, with_challenge=False))
+    _assert_expired(stack, outcome, payment_id)
+
+
+def test_unanswered_challenge_expires_and_voids_the_authorisation(stack: Stack) -> None:
+    outcome, payment_id = asyncio.run(_run_expiring_payment(stack, with_challenge=True))
+    _assert_expired(stack, outcome, payment_id)
+    records = stack.sandbox(f"/acquirer/_admin/authorisations?reference={payment_id}")["items"]
+    assert [r["status"] for r in records] == ["voided"]
