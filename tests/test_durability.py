@@ -1,0 +1,41 @@
+"""A worker killed mid-payment loses nothing: another worker finishes the payment."""
+
+from __future__ import annotations
+
+import time
+
+from tests.conftest import Stack, card, new_reference
+from tests.test_payments import acquirer_records, assert_paid_once
+
+
+def test_worker_killed_while_confirming_with_a_slow_department(stack: Stack) -> None:
+    payment = stack.created(reference=new_reference("SLOW-"))
+    stack.authorise(payment, card("4242424242424242"))
+    stack.wait_for(payment["id"], {"confirming"})
+    time.sleep(1)  # the department call is in flight on the worker
+    for worker in stack.workers:
+        worker.kill()
+    stack.workers.clear()
+    assert stack.get(payment["id"])["state"] == "confirming"
+
+    stack.start_worker()
+    final = stack.wait_for(payment["id"], timeout=120)
+    assert final["state"] == "succeeded"
+    assert_paid_once(stack, final, acquirer_records(stack, payment["id"]))
+    receipts = stack.fetch("SELECT receipt_number FROM receipts WHERE payment_id = $1", payment["id"])
+    assert len(receipts) == 1
+    [confirmation] = stack.sandbox(f"/departments/DM/_admin/confirmations?payment_id={payment['id']}")["items"]
+    assert confirmation["status"] == "confirmed"
+
+
+def test_two_workers_share_the_queue(stack: Stack) -> None:
+    second = stack.start_worker()
+    try:
+        payments = [stack.created() for _ in range(6)]
+        for p in payments:
+            stack.authorise(p, card("4242424242424242"))
+        finals = [stack.wait_for(p["id"]) for p in payments]
+        assert {f["state"] for f in finals} == {"succeeded"}
+    finally:
+        second.stop()
+        stack.workers.remove(second)
