@@ -24,7 +24,7 @@ class PaymentRecords:
         """Create the payment and lock its reference for this payment alone."""
         info = activity.info()
         return await store.reserve_fee(
-            self.pool, req, info.workflow_id, info.current_attempt_scheduled_time
+            self.pool, req, info.workflow_id or req.payment_id, info.current_attempt_scheduled_time
         )
 
     @activity.defn

@@ -6,7 +6,7 @@ import hashlib
 import json
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
@@ -21,7 +21,7 @@ from epay import store
 
 router = APIRouter(prefix="/v1", tags=["departments"])
 
-PROBLEMS = {
+PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"model": None, "content": {"application/problem+json": {}}}
     for status in (400, 401, 404, 409, 413, 422)
 }
@@ -71,9 +71,9 @@ async def create_payment(
         raise field_error(
             "amount", "amount_not_allowed", "This service has a fixed fee: leave the amount out."
         )
-    lines = fee_lines(
-        service["fee"] or body.amount, exempt_from_added_fees=service["exempt_from_added_fees"]
-    )
+    fee = service["fee"] if service["fee"] is not None else body.amount
+    assert fee is not None
+    lines = fee_lines(fee, exempt_from_added_fees=service["exempt_from_added_fees"])
 
     payment_id = "pay_" + uuid.uuid4().hex
     status = 201

@@ -13,13 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+from asyncpg import Pool
 
 from domain.failures import message_for
 from domain.models import PaymentRequest, Receipt, ReservationResult, Settlement, Transition
 from domain.states import IllegalTransition, PaymentState, transition
-
-Pool = asyncpg.Pool
-
 
 # --- departments, keys, catalogue -------------------------------------------------------
 

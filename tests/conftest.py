@@ -105,7 +105,10 @@ class Stack:
         department: str = "DM",
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        body: dict[str, Any] = {"service_code": service_code, "reference": reference or new_reference()}
+        body: dict[str, Any] = {
+            "service_code": service_code,
+            "reference": reference or new_reference(),
+        }
         if amount is not None:
             body["amount"] = amount
         with self.client(department) as c:
@@ -140,7 +143,11 @@ class Stack:
         return payment
 
     def wait_for(
-        self, payment_id: str, states: set[str] = TERMINAL, timeout: float = 90, department: str = "DM"
+        self,
+        payment_id: str,
+        states: set[str] = TERMINAL,
+        timeout: float = 90,
+        department: str = "DM",
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
@@ -206,9 +213,13 @@ def stack() -> Iterator[Stack]:
                 "--log-level",
                 "error",
             )
-            sandbox = s.spawn("sandbox", str(BIN / "python"), "-m", "sandbox", "--port", str(sandbox_port))
+            sandbox = s.spawn(
+                "sandbox", str(BIN / "python"), "-m", "sandbox", "--port", str(sandbox_port)
+            )
             s.epay("migrate")
-            wait_until(http_ok(f"{s.sandbox_url}/healthz"), timeout=30, what="sandbox", proc=sandbox)
+            wait_until(
+                http_ok(f"{s.sandbox_url}/healthz"), timeout=30, what="sandbox", proc=sandbox
+            )
             s.epay("seed")
             for dept in ("DM", "RTA"):
                 output = s.epay("departments", "create-key", dept)

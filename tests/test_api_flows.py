@@ -33,7 +33,10 @@ def test_idempotency_keys_belong_to_their_department(stack: Stack) -> None:
     reference = new_reference()
     dm = stack.create(reference=reference, headers={"Idempotency-Key": key})
     rta = stack.create(
-        service_code="VEHICLE_RENEWAL", reference=reference, department="RTA", headers={"Idempotency-Key": key}
+        service_code="VEHICLE_RENEWAL",
+        reference=reference,
+        department="RTA",
+        headers={"Idempotency-Key": key},
     )
     assert dm.status_code == 201 and rta.status_code == 201
     assert dm.json()["id"] != rta.json()["id"]
@@ -161,7 +164,9 @@ def test_listing_is_newest_first_and_cursor_paged(stack: Stack) -> None:
         seen: list[str] = []
         cursor = None
         while True:
-            params = {"limit": 2, "state": "reserved"} | ({"cursor": cursor} if cursor else {})
+            params: dict[str, str | int] = {"limit": 2, "state": "reserved"}
+            if cursor:
+                params["cursor"] = cursor
             page = c.get("/v1/payments", params=params).json()
             seen += [p["id"] for p in page["items"] if p["reference"].startswith(reference)]
             if not page["has_more"] or len(seen) >= 5:
@@ -179,6 +184,8 @@ def test_receipt_numbers_have_no_gaps_per_department(stack: Stack) -> None:
     for dept in ("DM", "RTA"):
         numbers = [
             r["number"]
-            for r in stack.fetch("SELECT number FROM receipts WHERE department = $1 ORDER BY number", dept)
+            for r in stack.fetch(
+                "SELECT number FROM receipts WHERE department = $1 ORDER BY number", dept
+            )
         ]
         assert numbers == list(range(1, len(numbers) + 1))

@@ -18,7 +18,9 @@ def test_migrations_run_twice_and_from_two_processes_at_once() -> None:
     with temporary_database() as dsn:
         env = {"DATABASE_URL": dsn, "PATH": str(BIN)}
         procs = [
-            subprocess.Popen([str(BIN / "epay"), "migrate"], env=env, stdout=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                [str(BIN / "epay"), "migrate"], env=env, stdout=subprocess.PIPE, text=True
+            )
             for _ in range(2)
         ]
         outputs = [p.communicate(timeout=60)[0] for p in procs]
@@ -28,7 +30,9 @@ def test_migrations_run_twice_and_from_two_processes_at_once() -> None:
         async def versions() -> list[int]:
             conn = await asyncpg.connect(dsn)
             try:
-                return [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")]
+                return [
+                    r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")
+                ]
             finally:
                 await conn.close()
 
@@ -74,7 +78,9 @@ def test_a_balanced_journal_is_kept_and_cannot_be_edited(stack: Stack) -> None:
         )
     )
     with pytest.raises(asyncpg.exceptions.CheckViolationError, match="cannot be changed"):
-        asyncio.run(_in_transaction(stack.dsn, "UPDATE ledger_entries SET amount = 1 WHERE journal_id = -2"))
+        asyncio.run(
+            _in_transaction(stack.dsn, "UPDATE ledger_entries SET amount = 1 WHERE journal_id = -2")
+        )
     with pytest.raises(asyncpg.exceptions.CheckViolationError, match="cannot be changed"):
         asyncio.run(_in_transaction(stack.dsn, "DELETE FROM ledger_entries WHERE journal_id = -2"))
 

@@ -16,12 +16,16 @@ HEALTH_CERT_TOTAL = 22000 + 1000 + 1000
 
 
 def acquirer_records(stack: Stack, payment_id: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = stack.sandbox(f"/acquirer/_admin/authorisations?reference={payment_id}")["items"]
+    items: list[dict[str, Any]] = stack.sandbox(
+        f"/acquirer/_admin/authorisations?reference={payment_id}"
+    )["items"]
     return items
 
 
 def issuer_holds(stack: Stack, payment_id: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = stack.sandbox(f"/issuer/_admin/holds?reference={payment_id}")["items"]
+    items: list[dict[str, Any]] = stack.sandbox(f"/issuer/_admin/holds?reference={payment_id}")[
+        "items"
+    ]
     return items
 
 
@@ -31,9 +35,13 @@ def reservation_status(stack: Stack, payment_id: str) -> str:
     return str(rows[0]["status"])
 
 
-def assert_left_nothing_behind(stack: Stack, payment: dict[str, Any], funds: list[dict[str, Any]]) -> None:
+def assert_left_nothing_behind(
+    stack: Stack, payment: dict[str, Any], funds: list[dict[str, Any]]
+) -> None:
     """A payment that did not succeed: no capture, no open hold, reservation released."""
-    assert all(r["status"] not in ("authorised", "held", "pending_3ds", "captured") for r in funds), funds
+    assert all(
+        r["status"] not in ("authorised", "held", "pending_3ds", "captured") for r in funds
+    ), funds
     assert all(r["capture_count"] == 0 for r in funds), funds
     assert reservation_status(stack, payment["id"]) == "released"
     assert stack.fetch("SELECT 1 FROM ledger_journals WHERE payment_id = $1", payment["id"]) == []
@@ -46,8 +54,8 @@ def assert_paid_once(stack: Stack, payment: dict[str, Any], funds: list[dict[str
     assert funds[0]["status"] == "captured" and funds[0]["capture_count"] == 1, funds
     assert reservation_status(stack, payment["id"]) == "consumed"
     entries = stack.fetch(
-        "SELECT e.account, e.amount FROM ledger_entries e JOIN ledger_journals j ON j.id = e.journal_id "
-        "WHERE j.payment_id = $1",
+        "SELECT e.account, e.amount FROM ledger_entries e "
+        "JOIN ledger_journals j ON j.id = e.journal_id WHERE j.payment_id = $1",
         payment["id"],
     )
     assert sum(e["amount"] for e in entries) == 0, entries

@@ -42,11 +42,9 @@ with workflow.unsafe.imports_passed_through():
     from domain.states import CANCELLABLE_STATES, PaymentState
 
 # Database steps: short local transactions, retried quickly, for as long as it takes.
-RECORD = dict(
-    start_to_close_timeout=timedelta(seconds=10),
-    retry_policy=RetryPolicy(
-        initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
-    ),
+RECORD_TIMEOUT = timedelta(seconds=10)
+RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
 )
 # Calls to issuers, acquirers and departments: retried with backoff on transient trouble.
 OUTSIDE_CALL_RETRY = RetryPolicy(
@@ -87,7 +85,10 @@ class PaymentWorkflow:
         self._req = req
         self._deadline = workflow.now() + timedelta(seconds=req.payment_window_seconds)
         self._reservation = await workflow.execute_local_activity_method(
-            PaymentRecords.reserve_fee, req, **RECORD
+            PaymentRecords.reserve_fee,
+            req,
+            start_to_close_timeout=RECORD_TIMEOUT,
+            retry_policy=RECORD_RETRY,
         )
         if not self._reservation.ok:
             await workflow.wait_condition(workflow.all_handlers_finished)
@@ -150,7 +151,8 @@ class PaymentWorkflow:
         receipt: Receipt = await workflow.execute_local_activity_method(
             PaymentRecords.settle,
             Settlement(req.payment_id, req.department, method.type, req.lines),
-            **RECORD,
+            start_to_close_timeout=RECORD_TIMEOUT,
+            retry_policy=RECORD_RETRY,
         )
         self._state = PaymentState.SUCCEEDED
         return PaymentOutcome(state="succeeded", receipt=receipt)
@@ -280,7 +282,8 @@ class PaymentWorkflow:
                 Transition(
                     self._req.payment_id, event, method=method, department_confirmation=confirmation
                 ),
-                **RECORD,
+                start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=RECORD_RETRY,
             )
         )
 
@@ -297,7 +300,8 @@ class PaymentWorkflow:
             Transition(
                 self._req.payment_id, event, actor=actor, failure_code=failure_code, detail=detail
             ),
-            **RECORD,
+            start_to_close_timeout=RECORD_TIMEOUT,
+            retry_policy=RECORD_RETRY,
         )
         self._state = PaymentState(state)
         return PaymentOutcome(state=state, failure_code=failure_code)
