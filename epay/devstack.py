@@ -96,7 +96,14 @@ async def _prepare_database(settings: Settings) -> None:
         await pool.close()
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # Explicit handlers: a shell may start us with SIGINT ignored (in the background).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     busy = [f"{name} :{port}" for name, port in PORTS.items() if not _port_free(port)]
     if busy:
         raise SystemExit("ports already in use: " + ", ".join(busy) + " (is the stack running?)")
@@ -173,7 +180,6 @@ ePay is running.
 Press Ctrl-C to stop everything.""",
             flush=True,
         )
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while all(p.poll() is None for _, p in procs):
             time.sleep(0.5)
         dead = [name for name, p in procs if p.poll() is not None]
