@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -9,7 +10,7 @@ import asyncpg
 from fastapi import Depends, Header, Request
 from temporalio.client import Client
 
-from api.errors import ApiError
+from api.errors import ApiError, not_found
 from epay import secrets, store
 from epay.config import Settings
 
@@ -46,3 +47,16 @@ async def department(
 
 
 Department = Annotated[str, Depends(department)]
+
+
+PAYMENT_ID = re.compile(r"pay_[0-9a-f]{32}")
+
+
+def payment_id(payment_id: str) -> str:
+    """A payment id from the path; anything that cannot be one is simply not found."""
+    if not PAYMENT_ID.fullmatch(payment_id):
+        raise not_found()
+    return payment_id
+
+
+PaymentId = Annotated[str, Depends(payment_id)]

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
 from api import schemas, temporal_calls, views
-from api.context import Ctx, Department
+from api.context import Ctx, Department, PaymentId
 from api.errors import ApiError, field_error, not_found, problem
 from domain.models import PaymentRequest
 from domain.money import fee_lines
@@ -114,14 +114,8 @@ async def create_payment(
     )
     reservation = await temporal_calls.start_payment(ctx.temporal, ctx.settings.task_queue, req)
     if not reservation.ok:
-        code = reservation.code or "reference_in_progress"
-        detail = (
-            "This reference has already been paid."
-            if code == "reference_already_paid"
-            else "This reference has a payment in progress."
-        )
-        error = ApiError(409, code, detail)
-        if idempotency_key is not None:
+        error = _refusal(reservation.code)
+        if idempotency_key is not None and error.status == 409:
             await store.remember_idempotent_response(
                 ctx.pool, dept, idempotency_key, 409, json.loads(_problem_body(error))
             )
@@ -129,12 +123,27 @@ async def create_payment(
     return await _payment_response(ctx, dept, payment_id, status)
 
 
+def _refusal(code: str | None) -> ApiError:
+    if code == "reference_already_paid":
+        return ApiError(409, code, "This reference has already been paid.")
+    if code == "reference_in_progress":
+        return ApiError(409, code, "This reference has a payment in progress.")
+    # reservation_failed / reservation_pending: nothing was promised; with the same
+    # Idempotency-Key a retry returns the payment if the reservation did go through.
+    return ApiError(
+        503,
+        "reservation_unavailable",
+        "The fee could not be reserved just now. Retry with the same Idempotency-Key.",
+        title="Service unavailable",
+    )
+
+
 def _problem_body(error: ApiError) -> bytes:
     return bytes(problem(error).body)
 
 
 @router.get("/payments/{payment_id}", response_model=schemas.Payment, responses=PROBLEMS)  # type: ignore[arg-type]
-async def get_payment(payment_id: str, ctx: Ctx, dept: Department) -> JSONResponse:
+async def get_payment(payment_id: PaymentId, ctx: Ctx, dept: Department) -> JSONResponse:
     return await _payment_response(ctx, dept, payment_id, 200)
 
 
@@ -143,7 +152,9 @@ async def list_payments(
     ctx: Ctx,
     dept: Department,
     state: PaymentState | None = None,
-    reference: Annotated[str | None, Query(max_length=64)] = None,
+    reference: Annotated[
+        str | None, Query(max_length=64, pattern=schemas.REFERENCE_PATTERN)
+    ] = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -175,7 +186,7 @@ async def list_payments(
 
 
 @router.get("/payments/{payment_id}/events", response_model=schemas.EventList, responses=PROBLEMS)  # type: ignore[arg-type]
-async def list_events(payment_id: str, ctx: Ctx, dept: Department) -> schemas.EventList:
+async def list_events(payment_id: PaymentId, ctx: Ctx, dept: Department) -> schemas.EventList:
     """The payment's audit trail: every state change, with time and actor."""
     if await store.get_payment(ctx.pool, dept, payment_id) is None:
         raise not_found()
@@ -191,7 +202,7 @@ async def list_events(payment_id: str, ctx: Ctx, dept: Department) -> schemas.Ev
     responses=PROBLEMS,  # type: ignore[arg-type]
 )
 async def cancel_payment(
-    payment_id: str, ctx: Ctx, dept: Department, body: schemas.CancelBody | None = None
+    payment_id: PaymentId, ctx: Ctx, dept: Department, body: schemas.CancelBody | None = None
 ) -> JSONResponse:
     """Cancel a payment before capture; its compensations run and it ends ``cancelled``."""
     row = await store.get_payment(ctx.pool, dept, payment_id)

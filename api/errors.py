@@ -64,10 +64,20 @@ def field_error(field: str, code: str, message: str) -> ApiError:
     )
 
 
-def _field_name(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body",)]
-    # Discriminated unions add the tag to the location ("card", "cvv"): keep the field.
-    return ".".join(parts) or "body"
+UNION_TAGS = frozenset({"card", "e_dirham"})
+
+
+def _field_name(error: dict[str, Any]) -> str:
+    """The field as the caller sent it: without the ``body`` prefix and without the tag
+    that a discriminated union adds (``card.cvv`` is the ``cvv`` field)."""
+    discriminator = (error.get("ctx") or {}).get("discriminator")
+    if error.get("type") in ("union_tag_invalid", "union_tag_not_found") and discriminator:
+        return str(discriminator).strip("'\"")
+    where, *rest = tuple(error.get("loc", ())) or ("body",)
+    loc = tuple(rest)
+    if where == "body" and len(loc) > 1 and loc[0] in UNION_TAGS:
+        loc = loc[1:]
+    return ".".join(str(p) for p in loc) or "body"
 
 
 def _validation_problem(exc: RequestValidationError) -> ApiError:
@@ -76,7 +86,7 @@ def _validation_problem(exc: RequestValidationError) -> ApiError:
         return ApiError(400, "malformed_json", "The request body is not valid JSON.")
     fields = [
         {
-            "field": _field_name(tuple(e.get("loc", ()))),
+            "field": _field_name(dict(e)),
             "code": str(e.get("type", "invalid")),
             "message": str(e.get("msg", "invalid value")),
         }

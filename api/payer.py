@@ -17,7 +17,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
 from api import schemas, temporal_calls, views
-from api.context import Ctx
+from api.context import Ctx, PaymentId
 from api.departments import PROBLEMS
 from api.errors import ApiError, field_error, not_found
 from domain.cards import MethodSummary, brand_of, expiry_ok, luhn_ok, normalise_number
@@ -95,7 +95,7 @@ TokenHeader = Annotated[str | None, Header(alias="X-Payment-Token")]
     responses={202: {"model": schemas.Payment, "description": "Still working"}, **PROBLEMS},  # type: ignore[dict-item]
 )
 async def authorise(
-    payment_id: str,
+    payment_id: PaymentId,
     body: schemas.PaymentMethodBody,
     ctx: Ctx,
     token: Token = None,
@@ -136,7 +136,7 @@ async def authorise(
     responses={202: {"model": schemas.Payment, "description": "Still working"}, **PROBLEMS},  # type: ignore[dict-item]
 )
 async def three_d_secure(
-    payment_id: str,
+    payment_id: PaymentId,
     body: schemas.ChallengeBody,
     ctx: Ctx,
     token: Token = None,

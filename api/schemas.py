@@ -2,26 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from domain.money import MAX_AMOUNT
 
 Fils = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT, description="Amount in fils (AED 1 = 100)")]
+REFERENCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._/:#-]*$"
 Reference = Annotated[
     StrictStr,
     Field(
         min_length=1,
         max_length=64,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._/:#-]*$",
+        pattern=REFERENCE_PATTERN,
         description="The department's invoice or fine number",
     ),
 ]
 
 
+def _no_nul(value: Any) -> None:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _no_nul(key)
+            _no_nul(item)
+
+
 class Strict(BaseModel):
+    """Request bodies: unknown fields are refused, and so is text PostgreSQL cannot store."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _refuse_nul(cls, value: Any) -> Any:
+        _no_nul(value)
+        return value
 
 
 class Payer(Strict):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -14,6 +16,8 @@ from temporalio.service import RPCError
 from domain.models import PaymentMethodSubmission, PaymentRequest, ReservationResult
 from epay.temporal import payment_workflow_id
 from workflows.payment import PaymentWorkflow
+
+RESERVATION_WAIT_SECONDS = 45.0
 
 
 async def start_payment(client: Client, task_queue: str, req: PaymentRequest) -> ReservationResult:
@@ -30,10 +34,15 @@ async def start_payment(client: Client, task_queue: str, req: PaymentRequest) ->
         static_summary=f"{req.department} {req.service_code} {req.reference}",
     )
     try:
-        result: ReservationResult = await client.execute_update_with_start_workflow(
-            PaymentWorkflow.reservation, start_workflow_operation=start
+        result: ReservationResult = await asyncio.wait_for(
+            client.execute_update_with_start_workflow(
+                PaymentWorkflow.reservation, start_workflow_operation=start
+            ),
+            timeout=RESERVATION_WAIT_SECONDS,
         )
         return result
+    except TimeoutError:
+        return ReservationResult(ok=False, code="reservation_pending")
     except WorkflowAlreadyStartedError:
         # The workflow ran and closed already (a replay after a crash): read its outcome.
         outcome = await client.get_workflow_handle(wf_id).result()

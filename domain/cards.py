@@ -7,7 +7,8 @@ from datetime import date
 
 
 def luhn_ok(number: str) -> bool:
-    if not number.isdigit() or not 12 <= len(number) <= 19:
+    # isascii: str.isdigit() also accepts digits such as "²" and "٤" that no card has.
+    if not (number.isascii() and number.isdigit()) or not 12 <= len(number) <= 19:
         return False
     total = 0
     for i, ch in enumerate(reversed(number)):

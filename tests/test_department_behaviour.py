@@ -11,7 +11,9 @@ from tests.test_payments import acquirer_records, assert_left_nothing_behind, as
 
 
 def confirmations(stack: Stack, payment_id: str) -> list[dict]:
-    items: list[dict] = stack.sandbox(f"/departments/DM/_admin/confirmations?payment_id={payment_id}")["items"]
+    items: list[dict] = stack.sandbox(
+        f"/departments/DM/_admin/confirmations?payment_id={payment_id}"
+    )["items"]
     return items
 
 
@@ -55,11 +57,15 @@ def test_down_department_confirms_once_an_operator_brings_it_up(stack: Stack) ->
     time.sleep(2)
     assert stack.get(payment["id"])["state"] == "confirming"
     assert confirmations(stack, payment["id"])[0]["attempts"] >= 2
-    subprocess.run([str(BIN / "epay"), "sandbox", "department", "up", "DM"], env=stack.env, check=True)
+    subprocess.run(
+        [str(BIN / "epay"), "sandbox", "department", "up", "DM"], env=stack.env, check=True
+    )
     try:
         final = stack.wait_for(payment["id"], timeout=60)
     finally:
-        subprocess.run([str(BIN / "epay"), "sandbox", "department", "down", "DM"], env=stack.env, check=True)
+        subprocess.run(
+            [str(BIN / "epay"), "sandbox", "department", "down", "DM"], env=stack.env, check=True
+        )
     assert final["state"] == "succeeded"
     assert_paid_once(stack, final, acquirer_records(stack, payment["id"]))
 

@@ -22,9 +22,13 @@ def test_worker_killed_while_confirming_with_a_slow_department(stack: Stack) -> 
     final = stack.wait_for(payment["id"], timeout=120)
     assert final["state"] == "succeeded"
     assert_paid_once(stack, final, acquirer_records(stack, payment["id"]))
-    receipts = stack.fetch("SELECT receipt_number FROM receipts WHERE payment_id = $1", payment["id"])
+    receipts = stack.fetch(
+        "SELECT receipt_number FROM receipts WHERE payment_id = $1", payment["id"]
+    )
     assert len(receipts) == 1
-    [confirmation] = stack.sandbox(f"/departments/DM/_admin/confirmations?payment_id={payment['id']}")["items"]
+    [confirmation] = stack.sandbox(
+        f"/departments/DM/_admin/confirmations?payment_id={payment['id']}"
+    )["items"]
     assert confirmation["status"] == "confirmed"
 
 

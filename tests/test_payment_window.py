@@ -29,11 +29,16 @@ from workflows.payment import PaymentWorkflow
 DEFAULT_WINDOW = 90 * 60
 
 
-async def _run_expiring_payment(stack: Stack, *, with_challenge: bool) -> tuple[PaymentOutcome, str]:
+async def _run_expiring_payment(
+    stack: Stack, *, with_challenge: bool
+) -> tuple[PaymentOutcome, str]:
     settings = Settings.from_env_mapping(stack.env)
     env = await WorkflowEnvironment.start_time_skipping_v2(
         dev_server_existing_path=str(BIN / "temporal"),
-        dev_server_extra_args=["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"],
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.WorkflowTimeSkippingEnabled=true",
+        ],
     )
     pool = await create_pool(stack.dsn)
     task_queue = f"window-{uuid.uuid4().hex[:6]}"

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
 
 # Database steps: short local transactions, retried quickly, for as long as it takes.
 RECORD_TIMEOUT = timedelta(seconds=10)
+RESERVE_DEADLINE = timedelta(seconds=30)  # the API's caller waits on the reservation
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
 )
@@ -84,12 +85,17 @@ class PaymentWorkflow:
     async def run(self, req: PaymentRequest) -> PaymentOutcome:
         self._req = req
         self._deadline = workflow.now() + timedelta(seconds=req.payment_window_seconds)
-        self._reservation = await workflow.execute_local_activity_method(
-            PaymentRecords.reserve_fee,
-            req,
-            start_to_close_timeout=RECORD_TIMEOUT,
-            retry_policy=RECORD_RETRY,
-        )
+        try:
+            self._reservation = await workflow.execute_local_activity_method(
+                PaymentRecords.reserve_fee,
+                req,
+                start_to_close_timeout=RECORD_TIMEOUT,
+                schedule_to_close_timeout=RESERVE_DEADLINE,
+                retry_policy=RECORD_RETRY,
+            )
+        except ActivityError:
+            # The caller is waiting on the reservation: it gets an answer, not a hang.
+            self._reservation = ReservationResult(ok=False, code="reservation_failed")
         if not self._reservation.ok:
             await workflow.wait_condition(workflow.all_handlers_finished)
             return PaymentOutcome(state="rejected", failure_code=self._reservation.code)
