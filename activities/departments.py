@@ -14,9 +14,10 @@ from epay.http import error_code, raise_for_transient
 
 
 class DepartmentSystems:
-    def __init__(self, pool: asyncpg.Pool, http: httpx.AsyncClient) -> None:
+    def __init__(self, pool: asyncpg.Pool, http: httpx.AsyncClient, *, timeout: float) -> None:
         self.pool = pool
         self.http = http
+        self.timeout = timeout  # departments' own systems may take seconds to grant a service
 
     @activity.defn
     async def confirm_with_department(self, req: DepartmentRequest) -> DepartmentAnswer:
@@ -33,6 +34,7 @@ class DepartmentSystems:
                 "service_code": req.service_code,
                 "amount": req.amount,
             },
+            timeout=self.timeout,
         )
         raise_for_transient(response)
         if response.status_code in (200, 201):
@@ -52,7 +54,9 @@ class DepartmentSystems:
         """Withdraw a confirmation for a payment that will not be captured (a compensation,
         retried until done, like ``void_authorisation``)."""
         url = await store.department_confirm_url(self.pool, req.department)
-        response = await self.http.delete(f"{url}/confirmations/{req.payment_id}")
+        response = await self.http.delete(
+            f"{url}/confirmations/{req.payment_id}", timeout=self.timeout
+        )
         raise_for_transient(response)
         if response.status_code not in (200, 204, 404):
             raise ApplicationError(

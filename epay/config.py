@@ -41,6 +41,7 @@ class Settings:
     department_base_url: str
     payment_window_seconds: int
     http_timeout_seconds: float
+    department_timeout_seconds: float
     department_confirm_deadline_seconds: int
     vault_key: bytes = field(repr=False)
     token_secret: bytes = field(repr=False)
@@ -76,6 +77,7 @@ class Settings:
             department_base_url=_env("EPAY_DEPARTMENT_BASE_URL", f"{sandbox}/departments"),
             payment_window_seconds=int(_env("EPAY_PAYMENT_WINDOW_SECONDS", "5400")),
             http_timeout_seconds=float(_env("EPAY_HTTP_TIMEOUT_SECONDS", "5")),
+            department_timeout_seconds=float(_env("EPAY_DEPARTMENT_TIMEOUT_SECONDS", "10")),
             department_confirm_deadline_seconds=int(
                 _env("EPAY_DEPARTMENT_CONFIRM_DEADLINE_SECONDS", "1800")
             ),

@@ -47,6 +47,8 @@ def test_slow_department_is_waited_for(stack: Stack) -> None:
     payment = stack.pay(card("4242424242424242"), reference=new_reference("SLOW-"))
     assert payment["state"] == "succeeded"
     assert time.monotonic() - started >= 5
+    [confirmation] = confirmations(stack, payment["id"])
+    assert confirmation["attempts"] == 1  # waited for, not timed out and asked again
     assert_paid_once(stack, payment, acquirer_records(stack, payment["id"]))
 
 

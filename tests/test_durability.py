@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 from tests.conftest import Stack, card, new_reference
@@ -43,3 +44,29 @@ def test_two_workers_share_the_queue(stack: Stack) -> None:
     finally:
         second.stop()
         stack.workers.remove(second)
+
+
+def test_sigterm_lets_the_call_in_flight_finish_before_the_worker_exits(stack: Stack) -> None:
+    payment = stack.created(reference=new_reference("SLOW-"))
+    stack.authorise(payment, card("4242424242424242"))
+    stack.wait_for(payment["id"], {"confirming"})
+    time.sleep(1)  # the five-second department call is in flight
+    draining = list(stack.workers)
+    stack.workers.clear()
+    for worker in draining:
+        worker.proc.send_signal(signal.SIGTERM)
+    for worker in draining:
+        assert worker.proc.wait(timeout=40) == 0, worker.log()[-2000:]
+        assert "draining" in worker.log()
+    [confirmation] = stack.sandbox(
+        f"/departments/DM/_admin/confirmations?payment_id={payment['id']}"
+    )["items"]
+    assert confirmation["status"] == "confirmed" and confirmation["attempts"] == 1
+
+    stack.start_worker()
+    final = stack.wait_for(payment["id"], timeout=120)
+    assert final["state"] == "succeeded"
+    [confirmation] = stack.sandbox(
+        f"/departments/DM/_admin/confirmations?payment_id={payment['id']}"
+    )["items"]
+    assert confirmation["attempts"] == 1  # finished during the drain, never asked again

@@ -52,7 +52,7 @@ async def _run_expiring_payment(
                 acquirer_url=settings.acquirer_url,
                 issuer_url=settings.issuer_url,
             )
-            departments = DepartmentSystems(pool, http)
+            departments = DepartmentSystems(pool, http, timeout=settings.department_timeout_seconds)
             async with Worker(
                 env.client,
                 task_queue=task_queue,

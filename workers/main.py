@@ -43,7 +43,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             acquirer_url=settings.acquirer_url,
             issuer_url=settings.issuer_url,
         )
-        departments = DepartmentSystems(pool, http)
+        departments = DepartmentSystems(pool, http, timeout=settings.department_timeout_seconds)
         worker = Worker(
             client,
             task_queue=settings.task_queue,
