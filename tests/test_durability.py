@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 
+from temporalio.client import Client
+from temporalio.worker import Replayer
+
 from tests.conftest import Stack, card, new_reference
 from tests.test_payments import acquirer_records, assert_paid_once
+from workflows.payment import PaymentWorkflow
 
 
 def test_worker_killed_while_confirming_with_a_slow_department(stack: Stack) -> None:
@@ -70,3 +75,22 @@ def test_sigterm_lets_the_call_in_flight_finish_before_the_worker_exits(stack: S
         f"/departments/DM/_admin/confirmations?payment_id={payment['id']}"
     )["items"]
     assert confirmation["attempts"] == 1  # finished during the drain, never asked again
+
+
+def test_every_history_of_the_run_replays_on_the_current_workflow_code(stack: Stack) -> None:
+    """Determinism: the workflow code rebuilds each recorded payment step by step."""
+    stack.pay(card("4242424242424242"))
+    stack.pay(card("4000000000000002"))
+
+    async def replay() -> int:
+        client = await Client.connect(stack.temporal_address)
+        histories = [
+            await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
+            async for wf in client.list_workflows("ExecutionStatus = 'Completed'")
+        ]
+        replayer = Replayer(workflows=[PaymentWorkflow])
+        for history in histories:
+            await replayer.replay_workflow(history)  # raises on any nondeterminism
+        return len(histories)
+
+    assert asyncio.run(replay()) >= 2

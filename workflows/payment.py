@@ -80,6 +80,7 @@ class PaymentWorkflow:
         self._cancel_reason: str | None = None
         self._compensations: list[Callable[[], Awaitable[Any]]] = []
         self._authorisation_id: str | None = None
+        self._capture_decided = False
 
     @workflow.run
     async def run(self, req: PaymentRequest) -> PaymentOutcome:
@@ -144,6 +145,7 @@ class PaymentWorkflow:
         )
         if not answer.confirmed:
             raise PaymentEnded("failed", answer.failure_code or FailureCode.DEPARTMENT_REJECTED)
+        self._capture_decided = True  # from here on a cancel is refused: the service is granted
         await self._record("department_confirmed", confirmation=answer.confirmation_reference)
 
         await self._call(
@@ -215,7 +217,7 @@ class PaymentWorkflow:
 
     @cancel.validator
     def _validate_cancel(self, reason: str) -> None:
-        if self._state not in CANCELLABLE_STATES or self._cancel_reason:
+        if self._state not in CANCELLABLE_STATES or self._cancel_reason or self._capture_decided:
             raise ApplicationError(
                 "this payment can no longer be cancelled", type="not_cancellable"
             )
