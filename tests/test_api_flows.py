@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 
 import httpx
 
@@ -51,20 +52,26 @@ def test_a_refused_request_replays_its_refusal(stack: Stack) -> None:
     assert first.json()["code"] == again.json()["code"] == "reference_already_paid"
 
 
-def test_two_concurrent_payments_for_one_reference_make_one_payment(stack: Stack) -> None:
-    reference = new_reference()
+def _twice_at_once(call: Callable[[], httpx.Response]) -> list[httpx.Response]:
+    """Make the same request from two threads released together."""
     answers: list[httpx.Response] = []
     barrier = threading.Barrier(2)
 
-    def create() -> None:
+    def run() -> None:
         barrier.wait()
-        answers.append(stack.create(reference=reference))
+        answers.append(call())
 
-    threads = [threading.Thread(target=create) for _ in range(2)]
+    threads = [threading.Thread(target=run) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return answers
+
+
+def test_two_concurrent_payments_for_one_reference_make_one_payment(stack: Stack) -> None:
+    reference = new_reference()
+    answers = _twice_at_once(lambda: stack.create(reference=reference))
     assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
     refused = next(a for a in answers if a.status_code == 409)
     assert refused.json()["code"] == "reference_in_progress"
@@ -77,18 +84,9 @@ def test_two_concurrent_payments_for_one_reference_make_one_payment(stack: Stack
 
 def test_two_concurrent_requests_with_one_idempotency_key_make_one_payment(stack: Stack) -> None:
     reference, key = new_reference(), uuid.uuid4().hex
-    answers: list[httpx.Response] = []
-    barrier = threading.Barrier(2)
-
-    def create() -> None:
-        barrier.wait()
-        answers.append(stack.create(reference=reference, headers={"Idempotency-Key": key}))
-
-    threads = [threading.Thread(target=create) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    answers = _twice_at_once(
+        lambda: stack.create(reference=reference, headers={"Idempotency-Key": key})
+    )
     assert sorted(a.status_code for a in answers) == [200, 201], [a.text for a in answers]
     assert answers[0].json()["id"] == answers[1].json()["id"]
 

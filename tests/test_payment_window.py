@@ -11,11 +11,7 @@ from typing import Any
 
 import httpx
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from activities.departments import DepartmentSystems
-from activities.payment_methods import PaymentMethods
-from activities.records import PaymentRecords
 from domain.cards import MethodSummary
 from domain.models import PaymentMethodSubmission, PaymentOutcome, PaymentRequest
 from domain.money import fee_lines
@@ -24,6 +20,7 @@ from epay.config import Settings
 from epay.db import create_pool
 from tests.conftest import Stack, new_reference
 from tests.support import BIN
+from workers.main import payment_worker
 from workflows.payment import PaymentWorkflow
 
 DEFAULT_WINDOW = 90 * 60
@@ -43,47 +40,26 @@ async def _run_expiring_payment(
     pool = await create_pool(stack.dsn)
     task_queue = f"window-{uuid.uuid4().hex[:6]}"
     try:
-        async with httpx.AsyncClient(timeout=5) as http:
-            records = PaymentRecords(pool)
-            methods = PaymentMethods(
-                pool,
-                http,
-                vault_key=settings.vault_key,
-                acquirer_url=settings.acquirer_url,
-                issuer_url=settings.issuer_url,
+        async with (
+            httpx.AsyncClient(timeout=5) as http,
+            payment_worker(env.client, task_queue, pool, http, settings),
+        ):
+            payment_id = "pay_" + uuid.uuid4().hex
+            req = PaymentRequest(
+                payment_id=payment_id,
+                department="DM",
+                service_code="HEALTH_CERT",
+                reference=new_reference("WINDOW-"),
+                lines=fee_lines(22000, exempt_from_added_fees=False),
+                payment_window_seconds=DEFAULT_WINDOW,
             )
-            departments = DepartmentSystems(pool, http, timeout=settings.department_timeout_seconds)
-            async with Worker(
-                env.client,
-                task_queue=task_queue,
-                workflows=[PaymentWorkflow],
-                activities=[
-                    records.reserve_fee,
-                    records.record_transition,
-                    records.close_unpaid,
-                    records.settle,
-                    methods.authorise,
-                    methods.complete_challenge,
-                    methods.void_authorisation,
-                    departments.confirm_with_department,
-                ],
-            ):
-                payment_id = "pay_" + uuid.uuid4().hex
-                req = PaymentRequest(
-                    payment_id=payment_id,
-                    department="DM",
-                    service_code="HEALTH_CERT",
-                    reference=new_reference("WINDOW-"),
-                    lines=fee_lines(22000, exempt_from_added_fees=False),
-                    payment_window_seconds=DEFAULT_WINDOW,
-                )
-                handle = await env.client.start_workflow(
-                    PaymentWorkflow.run, req, id=f"payment-{payment_id}", task_queue=task_queue
-                )
-                if with_challenge:
-                    await _enter_challenge(handle, pool, settings, payment_id)
-                outcome: PaymentOutcome = await asyncio.wait_for(handle.result(), timeout=120)
-                return outcome, payment_id
+            handle = await env.client.start_workflow(
+                PaymentWorkflow.run, req, id=f"payment-{payment_id}", task_queue=task_queue
+            )
+            if with_challenge:
+                await _enter_challenge(handle, pool, settings, payment_id)
+            outcome: PaymentOutcome = await asyncio.wait_for(handle.result(), timeout=120)
+            return outcome, payment_id
     finally:
         await pool.close()
         await env.shutdown()

@@ -9,9 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
+import asyncpg
 import httpx
+from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.departments import DepartmentSystems
@@ -27,6 +31,45 @@ log = logging.getLogger("epay.worker")
 DRAIN_TIMEOUT = timedelta(seconds=30)
 
 
+def payment_activities(
+    pool: asyncpg.Pool, http: httpx.AsyncClient, settings: Settings
+) -> list[Callable[..., Any]]:
+    """Every activity the payment workflow calls, bound to its connections."""
+    records = PaymentRecords(pool)
+    methods = PaymentMethods(
+        pool,
+        http,
+        vault_key=settings.vault_key,
+        acquirer_url=settings.acquirer_url,
+        issuer_url=settings.issuer_url,
+    )
+    departments = DepartmentSystems(pool, http, timeout=settings.department_timeout_seconds)
+    return [
+        records.reserve_fee,
+        records.record_transition,
+        records.close_unpaid,
+        records.settle,
+        methods.authorise,
+        methods.complete_challenge,
+        methods.capture,
+        methods.void_authorisation,
+        departments.confirm_with_department,
+        departments.revoke_department_confirmation,
+    ]
+
+
+def payment_worker(
+    client: Client, task_queue: str, pool: asyncpg.Pool, http: httpx.AsyncClient, settings: Settings
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[PaymentWorkflow],
+        activities=payment_activities(pool, http, settings),
+        graceful_shutdown_timeout=DRAIN_TIMEOUT,
+    )
+
+
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -35,33 +78,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     pool = await create_pool(settings.require_database_url(), max_size=10)
     client = await connect(settings)
     async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
-        records = PaymentRecords(pool)
-        methods = PaymentMethods(
-            pool,
-            http,
-            vault_key=settings.vault_key,
-            acquirer_url=settings.acquirer_url,
-            issuer_url=settings.issuer_url,
-        )
-        departments = DepartmentSystems(pool, http, timeout=settings.department_timeout_seconds)
-        worker = Worker(
-            client,
-            task_queue=settings.task_queue,
-            workflows=[PaymentWorkflow],
-            activities=[
-                records.reserve_fee,
-                records.record_transition,
-                records.close_unpaid,
-                records.settle,
-                methods.authorise,
-                methods.complete_challenge,
-                methods.capture,
-                methods.void_authorisation,
-                departments.confirm_with_department,
-                departments.revoke_department_confirmation,
-            ],
-            graceful_shutdown_timeout=DRAIN_TIMEOUT,
-        )
+        worker = payment_worker(client, settings.task_queue, pool, http, settings)
         log.info("worker polling task queue %s", settings.task_queue)
         async with worker:
             await stop.wait()
