@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -15,7 +16,7 @@ from api import schemas, temporal_calls, views
 from api.context import Ctx, Department, PaymentId
 from api.errors import ApiError, field_error, not_found, problem
 from domain.models import PaymentRequest
-from domain.money import fee_lines
+from domain.money import MAX_AMOUNT, fee_lines, total
 from domain.states import CANCELLABLE_STATES, PaymentState
 from epay import store
 
@@ -74,6 +75,10 @@ async def create_payment(
     fee = service["fee"] if service["fee"] is not None else body.amount
     assert fee is not None
     lines = fee_lines(fee, exempt_from_added_fees=service["exempt_from_added_fees"])
+    if total(lines) > MAX_AMOUNT:
+        raise field_error(
+            "amount", "amount_too_large", "With the added fees the total would pass AED 10,000,000."
+        )
 
     payment_id = "pay_" + uuid.uuid4().hex
     status = 201
@@ -106,6 +111,7 @@ async def create_payment(
         lines=lines,
         payment_window_seconds=ctx.settings.payment_window_seconds,
         confirm_deadline_seconds=ctx.settings.department_confirm_deadline_seconds,
+        requested_at=time.time(),
         description=body.description,
         idempotency_key=idempotency_key,
         return_url=body.return_url,
@@ -115,10 +121,13 @@ async def create_payment(
     reservation = await temporal_calls.start_payment(ctx.temporal, ctx.settings.task_queue, req)
     if not reservation.ok:
         error = _refusal(reservation.code)
-        if idempotency_key is not None and error.status == 409:
-            await store.remember_idempotent_response(
-                ctx.pool, dept, idempotency_key, 409, json.loads(_problem_body(error))
-            )
+        if idempotency_key is not None:
+            if error.status == 409:
+                await store.remember_idempotent_response(
+                    ctx.pool, dept, idempotency_key, 409, json.loads(_problem_body(error))
+                )
+            else:  # nothing was reserved: a retry with this key starts afresh
+                await store.release_idempotency_key(ctx.pool, dept, idempotency_key)
         raise error
     return await _payment_response(ctx, dept, payment_id, status)
 

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError
 
 log = logging.getLogger("epay.api")
 
@@ -80,6 +81,18 @@ def _field_name(error: dict[str, Any]) -> str:
     return ".".join(str(p) for p in loc) or "body"
 
 
+# pydantic's messages for these repeat the value that was sent, which may be card data.
+ECHOING_TYPES = {
+    "union_tag_invalid": "Unknown value: use one of the documented values.",
+    "enum": "Unknown value: use one of the documented values.",
+    "literal_error": "Unknown value: use one of the documented values.",
+}
+
+
+def _message(error: dict[str, Any]) -> str:
+    return ECHOING_TYPES.get(str(error.get("type")), str(error.get("msg", "invalid value")))
+
+
 def _validation_problem(exc: RequestValidationError) -> ApiError:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
@@ -88,7 +101,7 @@ def _validation_problem(exc: RequestValidationError) -> ApiError:
         {
             "field": _field_name(dict(e)),
             "code": str(e.get("type", "invalid")),
-            "message": str(e.get("msg", "invalid value")),
+            "message": _message(dict(e)),
         }
         for e in errors
     ]
@@ -115,6 +128,18 @@ def install_error_handlers(app: FastAPI) -> None:
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
         code = codes.get(exc.status_code, f"http_{exc.status_code}")
         return problem(ApiError(exc.status_code, code, str(exc.detail)))
+
+    @app.exception_handler(RPCError)
+    async def _temporal_unavailable(request: Request, exc: RPCError) -> JSONResponse:
+        log.error("Temporal call failed on %s %s: %s", request.method, request.url.path, exc.status)
+        return problem(
+            ApiError(
+                503,
+                "temporarily_unavailable",
+                "The payment service is briefly unavailable; retry the request.",
+                title="Service unavailable",
+            )
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -11,7 +11,7 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from domain.models import PaymentMethodSubmission, PaymentRequest, ReservationResult
 from epay.temporal import payment_workflow_id
@@ -45,7 +45,7 @@ async def start_payment(client: Client, task_queue: str, req: PaymentRequest) ->
         return ReservationResult(ok=False, code="reservation_pending")
     except WorkflowAlreadyStartedError:
         # The workflow ran and closed already (a replay after a crash): read its outcome.
-        outcome = await client.get_workflow_handle(wf_id).result()
+        outcome = await client.get_workflow_handle_for(PaymentWorkflow.run, wf_id).result()
         if outcome.state == "rejected":
             return ReservationResult(ok=False, code=outcome.failure_code)
         return ReservationResult(ok=True)
@@ -66,8 +66,10 @@ async def _update(client: Client, payment_id: str, update: object, arg: object) 
         if isinstance(cause, ApplicationError) and cause.type:
             raise UpdateRejected(cause.type, cause.message) from None
         raise
-    except RPCError as err:  # the workflow has already closed
-        raise UpdateRejected("payment_closed", "the payment has already ended") from err
+    except RPCError as err:
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise UpdateRejected("payment_closed", "the payment has already ended") from err
+        raise  # Temporal is unreachable: a 503 for the caller
 
 
 async def submit_payment_method(

@@ -18,6 +18,7 @@ class FailureCode(StrEnum):
     PAYMENT_WINDOW_EXPIRED = "payment_window_expired"
     CAPTURE_FAILED = "capture_failed"
     AUTHORISATION_FAILED = "authorisation_failed"
+    RESERVATION_FAILED = "reservation_failed"
 
 
 MESSAGES: dict[FailureCode, str] = {
@@ -33,6 +34,7 @@ MESSAGES: dict[FailureCode, str] = {
     FailureCode.PAYMENT_WINDOW_EXPIRED: "The payment was not completed within its payment window.",
     FailureCode.CAPTURE_FAILED: "The funds could not be captured.",
     FailureCode.AUTHORISATION_FAILED: "The payment method could not be authorised.",
+    FailureCode.RESERVATION_FAILED: "The fee could not be reserved.",
 }
 
 # Codes an issuer, acquirer or department may answer with for a final "no".

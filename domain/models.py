@@ -23,6 +23,7 @@ class PaymentRequest:
     lines: list[FeeLine]
     payment_window_seconds: int
     confirm_deadline_seconds: int = 1800
+    requested_at: float = 0.0  # when the API asked (Unix seconds); 0: no caller is waiting
     description: str | None = None
     idempotency_key: str | None = None
     return_url: str | None = None

@@ -48,6 +48,8 @@ DEPARTMENTS = (
                 40000,
             ),
             ServiceSpec("BUILDING_MARKING", "Building marking", "تحديد علائم البناء", 60000),
+            # Charged by floor area, so the department gives the amount; the added fees apply.
+            ServiceSpec("BUILDING_PERMIT", "Building permit", "رخصة البناء", None),
             ServiceSpec(
                 "CENTRAL_BILL",
                 "Central bill collection",

@@ -219,14 +219,27 @@ async def _apply_transition(conn: asyncpg.Connection, t: Transition) -> str:
     return target.value
 
 
+# Once the issuer or acquirer has the method (a hold, an authorisation or a challenge), the
+# card data is of no further use: it is deleted in the same transaction that records it.
+CARD_DATA_SPENT_EVENTS = frozenset({"authorised", "challenge_required"})
+
+
 async def record_transition(pool: Pool, t: Transition) -> str:
     async with pool.acquire() as conn, conn.transaction():
-        return await _apply_transition(conn, t)
+        state = await _apply_transition(conn, t)
+        if t.event in CARD_DATA_SPENT_EVENTS:
+            await conn.execute("DELETE FROM card_vault WHERE payment_id = $1", t.payment_id)
+        return state
 
 
 async def close_unpaid(pool: Pool, t: Transition) -> str:
-    """End a payment that was not paid: release its reservation, forget its card data."""
+    """End a payment that was not paid: release its reservation, forget its card data.
+
+    A payment whose reservation never committed has nothing to end.
+    """
     async with pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT 1 FROM payments WHERE id = $1", t.payment_id):
+            return PaymentState.FAILED.value
         state = await _apply_transition(conn, t)
         await conn.execute(
             "UPDATE fee_reservations SET status = 'released', updated_at = now() "
@@ -453,4 +466,10 @@ async def remember_idempotent_response(
         key,
         status,
         body,
+    )
+
+
+async def release_idempotency_key(pool: Pool, department: str, key: str) -> None:
+    await pool.execute(
+        "DELETE FROM idempotency_keys WHERE department = $1 AND key = $2", department, key
     )

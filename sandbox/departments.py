@@ -125,10 +125,14 @@ def build_router(*, slow_seconds: float) -> APIRouter:
 
     @router.delete("/confirmations/{payment_id}")
     async def revoke_confirmation(dept: str, payment_id: str) -> dict[str, Any]:
+        """Revoke, whatever the confirmation's state: a revoke that overtakes its own
+        confirmation (still in flight, or not yet sent) leaves a tombstone that refuses it."""
         async with state.lock:
-            rec = state.confirmations.get((dept.upper(), payment_id))
-            if rec is None or rec.status not in ("confirmed", "revoked"):
-                raise SandboxError(404, "not_found", "No confirmation for this payment.")
+            key = (dept.upper(), payment_id)
+            rec = state.confirmations.get(key)
+            if rec is None:
+                rec = Confirmation(dept.upper(), payment_id, "", "", 0)
+                state.confirmations[key] = rec
             rec.status = "revoked"
             return rec.public()
 

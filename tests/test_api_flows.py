@@ -3,11 +3,15 @@ isolation between departments, cancellation, the audit trail, listing and receip
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+from temporalio.client import Client
 
 from tests.conftest import Stack, card, new_reference
 
@@ -187,3 +191,56 @@ def test_receipt_numbers_have_no_gaps_per_department(stack: Stack) -> None:
             )
         ]
         assert numbers == list(range(1, len(numbers) + 1))
+
+
+def test_a_variable_fee_with_added_fees_cannot_pass_the_ceiling(stack: Stack) -> None:
+    too_much = stack.create(service_code="BUILDING_PERMIT", amount=1_000_000_000)
+    assert too_much.status_code == 422 and too_much.json()["errors"][0]["field"] == "amount"
+    at_ceiling = stack.created(service_code="BUILDING_PERMIT", amount=1_000_000_000 - 2000)
+    assert at_ceiling["amount"]["total"] == 1_000_000_000
+
+
+def test_cancelling_the_workflow_in_temporal_still_compensates(stack: Stack) -> None:
+    payment = stack.created()
+    stack.authorise(payment, card("4000000000003220"))
+    stack.wait_for(payment["id"], {"requires_action"})
+
+    async def cancel() -> None:
+        client = await Client.connect(stack.temporal_address)
+        await client.get_workflow_handle(payment["workflow_id"]).cancel()
+
+    asyncio.run(cancel())
+    final = stack.wait_for(payment["id"])
+    assert final["state"] == "cancelled"
+    records = stack.sandbox(f"/acquirer/_admin/authorisations?reference={payment['id']}")["items"]
+    assert [r["status"] for r in records] == ["voided"]
+    rows = stack.fetch("SELECT status FROM fee_reservations WHERE payment_id = $1", payment["id"])
+    assert rows == [{"status": "released"}]
+    with stack.client() as c:
+        events = c.get(f"/v1/payments/{payment['id']}/events").json()["items"]
+    assert events[-1]["actor"] == "operator"
+
+
+def test_a_reservation_the_caller_stopped_waiting_for_is_not_made(stack: Stack) -> None:
+    """Workers away for longer than the API waits: the caller hears 503 and nothing is
+    reserved; the same Idempotency-Key then starts afresh."""
+    for worker in stack.workers:
+        worker.stop()
+    stack.workers.clear()
+    reference, key = new_reference(), uuid.uuid4().hex
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(
+                stack.create, reference=reference, headers={"Idempotency-Key": key}
+            )
+            time.sleep(17)  # longer than a reservation may wait to start
+            stack.start_worker()
+            refused = waiting.result()
+    finally:
+        if not stack.workers:
+            stack.start_worker()
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["code"] == "reservation_unavailable"
+    assert stack.fetch("SELECT 1 FROM payments WHERE reference = $1", reference) == []
+    retry = stack.create(reference=reference, headers={"Idempotency-Key": key})
+    assert retry.status_code == 201, retry.text

@@ -56,6 +56,8 @@ def test_down_department_confirms_once_an_operator_brings_it_up(stack: Stack) ->
     payment = stack.created(reference=new_reference("DOWN-"))
     stack.authorise(payment, card("4242424242424242"))
     stack.wait_for(payment["id"], {"confirming"})
+    # the card data went with the authorisation, long before the payment ends
+    assert stack.fetch("SELECT 1 FROM card_vault WHERE payment_id = $1", payment["id"]) == []
     time.sleep(2)
     assert stack.get(payment["id"])["state"] == "confirming"
     assert confirmations(stack, payment["id"])[0]["attempts"] >= 2

@@ -12,6 +12,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -758,15 +759,31 @@ def test_department_revoke(client: httpx.Client) -> None:
     assert second.status_code == 200
     assert second.json()["status"] == "revoked"
     assert dept_records(client, "RTA", payment_id)[0]["status"] == "revoked"
-    missing = client.delete(f"/departments/RTA/confirmations/pay_{uid()}")
-    assert missing.status_code == 404
-    assert error_code(missing) == "not_found"
 
 
-def test_department_revoke_unconfirmed_is_not_found(client: httpx.Client) -> None:
+def test_revoke_before_the_confirmation_refuses_it(client: httpx.Client) -> None:
+    payment_id = f"pay_{uid()}"
+    early = client.delete(f"/departments/RTA/confirmations/{payment_id}")
+    assert early.status_code == 200 and early.json()["status"] == "revoked"
+    late = confirm(client, "RTA", f"REF-{uid()}", payment_id)
+    assert late.status_code == 409 and error_code(late) == "revoked"
+
+
+def test_revoke_overtakes_a_slow_confirmation_in_flight(client: httpx.Client) -> None:
+    payment_id = f"pay_{uid()}"
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(confirm, client, "RTA", f"SLOW-{uid()}", payment_id)
+        time.sleep(SLOW_SECONDS / 3)
+        assert client.delete(f"/departments/RTA/confirmations/{payment_id}").status_code == 200
+        assert in_flight.result().status_code == 409
+    assert dept_records(client, "RTA", payment_id)[0]["status"] == "revoked"
+
+
+def test_revoking_a_rejected_payment_keeps_it_refused(client: httpx.Client) -> None:
     payment_id = f"pay_{uid()}"
     assert confirm(client, "RTA", f"REJECT-{uid()}", payment_id).status_code == 422
-    assert client.delete(f"/departments/RTA/confirmations/{payment_id}").status_code == 404
+    assert client.delete(f"/departments/RTA/confirmations/{payment_id}").status_code == 200
+    assert dept_records(client, "RTA", payment_id)[0]["status"] == "revoked"
 
 
 def test_department_listing_without_filter(client: httpx.Client) -> None:

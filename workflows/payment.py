@@ -43,7 +43,9 @@ with workflow.unsafe.imports_passed_through():
 
 # Database steps: short local transactions, retried quickly, for as long as it takes.
 RECORD_TIMEOUT = timedelta(seconds=10)
-RESERVE_DEADLINE = timedelta(seconds=30)  # the API's caller waits on the reservation
+# The API's caller waits 45 s for the reservation: it starts within 15 s and ends within 30 s.
+RESERVE_START_LIMIT = timedelta(seconds=15)
+RESERVE_DEADLINE = timedelta(seconds=15)
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
 )
@@ -81,22 +83,13 @@ class PaymentWorkflow:
         self._compensations: list[Callable[[], Awaitable[Any]]] = []
         self._authorisation_id: str | None = None
         self._capture_decided = False
+        self._ending = False  # compensations have begun: the payer and department are refused
 
     @workflow.run
     async def run(self, req: PaymentRequest) -> PaymentOutcome:
         self._req = req
         self._deadline = workflow.now() + timedelta(seconds=req.payment_window_seconds)
-        try:
-            self._reservation = await workflow.execute_local_activity_method(
-                PaymentRecords.reserve_fee,
-                req,
-                start_to_close_timeout=RECORD_TIMEOUT,
-                schedule_to_close_timeout=RESERVE_DEADLINE,
-                retry_policy=RECORD_RETRY,
-            )
-        except ActivityError:
-            # The caller is waiting on the reservation: it gets an answer, not a hang.
-            self._reservation = ReservationResult(ok=False, code="reservation_failed")
+        self._reservation = await self._reserve_fee(req)
         if not self._reservation.ok:
             await workflow.wait_condition(workflow.all_handlers_finished)
             return PaymentOutcome(state="rejected", failure_code=self._reservation.code)
@@ -105,8 +98,40 @@ class PaymentWorkflow:
             outcome = await self._pay(req)
         except PaymentEnded as end:
             outcome = await self._end_unpaid(end.event, end.failure_code, detail=end.detail)
+        except asyncio.CancelledError:
+            # Cancelled from Temporal itself (an operator, not the API): still undo
+            # everything, unless the funds are already being taken.
+            if not self._capture_decided:
+                await self._end_unpaid(
+                    "cancelled", None, detail="cancelled in Temporal", actor="operator"
+                )
+            raise
         await workflow.wait_condition(workflow.all_handlers_finished)
         return outcome
+
+    async def _reserve_fee(self, req: PaymentRequest) -> ReservationResult:
+        """Reserve, or refuse, within the time the API's caller waits for the answer."""
+        queued = workflow.now().timestamp() - (req.requested_at or workflow.now().timestamp())
+        if queued > RESERVE_START_LIMIT.total_seconds():
+            # The API has already told its caller that nothing was reserved.
+            return ReservationResult(ok=False, code=FailureCode.RESERVATION_FAILED)
+        try:
+            return await workflow.execute_local_activity_method(
+                PaymentRecords.reserve_fee,
+                req,
+                start_to_close_timeout=RECORD_TIMEOUT,
+                schedule_to_close_timeout=RESERVE_DEADLINE,
+                retry_policy=RECORD_RETRY,
+            )
+        except ActivityError:
+            # The reservation may have been made with its answer lost: undo it, if so,
+            # once the database answers again. The caller is told at once.
+            self._reservation = ReservationResult(ok=False, code=FailureCode.RESERVATION_FAILED)
+            await self._local(
+                PaymentRecords.close_unpaid,
+                Transition(req.payment_id, "failed", failure_code=FailureCode.RESERVATION_FAILED),
+            )
+            return self._reservation
 
     async def _pay(self, req: PaymentRequest) -> PaymentOutcome:
         await self._wait_for_payer(lambda: self._submission is not None)
@@ -153,14 +178,13 @@ class PaymentWorkflow:
             FundsRequest(req.payment_id, method.type, auth.authorisation_id or "", req.total),
             summary="capture the funds",
             failure_code=FailureCode.CAPTURE_FAILED,
+            # Past the point of no return: retried until the acquirer or issuer answers,
+            # since a capture whose answer was lost may well have happened.
             start_to_close_timeout=timedelta(seconds=30),
-            schedule_to_close_timeout=timedelta(hours=1),
         )
-        receipt: Receipt = await workflow.execute_local_activity_method(
+        receipt: Receipt = await self._local(
             PaymentRecords.settle,
             Settlement(req.payment_id, req.department, method.type, req.lines),
-            start_to_close_timeout=RECORD_TIMEOUT,
-            retry_policy=RECORD_RETRY,
         )
         self._state = PaymentState.SUCCEEDED
         return PaymentOutcome(state="succeeded", receipt=receipt)
@@ -195,7 +219,12 @@ class PaymentWorkflow:
 
     @submit_payment_method.validator
     def _validate_submission(self, submission: PaymentMethodSubmission) -> None:
-        if self._state != PaymentState.RESERVED or self._submission or self._cancel_reason:
+        if (
+            self._state != PaymentState.RESERVED
+            or self._submission
+            or self._cancel_reason
+            or self._ending
+        ):
             raise ApplicationError(
                 "this payment is not waiting for a payment method", type="not_awaiting_method"
             )
@@ -206,7 +235,7 @@ class PaymentWorkflow:
 
     @submit_challenge_answer.validator
     def _validate_challenge_answer(self, otp: str) -> None:
-        if self._state != PaymentState.REQUIRES_ACTION or self._otp is not None:
+        if self._state != PaymentState.REQUIRES_ACTION or self._otp is not None or self._ending:
             raise ApplicationError(
                 "this payment is not waiting for a 3-D Secure answer", type="not_awaiting_challenge"
             )
@@ -217,7 +246,12 @@ class PaymentWorkflow:
 
     @cancel.validator
     def _validate_cancel(self, reason: str) -> None:
-        if self._state not in CANCELLABLE_STATES or self._cancel_reason or self._capture_decided:
+        if (
+            self._state not in CANCELLABLE_STATES
+            or self._cancel_reason
+            or self._capture_decided
+            or self._ending
+        ):
             raise ApplicationError(
                 "this payment can no longer be cancelled", type="not_cancellable"
             )
@@ -281,36 +315,44 @@ class PaymentWorkflow:
         self._raise_if_cancelled()
         return result
 
+    async def _local(self, activity: Any, arg: Any) -> Any:
+        """A database step: retried for as long as the database is away.
+
+        One that fails for good is a defect, not a payment outcome: it fails the workflow
+        task, which Temporal retries (the payment shows as stuck in the UI) until fixed.
+        """
+        try:
+            return await workflow.execute_local_activity_method(
+                activity, arg, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY
+            )
+        except ActivityError as err:
+            raise RuntimeError(f"{activity.__name__} failed: {err.cause}") from err
+
     async def _record(
         self, event: str, *, method: Any = None, confirmation: str | None = None
     ) -> None:
-        self._state = PaymentState(
-            await workflow.execute_local_activity_method(
-                PaymentRecords.record_transition,
-                Transition(
-                    self._req.payment_id, event, method=method, department_confirmation=confirmation
-                ),
-                start_to_close_timeout=RECORD_TIMEOUT,
-                retry_policy=RECORD_RETRY,
-            )
+        change = Transition(
+            self._req.payment_id, event, method=method, department_confirmation=confirmation
         )
+        self._state = PaymentState(await self._local(PaymentRecords.record_transition, change))
 
     async def _end_unpaid(
-        self, event: str, failure_code: str | None, detail: str | None = None
+        self,
+        event: str,
+        failure_code: str | None,
+        detail: str | None = None,
+        actor: str | None = None,
     ) -> PaymentOutcome:
         """Undo what was done, in reverse order, then record the end state."""
+        self._ending = True
         for compensate in reversed(self._compensations):
             await compensate()
         self._compensations.clear()
-        actor = "department" if event == "cancelled" else "workflow"
-        state = await workflow.execute_local_activity_method(
-            PaymentRecords.close_unpaid,
-            Transition(
-                self._req.payment_id, event, actor=actor, failure_code=failure_code, detail=detail
-            ),
-            start_to_close_timeout=RECORD_TIMEOUT,
-            retry_policy=RECORD_RETRY,
+        actor = actor or ("department" if event == "cancelled" else "workflow")
+        end = Transition(
+            self._req.payment_id, event, actor=actor, failure_code=failure_code, detail=detail
         )
+        state = await self._local(PaymentRecords.close_unpaid, end)
         self._state = PaymentState(state)
         return PaymentOutcome(state=state, failure_code=failure_code)
 
