@@ -62,7 +62,7 @@ class PaymentMethods:
             body["cardholder_name"] = card.get("cardholder_name", "")
         body |= {"amount": req.amount, "currency": "AED", "reference": req.payment_id}
         response = await self.http.post(
-            url, json=body, headers={"Idempotency-Key": f"{req.payment_id}:authorise"}
+            url, json=body, headers={"Idempotency-Key": _authorise_key(req.payment_id)}
         )
         del card, body  # card data leaves memory with this call
         return _authorisation_result(response)
@@ -99,17 +99,28 @@ class PaymentMethods:
 
     @activity.defn
     async def void_authorisation(self, req: FundsRequest) -> None:
-        """Release a hold or authorisation.
+        """Release a hold or authorisation, by its id or, when the authorising call's answer
+        was lost, by that call's idempotency key.
 
         A compensation must end up done, so even a refusal is retried: it stays visible as a
         retrying activity, with the refusal as its last failure, until an operator steps in.
         """
-        response = await self.http.post(
-            self._funds_url(req, "void"), headers={"Idempotency-Key": f"{req.payment_id}:void"}
-        )
+        if req.authorisation_id:
+            response = await self.http.post(
+                self._funds_url(req, "void"), headers={"Idempotency-Key": f"{req.payment_id}:void"}
+            )
+        else:  # the authorisation's answer never came: reverse whatever that request did
+            base = self.issuer_url if req.method_type == "e_dirham" else self.acquirer_url
+            response = await self.http.post(
+                f"{base}/reversals", json={"idempotency_key": _authorise_key(req.payment_id)}
+            )
         raise_for_transient(response)
         if response.status_code >= 400:
             raise ApplicationError(f"void refused: {error_code(response)}", type="void_refused")
+
+
+def _authorise_key(payment_id: str) -> str:
+    return f"{payment_id}:authorise"
 
 
 def _authorisation_result(

@@ -17,12 +17,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from sandbox.common import (
+    ReversalRequest,
     SandboxError,
     error_body,
     last4,
     new_id,
     now_iso,
     require_idempotency_key,
+    reversed_outcome,
 )
 
 CARD_APPROVED = "4242424242424242"
@@ -184,6 +186,21 @@ def build_router(*, lost_answer_delay: float) -> APIRouter:
             # The authorisation exists, but the caller gives up before hearing about it.
             await asyncio.sleep(lost_answer_delay)
         return JSONResponse(status_code=outcome[0], content=outcome[1])
+
+    @router.post("/reversals")
+    async def reverse(req: ReversalRequest) -> dict[str, Any]:
+        """Void the authorisation a request made, even if its answer never reached the
+        caller; a request still on its way with that key is refused when it arrives."""
+        async with state.lock:
+            stored = state.outcomes.setdefault(req.idempotency_key, reversed_outcome())
+            auth_id = stored[1].get("id")
+            if auth_id:
+                auth = get_auth(auth_id)
+                if auth.status in ("authorised", "pending_3ds"):
+                    auth.status = "voided"
+                if auth.status == "captured":
+                    raise SandboxError(409, "not_voidable", "The authorisation was captured.")
+            return {"idempotency_key": req.idempotency_key, "status": "reversed", "id": auth_id}
 
     @router.post("/authorisations/{auth_id}/3ds")
     async def three_ds(auth_id: str, req: ThreeDSRequest) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 # 12-19 digit runs look like card numbers; they are masked out of access logs.
 _PAN_RE = re.compile(r"\d{12,19}")
@@ -86,3 +87,14 @@ class PanMaskingFilter(logging.Filter):
         if isinstance(record.msg, str):
             record.msg = mask_pans(record.msg)
         return True
+
+
+class ReversalRequest(BaseModel):
+    """Undo whatever the request sent with ``idempotency_key`` did, answered or not."""
+
+    idempotency_key: str = Field(min_length=1, max_length=255)
+
+
+def reversed_outcome() -> tuple[int, dict[str, Any]]:
+    """What a request arriving after its own reversal is told."""
+    return 402, error_body("reversed", "This request was reversed before it arrived.")

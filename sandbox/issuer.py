@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from sandbox.common import (
+    ReversalRequest,
     SandboxError,
     card_key,
     error_body,
@@ -24,6 +25,7 @@ from sandbox.common import (
     new_id,
     now_iso,
     require_idempotency_key,
+    reversed_outcome,
     secret_matches,
 )
 
@@ -181,6 +183,21 @@ def build_router() -> APIRouter:
                 outcome = decide(req)
                 state.outcomes[key] = outcome
         return JSONResponse(status_code=outcome[0], content=outcome[1])
+
+    @router.post("/reversals")
+    async def reverse(req: ReversalRequest) -> dict[str, Any]:
+        """Void the hold a request placed, even if its answer never reached the caller; a
+        request still on its way with that key is refused when it arrives."""
+        async with state.lock:
+            stored = state.outcomes.setdefault(req.idempotency_key, reversed_outcome())
+            hold_id = stored[1].get("id")
+            if hold_id:
+                hold = get_hold(hold_id)
+                if hold.status == "held":
+                    hold.status = "voided"
+                if hold.status == "captured":
+                    raise SandboxError(409, "not_voidable", "The hold was captured.")
+            return {"idempotency_key": req.idempotency_key, "status": "reversed", "id": hold_id}
 
     @router.post("/holds/{hold_id}/capture")
     async def capture_hold(hold_id: str) -> dict[str, Any]:

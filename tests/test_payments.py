@@ -4,7 +4,9 @@ otherwise, its reservation consumed or released, and a balanced ledger."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -204,3 +206,22 @@ def test_fixed_fee_service_adds_knowledge_and_innovation_dirhams(stack: Stack) -
         "knowledge_fee",
         "innovation_fee",
     ]
+
+
+def test_an_authorisation_whose_answer_never_came_is_reversed_when_the_payment_fails(
+    stack: Stack,
+) -> None:
+    """The acquirer authorises 0259 but its answer is lost; the retry then fails for good
+    (here: the card data is gone from the vault). The payment fails, and the authorisation
+    nobody heard about is reversed by the request's idempotency key."""
+    payment = stack.created()
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(stack.authorise, payment, card("4000000000000259"))
+        stack.wait_for(payment["id"], {"authorising"})
+        time.sleep(0.5)  # the first call is out, waiting for the answer that will not come
+        stack.fetch("DELETE FROM card_vault WHERE payment_id = $1 RETURNING 1", payment["id"])
+    final = stack.wait_for(payment["id"])
+    assert final["state"] == "failed" and final["failure"]["code"] == "authorisation_failed"
+    records = acquirer_records(stack, payment["id"])
+    assert [r["status"] for r in records] == ["voided"]
+    assert_left_nothing_behind(stack, final, records)

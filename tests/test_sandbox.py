@@ -823,3 +823,47 @@ def test_no_secrets_in_admin_listings_or_logs(server: dict[str, Any], client: ht
     assert "INFO" in log
     for secret in (*pans, card, "7840000000000017"):
         assert secret not in log
+
+
+# --------------------------------------------------------------------------- reversals
+
+
+def test_reversal_voids_an_authorisation_whose_answer_was_lost(
+    server: dict[str, Any], client: httpx.Client
+) -> None:
+    key, reference = uid(), f"pay_{uid()}"
+    body = card_body("4000000000000259", reference=reference)
+    with (
+        httpx.Client(base_url=server["base_url"], timeout=1.0) as impatient,
+        pytest.raises(httpx.TimeoutException),
+    ):
+        impatient.post("/acquirer/authorisations", json=body, headers={"Idempotency-Key": key})
+    reversal = client.post("/acquirer/reversals", json={"idempotency_key": key})
+    assert reversal.status_code == 200 and reversal.json()["id"]
+    assert [r["status"] for r in admin_auths(client, reference)] == ["voided"]
+
+
+def test_a_request_arriving_after_its_reversal_is_refused(client: httpx.Client) -> None:
+    key = uid()
+    assert client.post("/acquirer/reversals", json={"idempotency_key": key}).status_code == 200
+    late = authorise(client, "4242424242424242", key=key)
+    assert late.status_code == 402 and error_code(late) == "reversed"
+
+
+def test_a_captured_authorisation_cannot_be_reversed(client: httpx.Client) -> None:
+    key = uid()
+    auth = authorise(client, "4242424242424242", key=key).json()
+    client.post(f"/acquirer/authorisations/{auth['id']}/capture", json={"amount": 1})
+    refused = client.post("/acquirer/reversals", json={"idempotency_key": key})
+    assert refused.status_code == 409 and error_code(refused) == "not_voidable"
+
+
+def test_reversal_voids_an_e_dirham_hold_and_frees_the_balance(client: httpx.Client) -> None:
+    number, key, reference = new_edirham_card(client, balance=10_000), uid(), f"pay_{uid()}"
+    assert hold(client, number, "4321", 10_000, key=key, reference=reference).status_code == 201
+    assert client.post("/issuer/reversals", json={"idempotency_key": key}).status_code == 200
+    holds = client.get("/issuer/_admin/holds", params={"reference": reference}).json()["items"]
+    assert [h["status"] for h in holds] == ["voided"]
+    assert client.get(f"/issuer/_admin/cards/{number}").json()["available"] == 10_000
+    late = hold(client, number, "4321", 10_000, key=uid())
+    assert late.status_code == 201  # the balance is free again

@@ -139,6 +139,8 @@ class PaymentWorkflow:
         method = self._submission.method
         await self._record("method_submitted", method=method)
 
+        # Registered before the call: a hold placed with its answer lost is voided too.
+        self._compensations.append(self._void)
         auth = await self._call(
             PaymentMethods.authorise,
             AuthoriseRequest(req.payment_id, method.type, self._submission.vault_token, req.total),
@@ -311,7 +313,7 @@ class PaymentWorkflow:
             self._raise_if_cancelled()
             raise PaymentEnded("failed", failure_code, detail=f"{summary}: {err.cause}") from err
         if isinstance(result, AuthorisationResult) and result.authorisation_id:
-            self._hold_placed(result.authorisation_id)
+            self._authorisation_id = result.authorisation_id
         self._raise_if_cancelled()
         return result
 
@@ -356,13 +358,8 @@ class PaymentWorkflow:
         self._state = PaymentState(state)
         return PaymentOutcome(state=state, failure_code=failure_code)
 
-    def _hold_placed(self, authorisation_id: str) -> None:
-        """From the first hold or authorisation on, an unpaid end must void it."""
-        if self._authorisation_id is None:
-            self._authorisation_id = authorisation_id
-            self._compensations.append(self._void)
-
     async def _void(self) -> None:
+        """Void the hold or authorisation: by id if known, else whatever the call made."""
         method = self._submission.method.type if self._submission else "card"
         await workflow.execute_activity_method(
             PaymentMethods.void_authorisation,
