@@ -6,6 +6,9 @@ idempotent so that a retry after a lost answer changes nothing twice.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -29,20 +32,26 @@ class PaymentRecords:
 
     @activity.defn
     async def record_transition(self, change: Transition) -> str:
-        try:
+        with _illegal_transitions_are_final():
             return await store.record_transition(self.pool, change)
-        except IllegalTransition as exc:
-            raise ApplicationError(str(exc), type="IllegalTransition", non_retryable=True) from exc
 
     @activity.defn
     async def close_unpaid(self, change: Transition) -> str:
         """Record the end state, release the reservation and forget the card data."""
-        try:
+        with _illegal_transitions_are_final():
             return await store.close_unpaid(self.pool, change)
-        except IllegalTransition as exc:
-            raise ApplicationError(str(exc), type="IllegalTransition", non_retryable=True) from exc
 
     @activity.defn
     async def settle(self, settlement: Settlement) -> Receipt:
         """Post the balanced ledger journal and issue the receipt, once."""
-        return await store.settle(self.pool, settlement)
+        with _illegal_transitions_are_final():
+            return await store.settle(self.pool, settlement)
+
+
+@contextmanager
+def _illegal_transitions_are_final() -> Iterator[None]:
+    """An event the state machine forbids now is forbidden on every retry too."""
+    try:
+        yield
+    except IllegalTransition as exc:
+        raise ApplicationError(str(exc), type="IllegalTransition", non_retryable=True) from exc
