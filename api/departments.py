@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from api import schemas, temporal_calls, views
 from api.context import Ctx, Department, PaymentId
-from api.errors import ApiError, field_error, not_found, problem
+from api.errors import ApiError, field_error, not_found, problem_body
 from domain.models import PaymentRequest
 from domain.money import MAX_AMOUNT, fee_lines, total
 from domain.states import CANCELLABLE_STATES, PaymentState
@@ -64,16 +64,17 @@ async def create_payment(
     service = await store.get_service(ctx.pool, dept, body.service_code)
     if service is None:
         raise field_error("service_code", "unknown_service", "No such service in your catalogue.")
-    if service["fee"] is None and body.amount is None:
-        raise field_error(
-            "amount", "amount_required", "This service has a variable fee: give the amount."
-        )
-    if service["fee"] is not None and body.amount is not None:
+    fee = service["fee"]
+    if fee is None:
+        if body.amount is None:
+            raise field_error(
+                "amount", "amount_required", "This service has a variable fee: give the amount."
+            )
+        fee = body.amount
+    elif body.amount is not None:
         raise field_error(
             "amount", "amount_not_allowed", "This service has a fixed fee: leave the amount out."
         )
-    fee = service["fee"] if service["fee"] is not None else body.amount
-    assert fee is not None
     lines = fee_lines(fee, exempt_from_added_fees=service["exempt_from_added_fees"])
     if total(lines) > MAX_AMOUNT:
         raise field_error(
@@ -83,11 +84,12 @@ async def create_payment(
     payment_id = "pay_" + uuid.uuid4().hex
     status = 201
     if idempotency_key is not None:
+        request_hash = _request_hash(body)
         earlier = await store.claim_idempotency_key(
-            ctx.pool, dept, idempotency_key, _request_hash(body), payment_id
+            ctx.pool, dept, idempotency_key, request_hash, payment_id
         )
         if earlier is not None:
-            if earlier["request_hash"] != _request_hash(body):
+            if earlier["request_hash"] != request_hash:
                 raise ApiError(
                     409,
                     "idempotency_key_reused",
@@ -113,7 +115,6 @@ async def create_payment(
         confirm_deadline_seconds=ctx.settings.department_confirm_deadline_seconds,
         requested_at=time.time(),
         description=body.description,
-        idempotency_key=idempotency_key,
         return_url=body.return_url,
         metadata=body.metadata or {},
         payer=body.payer.model_dump(exclude_none=True) if body.payer else None,
@@ -124,7 +125,7 @@ async def create_payment(
         if idempotency_key is not None:
             if error.status == 409:
                 await store.remember_idempotent_response(
-                    ctx.pool, dept, idempotency_key, 409, json.loads(_problem_body(error))
+                    ctx.pool, dept, idempotency_key, 409, problem_body(error)
                 )
             else:  # nothing was reserved: a retry with this key starts afresh
                 await store.release_idempotency_key(ctx.pool, dept, idempotency_key)
@@ -145,10 +146,6 @@ def _refusal(code: str | None) -> ApiError:
         "The fee could not be reserved just now. Retry with the same Idempotency-Key.",
         title="Service unavailable",
     )
-
-
-def _problem_body(error: ApiError) -> bytes:
-    return bytes(problem(error).body)
 
 
 @router.get("/payments/{payment_id}", response_model=schemas.Payment, responses=PROBLEMS)  # type: ignore[arg-type]

@@ -38,7 +38,7 @@ class ApiError(Exception):
         self.errors = errors
 
 
-def problem(error: ApiError) -> JSONResponse:
+def problem_body(error: ApiError) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": f"/problems/{error.code}",
         "title": error.title,
@@ -48,7 +48,11 @@ def problem(error: ApiError) -> JSONResponse:
     }
     if error.errors is not None:
         body["errors"] = error.errors
-    return JSONResponse(body, status_code=error.status, media_type=PROBLEM_JSON)
+    return body
+
+
+def problem(error: ApiError) -> JSONResponse:
+    return JSONResponse(problem_body(error), status_code=error.status, media_type=PROBLEM_JSON)
 
 
 def not_found(what: str = "payment") -> ApiError:

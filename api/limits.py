@@ -10,6 +10,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.errors import ApiError, problem_body
+
 MAX_BODY_BYTES = 64 * 1024
 
 
@@ -53,15 +55,10 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "type": "/problems/payload_too_large",
-                "title": "Payload too large",
-                "status": 413,
-                "detail": f"Request bodies are limited to {self.max_bytes} bytes.",
-                "code": "payload_too_large",
-            }
-        ).encode()
+        error = ApiError(
+            413, "payload_too_large", f"Request bodies are limited to {self.max_bytes} bytes."
+        )
+        body = json.dumps(problem_body(error)).encode()
         await send(
             {
                 "type": "http.response.start",

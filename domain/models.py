@@ -25,7 +25,6 @@ class PaymentRequest:
     confirm_deadline_seconds: int = 1800
     requested_at: float = 0.0  # when the API asked (Unix seconds); 0: no caller is waiting
     description: str | None = None
-    idempotency_key: str | None = None
     return_url: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     payer: dict[str, str] | None = None

@@ -17,7 +17,7 @@ from asyncpg import Pool
 
 from domain.failures import message_for
 from domain.models import PaymentRequest, Receipt, ReservationResult, Settlement, Transition
-from domain.states import IllegalTransition, PaymentState, transition
+from domain.states import PaymentState, transition
 
 # --- departments, keys, catalogue -------------------------------------------------------
 
@@ -191,10 +191,7 @@ async def _apply_transition(conn: asyncpg.Connection, t: Transition) -> str:
     )
     if already is not None:
         return str(already)
-    try:
-        target = transition(current, t.event)
-    except IllegalTransition:
-        raise
+    target = transition(current, t.event)  # IllegalTransition if the machine forbids it
     await conn.execute(
         """UPDATE payments SET state = $2,
                method_type = coalesce($3, method_type),
