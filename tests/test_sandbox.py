@@ -155,6 +155,8 @@ def new_edirham_card(
     client: httpx.Client, balance: int = 100_000, pin: str = "4321", blocked: bool = False
 ) -> str:
     number = "7841" + "".join(random.choices("0123456789", k=12))
+    while number.endswith(pin):  # the visible last four must never look like the PIN
+        number = "7841" + "".join(random.choices("0123456789", k=12))
     resp = client.post(
         "/issuer/_admin/cards",
         json={"card_number": number, "pin": pin, "balance": balance, "blocked": blocked},
