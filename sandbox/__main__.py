@@ -16,9 +16,12 @@ def serve(
     *,
     lost_answer_delay: float | None = None,
     slow_seconds: float | None = None,
+    state_file: str | None = None,
 ) -> None:
-    """Serve a fresh sandbox with uvicorn until interrupted."""
-    app = create_app(lost_answer_delay=lost_answer_delay, slow_seconds=slow_seconds)
+    """Serve the sandbox with uvicorn until interrupted."""
+    app = create_app(
+        lost_answer_delay=lost_answer_delay, slow_seconds=slow_seconds, state_file=state_file
+    )
     uvicorn.run(app, host=host, port=port)
 
 
@@ -38,12 +41,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=None,
         help="seconds a SLOW- department confirmation takes (env SANDBOX_SLOW_SECONDS)",
     )
+    parser.add_argument(
+        "--state-file",
+        default=None,
+        help="SQLite file keeping the sandbox's state across restarts; unset: in memory "
+        "(env SANDBOX_STATE_FILE)",
+    )
     args = parser.parse_args(argv)
     serve(
         args.host,
         args.port,
         lost_answer_delay=args.lost_answer_delay,
         slow_seconds=args.slow_seconds,
+        state_file=args.state_file,
     )
 
 

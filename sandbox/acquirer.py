@@ -7,7 +7,6 @@ paths can be exercised deterministically.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -17,15 +16,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from sandbox.common import (
+    Outcome,
     ReversalRequest,
     SandboxError,
-    error_body,
     last4,
     new_id,
     now_iso,
     require_idempotency_key,
-    reversed_outcome,
 )
+from sandbox.partners import Partner
+from sandbox.state import StateDB, Table
 
 CARD_APPROVED = "4242424242424242"
 CARD_DECLINED = "4000000000000002"
@@ -104,13 +104,10 @@ class Authorisation:
 
 
 @dataclass
-class AcquirerState:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    authorisations: dict[str, Authorisation] = field(default_factory=dict)
-    # Idempotency-Key -> (status code, body) of the first final answer.
-    outcomes: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
-    # Idempotency-Key -> transient failures already served (not stored as outcomes).
-    transient_counts: dict[str, int] = field(default_factory=dict)
+class Attempts:
+    """Transient failures already served for one Idempotency-Key (not final answers)."""
+
+    served: int = 0
 
 
 def brand_of(card_number: str) -> str:
@@ -126,18 +123,21 @@ def is_expired(month: int, year: int) -> bool:
     return (year, month) < (today.year, today.month)
 
 
-def build_router(*, lost_answer_delay: float) -> APIRouter:
-    """A router with its own state, so each app instance is an independent acquirer."""
-    router = APIRouter(prefix="/acquirer", tags=["acquirer"])
-    state = AcquirerState()
+def build_router(db: StateDB, *, lost_answer_delay: float) -> APIRouter:
+    """The acquirer's endpoints, keeping what it knows in ``db``."""
+    partner = Partner(db, "acquirer")
+    authorisations = Table(db, "authorisation", Authorisation)
+    transient = Table(db, "acquirer.transient", Attempts)
+    calls = partner.calls()
+    admin = partner.admin()
 
     def get_auth(auth_id: str) -> Authorisation:
-        auth = state.authorisations.get(auth_id)
+        auth = authorisations.get(auth_id)
         if auth is None:
             raise SandboxError(404, "not_found", "No such authorisation.")
         return auth
 
-    def create(req: AuthorisationRequest, key: str, status: str) -> Authorisation:
+    def create(req: AuthorisationRequest, key: str, status: str) -> Outcome:
         auth = Authorisation(
             id=new_id("auth"),
             reference=req.reference,
@@ -148,78 +148,79 @@ def build_router(*, lost_answer_delay: float) -> APIRouter:
             brand=brand_of(req.card_number),
             idempotency_key=key,
         )
-        state.authorisations[auth.id] = auth
-        return auth
+        authorisations.put(auth.id, auth)
+        return Outcome(201, auth.public())
 
-    def decide(req: AuthorisationRequest, key: str) -> tuple[int, dict[str, Any]] | None:
-        """The final outcome for a new request, or None for a transient failure."""
+    def decide(req: AuthorisationRequest, key: str) -> Outcome:
         pan = req.card_number
         if pan == CARD_EXPIRED or is_expired(req.expiry_month, req.expiry_year):
-            return 402, error_body("card_expired", "The card has expired.")
+            raise SandboxError(402, "card_expired", "The card has expired.")
         if pan == CARD_TRANSIENT:
-            served = state.transient_counts.get(key, 0)
-            if served < TRANSIENT_FAILURES:
-                state.transient_counts[key] = served + 1
-                return None
-            return 201, create(req, key, "authorised").public()
+            attempts = transient.get(key) or Attempts()
+            if attempts.served < TRANSIENT_FAILURES:
+                attempts.served += 1
+                transient.put(key, attempts)
+                raise SandboxError(503, "processing_error", "Temporary processing error; retry.")
+            return create(req, key, "authorised")
         if pan in (CARD_APPROVED, CARD_LOST_ANSWER):
-            return 201, create(req, key, "authorised").public()
+            return create(req, key, "authorised")
         if pan == CARD_3DS:
-            return 201, create(req, key, "pending_3ds").public()
-        return 402, error_body("card_declined", "The card issuer declined the payment.")
+            return create(req, key, "pending_3ds")
+        raise SandboxError(402, "card_declined", "The card issuer declined the payment.")
 
-    @router.post("/authorisations")
+    @calls.post("/authorisations")
     async def authorise(
         req: AuthorisationRequest,
         idempotency_key: str | None = Header(default=None),
     ) -> JSONResponse:
         key = require_idempotency_key(idempotency_key)
-        async with state.lock:
-            stored = state.outcomes.get(key)
-            if stored is not None:
-                return JSONResponse(status_code=stored[0], content=stored[1])
-            outcome = decide(req, key)
-            if outcome is None:
-                raise SandboxError(503, "processing_error", "Temporary processing error; retry.")
-            state.outcomes[key] = outcome
-        if req.card_number == CARD_LOST_ANSWER:
-            # The authorisation exists, but the caller gives up before hearing about it.
-            await asyncio.sleep(lost_answer_delay)
-        return JSONResponse(status_code=outcome[0], content=outcome[1])
+        # A lost answer: the authorisation exists, but the caller gives up before hearing.
+        lost_for = lost_answer_delay if req.card_number == CARD_LOST_ANSWER else 0.0
+        return await partner.answer(
+            "/authorisations", key, lambda: decide(req, key), held_for=lost_for, lost=True
+        )
 
-    @router.post("/reversals")
+    @calls.post("/reversals")
     async def reverse(req: ReversalRequest) -> dict[str, Any]:
-        """Void the authorisation a request made, even if its answer never reached the
-        caller; a request still on its way with that key is refused when it arrives."""
-        async with state.lock:
-            stored = state.outcomes.setdefault(req.idempotency_key, reversed_outcome())
-            auth_id = stored[1].get("id")
-            if auth_id:
-                auth = get_auth(auth_id)
-                if auth.status in ("authorised", "pending_3ds"):
-                    auth.status = "voided"
-                if auth.status == "captured":
-                    raise SandboxError(409, "not_voidable", "The authorisation was captured.")
-            return {"idempotency_key": req.idempotency_key, "status": "reversed", "id": auth_id}
+        def release(auth_id: str) -> None:
+            auth = get_auth(auth_id)
+            if auth.status in ("authorised", "pending_3ds"):
+                auth.status = "voided"
+                authorisations.put(auth.id, auth)
+            if auth.status == "captured":
+                raise SandboxError(409, "not_voidable", "The authorisation was captured.")
 
-    @router.post("/authorisations/{auth_id}/3ds")
-    async def three_ds(auth_id: str, req: ThreeDSRequest) -> dict[str, Any]:
-        async with state.lock:
+        return partner.reverse("/authorisations", req.idempotency_key, release)
+
+    @calls.post("/authorisations/{auth_id}/3ds")
+    async def three_ds(
+        auth_id: str,
+        req: ThreeDSRequest,
+        idempotency_key: str | None = Header(default=None),
+    ) -> JSONResponse:
+        def decide() -> Outcome:
             auth = get_auth(auth_id)
             if auth.status == "pending_3ds":
                 auth.status = "authorised" if req.otp == OTP_OK else "failed"
+                authorisations.put(auth.id, auth)
             if auth.status == "failed":
                 raise SandboxError(402, "three_ds_failed", "3-D Secure authentication failed.")
             if auth.status == "voided":
                 raise SandboxError(409, "not_pending", "The authorisation was voided.")
-            return auth.public()
+            return Outcome(200, auth.public())
 
-    @router.post("/authorisations/{auth_id}/capture")
-    async def capture(auth_id: str, req: CaptureRequest) -> dict[str, Any]:
-        async with state.lock:
+        return await partner.answer(f"/authorisations/{auth_id}/3ds", idempotency_key, decide)
+
+    @calls.post("/authorisations/{auth_id}/capture")
+    async def capture(
+        auth_id: str,
+        req: CaptureRequest,
+        idempotency_key: str | None = Header(default=None),
+    ) -> JSONResponse:
+        def decide() -> Outcome:
             auth = get_auth(auth_id)
             if auth.status == "captured":
-                return auth.public()
+                return Outcome(200, auth.public())
             if auth.status != "authorised":
                 raise SandboxError(
                     409, "not_capturable", f"Cannot capture an authorisation in {auth.status}."
@@ -231,28 +232,39 @@ def build_router(*, lost_answer_delay: float) -> APIRouter:
             auth.status = "captured"
             auth.capture_count += 1
             auth.captured_amount = req.amount
-            return auth.public()
+            authorisations.put(auth.id, auth)
+            return Outcome(200, auth.public())
 
-    @router.post("/authorisations/{auth_id}/void")
-    async def void(auth_id: str) -> dict[str, Any]:
-        async with state.lock:
+        return await partner.answer(
+            f"/authorisations/{auth_id}/capture",
+            idempotency_key,
+            decide,
+            held_for=partner.settings().capture_delay_seconds,
+        )
+
+    @calls.post("/authorisations/{auth_id}/void")
+    async def void(
+        auth_id: str, idempotency_key: str | None = Header(default=None)
+    ) -> JSONResponse:
+        def decide() -> Outcome:
             auth = get_auth(auth_id)
             if auth.status in ("authorised", "pending_3ds"):
                 auth.status = "voided"
+                authorisations.put(auth.id, auth)
             # A failed challenge holds nothing: voiding it is a no-op, as at real acquirers.
             if auth.status not in ("voided", "failed"):
                 raise SandboxError(
                     409, "not_voidable", f"Cannot void an authorisation in {auth.status}."
                 )
-            return auth.public()
+            return Outcome(200, auth.public())
 
-    @router.get("/_admin/authorisations")
+        return await partner.answer(f"/authorisations/{auth_id}/void", idempotency_key, decide)
+
+    @admin.get("/authorisations")
     async def list_authorisations(reference: str | None = None) -> dict[str, Any]:
-        items = [
-            a.admin()
-            for a in state.authorisations.values()
-            if reference is None or a.reference == reference
-        ]
-        return {"items": items}
+        return {"items": [a.admin() for a in authorisations.find(reference=reference)]}
 
+    router = APIRouter(prefix="/acquirer", tags=["acquirer"])
+    router.include_router(calls)
+    router.include_router(admin)
     return router

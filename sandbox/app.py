@@ -1,7 +1,8 @@
 """The sandbox app: stand-ins for the acquirer, e-Dirham issuer and departments.
 
 One process serves all three so development and tests need a single extra server.
-State is in memory and lives as long as the app instance.
+State is kept in a SQLite state file, so it survives restarts, or in memory for as long
+as the app instance lives when there is none.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sandbox import acquirer, departments, issuer
 from sandbox.common import PanMaskingFilter, SandboxError, error_body
+from sandbox.state import StateDB
 
 DEFAULT_LOST_ANSWER_DELAY = 15.0
 DEFAULT_SLOW_SECONDS = 5.0
@@ -39,9 +41,14 @@ def _install_log_masking() -> None:
 
 
 def create_app(
-    *, lost_answer_delay: float | None = None, slow_seconds: float | None = None
+    *,
+    lost_answer_delay: float | None = None,
+    slow_seconds: float | None = None,
+    state_file: str | None = None,
 ) -> FastAPI:
-    """Build a fresh sandbox; unset timings come from SANDBOX_* env vars, then defaults."""
+    """Build a sandbox; unset options come from SANDBOX_* env vars, then defaults (no state
+    file: a fresh sandbox in memory)."""
+    state_file = state_file or os.environ.get("SANDBOX_STATE_FILE") or None
     if lost_answer_delay is None:
         lost_answer_delay = _env_float("SANDBOX_LOST_ANSWER_DELAY", DEFAULT_LOST_ANSWER_DELAY)
     if slow_seconds is None:
@@ -54,9 +61,10 @@ def create_app(
         yield
 
     app = FastAPI(title="ePay sandbox", version="0.1.0", lifespan=lifespan)
-    app.include_router(acquirer.build_router(lost_answer_delay=lost_answer_delay))
-    app.include_router(issuer.build_router())
-    app.include_router(departments.build_router(slow_seconds=slow_seconds))
+    db = StateDB(state_file)
+    app.include_router(acquirer.build_router(db, lost_answer_delay=lost_answer_delay))
+    app.include_router(issuer.build_router(db))
+    app.include_router(departments.build_router(db, slow_seconds=slow_seconds))
 
     @app.exception_handler(SandboxError)
     async def sandbox_error(_: Request, exc: SandboxError) -> JSONResponse:

@@ -12,6 +12,7 @@ import hmac
 import logging
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +41,21 @@ class SandboxError(Exception):
 
 def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
+
+
+def unavailable(system: str) -> SandboxError:
+    return SandboxError(503, "unavailable", f"The {system} is unavailable.")
+
+
+@dataclass
+class Outcome:
+    """A final answer, stored so that a repeat of its request gets it again."""
+
+    status_code: int
+    body: dict[str, Any]
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(status_code=self.status_code, content=self.body)
 
 
 def now_iso() -> str:
@@ -95,6 +111,6 @@ class ReversalRequest(BaseModel):
     idempotency_key: str = Field(min_length=1, max_length=255)
 
 
-def reversed_outcome() -> tuple[int, dict[str, Any]]:
+def reversed_outcome() -> Outcome:
     """What a request arriving after its own reversal is told."""
-    return 402, error_body("reversed", "This request was reversed before it arrived.")
+    return Outcome(402, error_body("reversed", "This request was reversed before it arrived."))

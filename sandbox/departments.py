@@ -16,9 +16,11 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from sandbox.common import SandboxError, now_iso
+from sandbox.common import SandboxError, now_iso, unavailable
+from sandbox.state import StateDB, Table
 
 FLAKY_FAILURES = 3
+SYSTEM = "department system"
 
 
 class ConfirmationRequest(BaseModel):
@@ -63,21 +65,24 @@ class Confirmation:
 
 
 @dataclass
-class DepartmentsState:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # (DEPT, payment_id) -> confirmation
-    confirmations: dict[tuple[str, str], Confirmation] = field(default_factory=dict)
-    # Departments switched "up"; DOWN- references fail for every other department.
-    up: set[str] = field(default_factory=set)
+class Switch:
+    """A department switched "up" confirms DOWN- references; every other one refuses them."""
+
+    up: bool
 
 
-def unavailable() -> SandboxError:
-    return SandboxError(503, "unavailable", "The department system is unavailable.")
-
-
-def build_router(*, slow_seconds: float) -> APIRouter:
+def build_router(db: StateDB, *, slow_seconds: float) -> APIRouter:
     router = APIRouter(prefix="/departments/{dept}", tags=["departments"])
-    state = DepartmentsState()
+    confirmations = Table(db, "confirmation", Confirmation)  # by "DEPT/payment id"
+    switches = Table(db, "department", Switch)
+
+    def is_up(dept: str) -> bool:
+        switch = switches.get(dept)
+        return switch is not None and switch.up
+
+    def set_switch(dept: str, up: bool) -> dict[str, Any]:
+        switches.put(dept, Switch(up))
+        return {"department": dept, "down_mode": "up" if up else "down"}
 
     def confirm(rec: Confirmation) -> JSONResponse:
         if rec.status != "confirmed":
@@ -85,80 +90,86 @@ def build_router(*, slow_seconds: float) -> APIRouter:
             rec.confirmation_reference = f"{rec.department}-C-{secrets.token_hex(4).upper()}"
         return JSONResponse(status_code=201, content=rec.public())
 
+    def attempt(rec: Confirmation) -> JSONResponse | None:
+        """The answer to one more attempt, or None when a SLOW- department takes its time."""
+        rec.attempts += 1
+        if rec.status == "confirmed":
+            return JSONResponse(status_code=200, content=rec.public())
+        if rec.status == "revoked":
+            raise SandboxError(409, "revoked", "This confirmation was revoked.")
+        ref = rec.reference
+        if ref.startswith("REJECT-"):
+            rec.status = "rejected"
+            raise SandboxError(422, "department_rejected", "The department refused this payment.")
+        if ref.startswith("FLAKY-") and rec.attempts <= FLAKY_FAILURES:
+            raise unavailable(SYSTEM)
+        if ref.startswith("DOWN-") and not is_up(rec.department):
+            raise unavailable(SYSTEM)
+        if ref.startswith("SLOW-"):
+            return None
+        return confirm(rec)
+
     @router.post("/confirmations")
     async def create_confirmation(dept: str, req: ConfirmationRequest) -> JSONResponse:
         dept = dept.upper()
-        key = (dept, req.payment_id)
-        async with state.lock:
-            rec = state.confirmations.get(key)
-            if rec is None:
-                rec = Confirmation(
-                    department=dept,
-                    payment_id=req.payment_id,
-                    reference=req.reference,
-                    service_code=req.service_code,
-                    amount=req.amount,
-                )
-                state.confirmations[key] = rec
-            rec.attempts += 1
-            if rec.status == "confirmed":
-                return JSONResponse(status_code=200, content=rec.public())
-            if rec.status == "revoked":
-                raise SandboxError(409, "revoked", "This confirmation was revoked.")
-            ref = rec.reference
-            if ref.startswith("REJECT-"):
-                rec.status = "rejected"
-                raise SandboxError(
-                    422, "department_rejected", "The department refused this payment."
-                )
-            if ref.startswith("FLAKY-") and rec.attempts <= FLAKY_FAILURES:
-                raise unavailable()
-            if ref.startswith("DOWN-") and dept not in state.up:
-                raise unavailable()
-            if not ref.startswith("SLOW-"):
-                return confirm(rec)
+        cid = f"{dept}/{req.payment_id}"
+        with db.transaction():
+            rec = confirmations.get(cid) or Confirmation(
+                department=dept,
+                payment_id=req.payment_id,
+                reference=req.reference,
+                service_code=req.service_code,
+                amount=req.amount,
+            )
+            try:
+                answer = attempt(rec)
+            finally:  # the attempt counts, whatever its answer
+                confirmations.put(cid, rec)
+        if answer is not None:
+            return answer
         await asyncio.sleep(slow_seconds)
-        async with state.lock:
+        with db.transaction():
+            rec = confirmations.get(cid) or rec
             if rec.status == "revoked":
                 raise SandboxError(409, "revoked", "This confirmation was revoked.")
-            return confirm(rec)
+            answer = confirm(rec)
+            confirmations.put(cid, rec)
+            return answer
 
     @router.delete("/confirmations/{payment_id}")
-    async def revoke_confirmation(dept: str, payment_id: str) -> dict[str, Any]:
+    async def revoke_confirmation(
+        dept: str, payment_id: str, reference: str | None = None
+    ) -> dict[str, Any]:
         """Revoke, whatever the confirmation's state: a revoke that overtakes its own
-        confirmation (still in flight, or not yet sent) leaves a tombstone that refuses it."""
-        async with state.lock:
-            key = (dept.upper(), payment_id)
-            rec = state.confirmations.get(key)
-            if rec is None:
-                rec = Confirmation(dept.upper(), payment_id, "", "", 0)
-                state.confirmations[key] = rec
+        confirmation (still in flight, or not yet sent) leaves a tombstone that refuses it.
+        A DOWN- payment's department, while down, cannot revoke either; ``reference`` says
+        whether a payment it has no record of is one."""
+        dept = dept.upper()
+        cid = f"{dept}/{payment_id}"
+        with db.transaction():
+            rec = confirmations.get(cid) or Confirmation(dept, payment_id, reference or "", "", 0)
+            if rec.reference.startswith("DOWN-") and not is_up(dept):
+                raise unavailable(SYSTEM)
             rec.status = "revoked"
+            confirmations.put(cid, rec)
             return rec.public()
 
     @router.get("/_admin/confirmations")
     async def list_confirmations(dept: str, payment_id: str | None = None) -> dict[str, Any]:
-        dept = dept.upper()
-        items = [
-            c.admin()
-            for (d, pid), c in state.confirmations.items()
-            if d == dept and (payment_id is None or pid == payment_id)
-        ]
-        return {"items": items}
+        items = confirmations.find(department=dept.upper(), payment_id=payment_id)
+        return {"items": [c.admin() for c in items]}
 
     @router.post("/_admin/up")
     async def set_up(dept: str) -> dict[str, Any]:
-        state.up.add(dept.upper())
-        return {"department": dept.upper(), "down_mode": "up"}
+        return set_switch(dept.upper(), True)
 
     @router.post("/_admin/down")
     async def set_down(dept: str) -> dict[str, Any]:
-        state.up.discard(dept.upper())
-        return {"department": dept.upper(), "down_mode": "down"}
+        return set_switch(dept.upper(), False)
 
     @router.get("/_admin/status")
     async def status(dept: str) -> dict[str, Any]:
         dept = dept.upper()
-        return {"department": dept, "down_mode": "up" if dept in state.up else "down"}
+        return {"department": dept, "down_mode": "up" if is_up(dept) else "down"}
 
     return router

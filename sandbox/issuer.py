@@ -6,7 +6,6 @@ cards up by a hash of the card number; responses and listings show last4 only.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,18 +15,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from sandbox.common import (
+    Outcome,
     ReversalRequest,
     SandboxError,
     card_key,
-    error_body,
     hash_secret,
     last4,
     new_id,
     now_iso,
-    require_idempotency_key,
-    reversed_outcome,
     secret_matches,
 )
+from sandbox.partners import Partner
+from sandbox.state import StateDB, Table
 
 MAX_WRONG_PINS = 3
 
@@ -96,71 +95,77 @@ class Hold:
         }
 
 
-@dataclass
-class IssuerState:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    cards: dict[str, Card] = field(default_factory=dict)
-    holds: dict[str, Hold] = field(default_factory=dict)
-    outcomes: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+def new_card(card_number: str, pin: str, balance: int, blocked: bool) -> Card:
+    salt = secrets.token_hex(8)
+    return Card(
+        last4=last4(card_number),
+        pin_salt=salt,
+        pin_sha256=hash_secret(pin, salt),
+        balance=balance,
+        blocked=blocked,
+    )
 
-    def put_card(self, card_number: str, pin: str, balance: int, blocked: bool) -> Card:
-        salt = secrets.token_hex(8)
-        card = Card(
-            last4=last4(card_number),
-            pin_salt=salt,
-            pin_sha256=hash_secret(pin, salt),
-            balance=balance,
-            blocked=blocked,
-        )
-        self.cards[card_key(card_number)] = card
+
+def build_router(db: StateDB) -> APIRouter:
+    """The issuer's endpoints, keeping what it knows in ``db``; the seed cards are created
+    when missing, never reset."""
+    partner = Partner(db, "issuer")
+    cards = Table(db, "card", Card)  # by card_key()
+    holds = Table(db, "hold", Hold)
+    calls = partner.calls()
+    admin = partner.admin()
+    with db.transaction():
+        for number, pin, balance, blocked in SEED_CARDS:
+            cards.add(card_key(number), new_card(number, pin, balance, blocked))
+
+    def available(key: str, card: Card) -> int:
+        return card.balance - sum(h.amount for h in holds.find(card=key, status="held"))
+
+    def get_card(key: str) -> Card:
+        card = cards.get(key)
+        if card is None:
+            raise SandboxError(404, "not_found", "No such card.")
         return card
 
-    def available(self, key: str) -> int:
-        held = sum(h.amount for h in self.holds.values() if h.card == key and h.status == "held")
-        return self.cards[key].balance - held
-
-    def card_view(self, key: str) -> dict[str, Any]:
-        card = self.cards[key]
+    def card_view(key: str) -> dict[str, Any]:
+        card = get_card(key)
         return {
             "last4": card.last4,
             "balance": card.balance,
-            "available": self.available(key),
+            "available": available(key, card),
             "blocked": card.blocked,
             "locked": card.locked,
             "wrong_pin_count": card.wrong_pin_count,
         }
 
-
-def build_router() -> APIRouter:
-    router = APIRouter(prefix="/issuer", tags=["issuer"])
-    state = IssuerState()
-    for number, pin, balance, blocked in SEED_CARDS:
-        state.put_card(number, pin, balance, blocked)
-
     def get_hold(hold_id: str) -> Hold:
-        hold = state.holds.get(hold_id)
+        hold = holds.get(hold_id)
         if hold is None:
             raise SandboxError(404, "not_found", "No such hold.")
         return hold
 
-    def decide(req: HoldRequest) -> tuple[int, dict[str, Any]]:
-        key = card_key(req.card_number)
-        card = state.cards.get(key)
-        if card is None:
-            return 402, error_body("card_declined", "Unknown card.")
+    def check_pin(key: str, card: Card, pin: str) -> None:
         if card.blocked:
-            return 402, error_body("card_blocked", "The card is blocked.")
+            raise SandboxError(402, "card_blocked", "The card is blocked.")
         if card.locked:
-            return 402, error_body("pin_locked", "Too many wrong PINs; the card is locked.")
-        if not secret_matches(req.pin, card.pin_salt, card.pin_sha256):
-            card.wrong_pin_count += 1
-            if card.wrong_pin_count >= MAX_WRONG_PINS:
-                card.locked = True
-                return 402, error_body("pin_locked", "Too many wrong PINs; the card is locked.")
-            return 402, error_body("invalid_pin", "The PIN is incorrect.")
-        card.wrong_pin_count = 0
-        if state.available(key) < req.amount:
-            return 402, error_body("insufficient_funds", "The card balance is too low.")
+            raise SandboxError(402, "pin_locked", "Too many wrong PINs; the card is locked.")
+        right = secret_matches(pin, card.pin_salt, card.pin_sha256)
+        card.wrong_pin_count = 0 if right else card.wrong_pin_count + 1
+        card.locked = card.wrong_pin_count >= MAX_WRONG_PINS
+        cards.put(key, card)
+        if card.locked:
+            raise SandboxError(402, "pin_locked", "Too many wrong PINs; the card is locked.")
+        if not right:
+            raise SandboxError(402, "invalid_pin", "The PIN is incorrect.")
+
+    def decide(req: HoldRequest) -> Outcome:
+        key = card_key(req.card_number)
+        card = cards.get(key)
+        if card is None:
+            raise SandboxError(402, "card_declined", "Unknown card.")
+        check_pin(key, card, req.pin)
+        if available(key, card) < req.amount:
+            raise SandboxError(402, "insufficient_funds", "The card balance is too low.")
         hold = Hold(
             id=new_id("hold"),
             card=key,
@@ -168,77 +173,82 @@ def build_router() -> APIRouter:
             amount=req.amount,
             last4=card.last4,
         )
-        state.holds[hold.id] = hold
-        return 201, hold.public()
+        holds.put(hold.id, hold)
+        return Outcome(201, hold.public())
 
-    @router.post("/holds")
+    @calls.post("/holds")
     async def create_hold(
         req: HoldRequest,
         idempotency_key: str | None = Header(default=None),
     ) -> JSONResponse:
-        key = require_idempotency_key(idempotency_key)
-        async with state.lock:
-            outcome = state.outcomes.get(key)
-            if outcome is None:
-                outcome = decide(req)
-                state.outcomes[key] = outcome
-        return JSONResponse(status_code=outcome[0], content=outcome[1])
+        return await partner.answer("/holds", idempotency_key, lambda: decide(req))
 
-    @router.post("/reversals")
+    @calls.post("/reversals")
     async def reverse(req: ReversalRequest) -> dict[str, Any]:
-        """Void the hold a request placed, even if its answer never reached the caller; a
-        request still on its way with that key is refused when it arrives."""
-        async with state.lock:
-            stored = state.outcomes.setdefault(req.idempotency_key, reversed_outcome())
-            hold_id = stored[1].get("id")
-            if hold_id:
-                hold = get_hold(hold_id)
-                if hold.status == "held":
-                    hold.status = "voided"
-                if hold.status == "captured":
-                    raise SandboxError(409, "not_voidable", "The hold was captured.")
-            return {"idempotency_key": req.idempotency_key, "status": "reversed", "id": hold_id}
-
-    @router.post("/holds/{hold_id}/capture")
-    async def capture_hold(hold_id: str) -> dict[str, Any]:
-        async with state.lock:
-            hold = get_hold(hold_id)
-            if hold.status == "held":
-                state.cards[hold.card].balance -= hold.amount
-                hold.status = "captured"
-                hold.capture_count += 1
-            if hold.status != "captured":
-                raise SandboxError(409, "not_capturable", f"Cannot capture a {hold.status} hold.")
-            return hold.public()
-
-    @router.post("/holds/{hold_id}/void")
-    async def void_hold(hold_id: str) -> dict[str, Any]:
-        async with state.lock:
+        def release(hold_id: str) -> None:
             hold = get_hold(hold_id)
             if hold.status == "held":
                 hold.status = "voided"
+                holds.put(hold.id, hold)
+            if hold.status == "captured":
+                raise SandboxError(409, "not_voidable", "The hold was captured.")
+
+        return partner.reverse("/holds", req.idempotency_key, release)
+
+    @calls.post("/holds/{hold_id}/capture")
+    async def capture_hold(
+        hold_id: str, idempotency_key: str | None = Header(default=None)
+    ) -> JSONResponse:
+        def decide() -> Outcome:
+            hold = get_hold(hold_id)
+            if hold.status == "held":
+                card = get_card(hold.card)
+                card.balance -= hold.amount
+                cards.put(hold.card, card)
+                hold.status = "captured"
+                hold.capture_count += 1
+                holds.put(hold.id, hold)
+            if hold.status != "captured":
+                raise SandboxError(409, "not_capturable", f"Cannot capture a {hold.status} hold.")
+            return Outcome(200, hold.public())
+
+        return await partner.answer(
+            f"/holds/{hold_id}/capture",
+            idempotency_key,
+            decide,
+            held_for=partner.settings().capture_delay_seconds,
+        )
+
+    @calls.post("/holds/{hold_id}/void")
+    async def void_hold(
+        hold_id: str, idempotency_key: str | None = Header(default=None)
+    ) -> JSONResponse:
+        def decide() -> Outcome:
+            hold = get_hold(hold_id)
+            if hold.status == "held":
+                hold.status = "voided"
+                holds.put(hold.id, hold)
             if hold.status != "voided":
                 raise SandboxError(409, "not_voidable", f"Cannot void a {hold.status} hold.")
-            return hold.public()
+            return Outcome(200, hold.public())
 
-    @router.post("/_admin/cards")
+        return await partner.answer(f"/holds/{hold_id}/void", idempotency_key, decide)
+
+    @admin.post("/cards")
     async def put_card(req: CardRequest) -> dict[str, Any]:
-        async with state.lock:
-            state.put_card(req.card_number, req.pin, req.balance, req.blocked)
-            return state.card_view(card_key(req.card_number))
+        key = card_key(req.card_number)
+        cards.put(key, new_card(req.card_number, req.pin, req.balance, req.blocked))
+        return card_view(key)
 
-    @router.get("/_admin/cards/{card_number}")
-    async def get_card(card_number: str) -> dict[str, Any]:
-        key = card_key(card_number)
-        if key not in state.cards:
-            raise SandboxError(404, "not_found", "No such card.")
-        return state.card_view(key)
+    @admin.get("/cards/{card_number}")
+    async def show_card(card_number: str) -> dict[str, Any]:
+        return card_view(card_key(card_number))
 
-    @router.get("/_admin/holds")
+    @admin.get("/holds")
     async def list_holds(reference: str | None = None) -> dict[str, Any]:
-        items = [
-            h.admin() for h in state.holds.values() if reference is None or h.reference == reference
-        ]
-        return {"items": items}
+        return {"items": [h.admin() for h in holds.find(reference=reference)]}
 
+    router = APIRouter(prefix="/issuer", tags=["issuer"])
+    router.include_router(calls)
+    router.include_router(admin)
     return router
