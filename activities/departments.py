@@ -34,6 +34,7 @@ class DepartmentSystems:
                 "service_code": req.service_code,
                 "amount": req.amount,
             },
+            headers={"Idempotency-Key": f"{req.payment_id}:confirm"},
             timeout=self.timeout,
         )
         raise_for_transient(response)
@@ -55,7 +56,10 @@ class DepartmentSystems:
         retried until done, like ``void_authorisation``)."""
         url = await store.department_confirm_url(self.pool, req.department)
         response = await self.http.delete(
-            f"{url}/confirmations/{req.payment_id}", timeout=self.timeout
+            f"{url}/confirmations/{req.payment_id}",
+            params={"reference": req.reference},
+            headers={"Idempotency-Key": f"{req.payment_id}:revoke"},
+            timeout=self.timeout,
         )
         raise_for_transient(response)
         if response.status_code not in (200, 204, 404):

@@ -16,7 +16,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from domain.failures import DECLINE_CODES
-from domain.models import AuthorisationResult, AuthoriseRequest, ChallengeAnswer, FundsRequest
+from domain.models import (
+    AuthorisationResult,
+    AuthorisationStatus,
+    AuthoriseRequest,
+    ChallengeAnswer,
+    FundsRequest,
+)
 from epay import secrets, store
 from epay.http import error_code, raise_for_transient
 
@@ -73,6 +79,7 @@ class PaymentMethods:
         response = await self.http.post(
             f"{self.acquirer_url}/authorisations/{answer.authorisation_id}/3ds",
             json={"otp": answer.otp},
+            headers={"Idempotency-Key": f"{answer.payment_id}:3ds"},
         )
         return _authorisation_result(response, answer.authorisation_id)
 
@@ -83,19 +90,26 @@ class PaymentMethods:
 
     @activity.defn
     async def capture(self, req: FundsRequest) -> None:
-        """Take the authorised funds; capturing twice captures once."""
+        """Take the authorised funds; capturing twice captures once.
+
+        Only an explicit refusal is final. Anything unclear (a timeout, the same request
+        still in progress, an unknown authorisation, an unexpected answer) may hide a
+        capture that happened, so it is retried with the same idempotency key.
+        """
         response = await self.http.post(
             self._funds_url(req, "capture"),
             json={"amount": req.amount},
             headers={"Idempotency-Key": f"{req.payment_id}:capture"},
         )
         raise_for_transient(response)
-        if response.status_code >= 400:
+        if response.status_code < 400:
+            return
+        code = error_code(response)
+        if code in CAPTURE_REFUSALS:
             raise ApplicationError(
-                f"capture refused: {error_code(response)}",
-                type="capture_failed",
-                non_retryable=True,
+                f"capture refused: {code}", type="capture_refused", non_retryable=True
             )
+        raise ApplicationError(f"capture unclear: {response.status_code} ({code})")
 
     @activity.defn
     async def void_authorisation(self, req: FundsRequest) -> None:
@@ -119,6 +133,10 @@ class PaymentMethods:
             raise ApplicationError(f"void refused: {error_code(response)}", type="void_refused")
 
 
+# The acquirer's and issuer's explicit, final refusals of a capture.
+CAPTURE_REFUSALS = frozenset({"not_capturable", "amount_too_large"})
+
+
 def _authorise_key(payment_id: str) -> str:
     return f"{payment_id}:authorise"
 
@@ -129,12 +147,18 @@ def _authorisation_result(
     raise_for_transient(response)
     if response.status_code in (200, 201):
         data = response.json()
-        status = "requires_action" if data.get("status") == "requires_action" else "authorised"
+        status = (
+            AuthorisationStatus.REQUIRES_ACTION
+            if data.get("status") == "requires_action"
+            else AuthorisationStatus.AUTHORISED
+        )
         return AuthorisationResult(status=status, authorisation_id=data.get("id", authorisation_id))
     code = error_code(response)
     if code in DECLINE_CODES:
         return AuthorisationResult(
-            status="declined", authorisation_id=authorisation_id, failure_code=code
+            status=AuthorisationStatus.DECLINED,
+            authorisation_id=authorisation_id,
+            failure_code=code,
         )
     raise ApplicationError(
         f"unexpected answer {response.status_code} ({code})",

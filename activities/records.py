@@ -13,7 +13,14 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from domain.models import PaymentRequest, Receipt, ReservationResult, Settlement, Transition
+from domain.models import (
+    AuditEntry,
+    PaymentRequest,
+    Receipt,
+    ReservationResult,
+    Settlement,
+    Transition,
+)
 from domain.states import IllegalTransition
 from epay import store
 
@@ -34,6 +41,11 @@ class PaymentRecords:
     async def record_transition(self, change: Transition) -> str:
         with _illegal_transitions_are_final():
             return await store.record_transition(self.pool, change)
+
+    @activity.defn
+    async def record_note(self, entry: AuditEntry) -> None:
+        """Add a note (an operator's refused cancel, a pending revoke) to the audit trail."""
+        await store.record_note(self.pool, entry)
 
     @activity.defn
     async def close_unpaid(self, change: Transition) -> str:

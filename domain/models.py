@@ -7,6 +7,7 @@ opaque ``vault_token`` of an encrypted vault entry, resolved inside the authoris
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from domain.cards import MethodSummary
 from domain.money import FeeLine
@@ -50,11 +51,17 @@ class PaymentMethodSubmission:
     vault_token: str
 
 
+class AuthorisationStatus(StrEnum):
+    AUTHORISED = "authorised"
+    REQUIRES_ACTION = "requires_action"  # a 3-D Secure challenge for the payer
+    DECLINED = "declined"  # a final no: ``failure_code`` says why
+
+
 @dataclass
 class AuthorisationResult:
-    """The issuer's or acquirer's answer. ``status``: authorised, requires_action or declined."""
+    """The issuer's or acquirer's answer to an authorisation or a 3-D Secure answer."""
 
-    status: str
+    status: AuthorisationStatus
     authorisation_id: str | None = None
     failure_code: str | None = None
 
@@ -64,12 +71,24 @@ class Transition:
     """One recorded change of a payment: the event, and what it adds to the read model."""
 
     payment_id: str
-    event: str
-    actor: str = "workflow"
+    event: str  # a PaymentEvent
+    actor: str | None = None  # None: the one the event names (domain.states.actor_of)
     method: MethodSummary | None = None
     failure_code: str | None = None
     department_confirmation: str | None = None
+    authorisation_id: str | None = None
     detail: str | None = None
+
+
+@dataclass
+class AuditEntry:
+    """Something that happened to a payment without changing its state (an AuditNote)."""
+
+    payment_id: str
+    note: str
+    actor: str
+    detail: str | None = None
+    key: str = ""  # tells apart two notes of one kind; the same key is recorded once
 
 
 @dataclass

@@ -19,5 +19,12 @@ def error_code(response: httpx.Response) -> str:
 
 
 def raise_for_transient(response: httpx.Response) -> None:
-    if response.status_code in TRANSIENT_STATUSES:
+    """Raise for answers that say "not now": a retry may well get the final answer.
+
+    A 409 ``request_in_progress`` means the partner is still working on an earlier request
+    with the same idempotency key (its answer to us was lost or is late).
+    """
+    if response.status_code in TRANSIENT_STATUSES or (
+        response.status_code == 409 and error_code(response) == "request_in_progress"
+    ):
         raise TransientError(f"{response.request.url.path} answered {response.status_code}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -22,9 +23,14 @@ from domain.states import (
     CANCELLABLE_STATES,
     TERMINAL_STATES,
     TRANSITIONS,
+    Actor,
+    AuditNote,
     IllegalTransition,
+    PaymentEvent,
     PaymentState,
+    actor_of,
     transition,
+    transition_table,
 )
 
 S = PaymentState
@@ -240,8 +246,25 @@ def test_the_expected_transitions_are_allowed() -> None:
         (S.REQUIRES_ACTION, "expired", S.EXPIRED),
     }
     expected |= {(s, "failed", S.FAILED) for s in (*CANCELLABLE_STATES, S.CAPTURING)}
-    expected |= {(s, "cancelled", S.CANCELLED) for s in CANCELLABLE_STATES}
+    expected |= {(s, "cancelled_by_department", S.CANCELLED) for s in CANCELLABLE_STATES}
+    expected |= {(s, "cancelled_by_operator", S.CANCELLED) for s in CANCELLABLE_STATES}
     assert set(ALLOWED) == expected
+
+
+def test_the_actor_is_part_of_the_event() -> None:
+    assert actor_of("cancelled_by_department") is Actor.DEPARTMENT
+    assert actor_of("cancelled_by_operator") is Actor.OPERATOR
+    assert actor_of("failed") is Actor.WORKFLOW
+    assert actor_of("no_such_event") is Actor.WORKFLOW
+
+
+def test_the_design_document_shows_the_table_from_the_code() -> None:
+    design = (Path(__file__).resolve().parent.parent / "docs" / "design.md").read_text()
+    assert transition_table() in design
+
+
+def test_events_and_notes_do_not_share_names() -> None:
+    assert not {e.value for e in PaymentEvent} & {n.value for n in AuditNote}
 
 
 ILLEGAL = [
@@ -253,10 +276,12 @@ ILLEGAL = [
     (S.AUTHORISING, "expired"),
     (S.CONFIRMING, "expired"),
     (S.CONFIRMING, "captured"),
-    (S.CAPTURING, "cancelled"),
+    (S.CAPTURING, "cancelled_by_department"),
+    (S.CAPTURING, "cancelled_by_operator"),
+    (S.RESERVED, "cancelled"),
     (S.CAPTURING, "expired"),
     (S.REQUIRES_ACTION, "authorised"),
-    (S.SUCCEEDED, "cancelled"),
+    (S.SUCCEEDED, "cancelled_by_operator"),
     (S.SUCCEEDED, "failed"),
     (S.RESERVED, "fee_reserved"),
     (None, "method_submitted"),

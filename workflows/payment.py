@@ -3,10 +3,12 @@
 reserve the fee -> wait for the payer's method -> authorise (3-D Secure if asked)
 -> confirm with the department -> capture -> settle (ledger and receipt).
 
-A step that fails for good is compensated in reverse order (revoke the department's
-confirmation, void the hold or authorisation, release the reservation), so that every end
-other than ``succeeded`` leaves nothing behind. Card data never enters this workflow: the
-payer's method arrives as a summary and an opaque vault token.
+A step that fails for good ends the payment unpaid: the payer's hold or authorisation is
+voided first and on its own, the payment then records its end state (releasing the
+reservation), and the department's confirmation is revoked for as long as that takes.
+Once the department has confirmed, the payment is past the point of no return: it captures
+and settles whatever arrives, a Temporal cancel included. Card data never enters this
+workflow: the payer's method arrives as a summary and an opaque vault token.
 """
 
 from __future__ import annotations
@@ -14,19 +16,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.departments import DepartmentSystems
     from activities.payment_methods import PaymentMethods
     from activities.records import PaymentRecords
+    from domain.cards import MethodSummary
     from domain.failures import FailureCode
     from domain.models import (
+        AuditEntry,
         AuthorisationResult,
+        AuthorisationStatus,
         AuthoriseRequest,
         ChallengeAnswer,
         DepartmentRequest,
@@ -34,38 +39,57 @@ with workflow.unsafe.imports_passed_through():
         PaymentMethodSubmission,
         PaymentOutcome,
         PaymentRequest,
-        Receipt,
         ReservationResult,
         Settlement,
         Transition,
     )
-    from domain.states import CANCELLABLE_STATES, PaymentState
+    from domain.states import CANCELLABLE_STATES, Actor, AuditNote, PaymentEvent, PaymentState
 
-# Database steps: short local transactions, retried quickly, for as long as it takes.
+A = TypeVar("A")
+T = TypeVar("T")
+E = PaymentEvent
+
+# Database steps: short local transactions, retried for as long as the database is away,
+# backing off to minutes so that the history grows by a few events an attempt. Waits longer
+# than LOCAL_RETRY_THRESHOLD are durable timers rather than workflow-task heartbeats. After
+# about twelve hours (150 attempts, counted rather than timed so that it holds whatever the
+# clocks do) the payment fails loudly instead of nearing Temporal's history limits, and the
+# sweeper finishes it once the database is back.
 RECORD_TIMEOUT = timedelta(seconds=10)
-# The API's caller waits 45 s for the reservation: it starts within 15 s and ends within 30 s.
+RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=150,
+)
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=5)
+# The API's caller waits 45 s for the reservation: it starts within 15 s of the workflow's
+# start and ends within 30 s.
 RESERVE_START_LIMIT = timedelta(seconds=15)
 RESERVE_DEADLINE = timedelta(seconds=15)
-RECORD_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
-)
 # Calls to issuers, acquirers and departments: retried with backoff on transient trouble.
 OUTSIDE_CALL_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["authorisation_failed", "capture_failed", "department_error"],
+    non_retryable_error_types=["authorisation_failed", "capture_refused", "department_error"],
 )
 # Compensations must end up done: they retry without limit.
 COMPENSATION_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
 )
+# Workflow changes that alter the commands of a running payment are guarded by a patch id
+# (docs/design.md, "Safe upgrades"): histories recorded before it replay the old way.
+PAYER_FIRST_COMPENSATION = "payer-first-compensation"
+COMPENSATING = "compensating: compensation ran to its end"
 
 
 class PaymentEnded(Exception):
     """The payment ends unpaid: cancelled, expired, or failed with a failure code."""
 
-    def __init__(self, event: str, failure_code: str | None = None, detail: str | None = None):
+    def __init__(
+        self, event: PaymentEvent, failure_code: str | None = None, detail: str | None = None
+    ):
         super().__init__(event)
         self.event = event
         self.failure_code = failure_code
@@ -80,67 +104,70 @@ class PaymentWorkflow:
         self._submission: PaymentMethodSubmission | None = None
         self._otp: str | None = None
         self._cancel_reason: str | None = None
-        self._compensations: list[Callable[[], Awaitable[Any]]] = []
         self._authorisation_id: str | None = None
+        # What may need undoing, set before the call that may do it (its answer may be lost).
+        self._funds_may_be_held = False
+        self._department_asked = False
         self._capture_decided = False
         self._ending = False  # compensations have begun: the payer and department are refused
+        self._notes = 0  # audit notes recorded, to tell two of one kind apart
 
     @workflow.run
     async def run(self, req: PaymentRequest) -> PaymentOutcome:
         self._req = req
-        self._deadline = workflow.now() + timedelta(seconds=req.payment_window_seconds)
-        self._reservation = await self._reserve_fee(req)
-        if not self._reservation.ok:
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            return PaymentOutcome(state="rejected", failure_code=self._reservation.code)
-        self._state = PaymentState.RESERVED
+        self._deadline = workflow.info().workflow_start_time + timedelta(
+            seconds=req.payment_window_seconds
+        )
         try:
+            self._reservation = await self._reserve_fee(req)
+            if not self._reservation.ok:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                return PaymentOutcome(state="rejected", failure_code=self._reservation.code)
+            self._state = PaymentState.RESERVED
             outcome = await self._pay(req)
         except PaymentEnded as end:
-            outcome = await self._end_unpaid(end.event, end.failure_code, detail=end.detail)
+            outcome = await self._unstoppable(self._end_unpaid(end), COMPENSATING)
         except asyncio.CancelledError:
-            # Cancelled from Temporal itself (an operator, not the API): still undo
-            # everything, unless the funds are already being taken.
-            if not self._capture_decided:
-                await self._end_unpaid(
-                    "cancelled", None, detail="cancelled in Temporal", actor="operator"
-                )
+            # Cancelled in Temporal (an operator, not the API) before the point of no
+            # return: undo everything, then end as cancelled in Temporal too.
+            cancelled = PaymentEnded(E.CANCELLED_BY_OPERATOR, detail="cancelled in Temporal")
+            await self._unstoppable(self._end_unpaid(cancelled), COMPENSATING)
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
         return outcome
 
     async def _reserve_fee(self, req: PaymentRequest) -> ReservationResult:
         """Reserve, or refuse, within the time the API's caller waits for the answer."""
-        queued = workflow.now().timestamp() - (req.requested_at or workflow.now().timestamp())
-        if queued > RESERVE_START_LIMIT.total_seconds():
-            # The API has already told its caller that nothing was reserved.
-            return ReservationResult(ok=False, code=FailureCode.RESERVATION_FAILED)
-        try:
-            return await workflow.execute_local_activity_method(
-                PaymentRecords.reserve_fee,
-                req,
-                start_to_close_timeout=RECORD_TIMEOUT,
-                schedule_to_close_timeout=RESERVE_DEADLINE,
-                retry_policy=RECORD_RETRY,
-            )
-        except ActivityError:
-            # The reservation may have been made with its answer lost: undo it, if so,
-            # once the database answers again. The caller is told at once.
-            self._reservation = ReservationResult(ok=False, code=FailureCode.RESERVATION_FAILED)
-            await self._local(
-                PaymentRecords.close_unpaid,
-                Transition(req.payment_id, "failed", failure_code=FailureCode.RESERVATION_FAILED),
-            )
-            return self._reservation
+        # Both times are Temporal's, and the start time stays the same when this first
+        # task is retried; whichever branch a retry takes releases what an earlier attempt
+        # may have reserved.
+        queued = workflow.now() - workflow.info().workflow_start_time
+        if queued <= RESERVE_START_LIMIT:
+            try:
+                return await workflow.execute_local_activity_method(
+                    PaymentRecords.reserve_fee,
+                    req,
+                    start_to_close_timeout=RECORD_TIMEOUT,
+                    schedule_to_close_timeout=RESERVE_DEADLINE,
+                    retry_policy=RECORD_RETRY,
+                )
+            except FailureError:
+                pass  # its answer may have been lost: undo it, once the database answers
+        # The API has told (or is about to tell) its caller that nothing was reserved.
+        self._reservation = ReservationResult(ok=False, code=FailureCode.RESERVATION_FAILED)
+        await self._local(
+            PaymentRecords.close_unpaid,
+            Transition(req.payment_id, E.FAILED, failure_code=FailureCode.RESERVATION_FAILED),
+        )
+        return self._reservation
 
     async def _pay(self, req: PaymentRequest) -> PaymentOutcome:
         await self._wait_for_payer(lambda: self._submission is not None)
         assert self._submission is not None
         method = self._submission.method
-        await self._record("method_submitted", method=method)
+        await self._record(E.METHOD_SUBMITTED, method=method)
 
-        # Registered before the call: a hold placed with its answer lost is voided too.
-        self._compensations.append(self._void)
+        self._funds_may_be_held = True
         auth = await self._call(
             PaymentMethods.authorise,
             AuthoriseRequest(req.payment_id, method.type, self._submission.vault_token, req.total),
@@ -149,21 +176,17 @@ class PaymentWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
             schedule_to_close_timeout=timedelta(minutes=10),
         )
-        if auth.status == "requires_action":
+        self._authorisation_id = auth.authorisation_id
+        if auth.status == AuthorisationStatus.REQUIRES_ACTION:
             auth = await self._three_d_secure(auth)
-        if auth.status != "authorised":
-            raise PaymentEnded("failed", auth.failure_code or FailureCode.CARD_DECLINED)
-        await self._record("authorised")
+        if auth.status != AuthorisationStatus.AUTHORISED:
+            raise PaymentEnded(E.FAILED, auth.failure_code or FailureCode.CARD_DECLINED)
+        await self._record(E.AUTHORISED, authorisation_id=auth.authorisation_id)
 
-        department = DepartmentRequest(
-            req.payment_id, req.department, req.reference, req.service_code, req.total
-        )
-        # Revoking is harmless if the department never confirmed, and covers a confirmation
-        # that lands just as the payment is cancelled.
-        self._compensations.append(lambda: self._revoke(department))
+        self._department_asked = True
         answer = await self._call(
             DepartmentSystems.confirm_with_department,
-            department,
+            self._department_request(),
             summary="confirm with the department",
             failure_code=FailureCode.DEPARTMENT_UNAVAILABLE,
             abandon_on_cancel=True,
@@ -171,28 +194,17 @@ class PaymentWorkflow:
             schedule_to_close_timeout=timedelta(seconds=req.confirm_deadline_seconds),
         )
         if not answer.confirmed:
-            raise PaymentEnded("failed", answer.failure_code or FailureCode.DEPARTMENT_REJECTED)
-        self._capture_decided = True  # from here on a cancel is refused: the service is granted
-        await self._record("department_confirmed", confirmation=answer.confirmation_reference)
-
-        await self._call(
-            PaymentMethods.capture,
-            FundsRequest(req.payment_id, method.type, auth.authorisation_id or "", req.total),
-            summary="capture the funds",
-            failure_code=FailureCode.CAPTURE_FAILED,
-            # Past the point of no return: retried until the acquirer or issuer answers,
-            # since a capture whose answer was lost may well have happened.
-            start_to_close_timeout=timedelta(seconds=30),
+            raise PaymentEnded(E.FAILED, answer.failure_code or FailureCode.DEPARTMENT_REJECTED)
+        # The point of no return: the department has granted the service, so the payment
+        # captures and settles whatever arrives; a department's cancel is refused from here.
+        self._capture_decided = True
+        return await self._unstoppable(
+            self._capture(method, auth.authorisation_id or "", answer.confirmation_reference),
+            "capturing: the payment was finished",
         )
-        receipt: Receipt = await self._local(
-            PaymentRecords.settle,
-            Settlement(req.payment_id, req.department, method.type, req.lines),
-        )
-        self._state = PaymentState.SUCCEEDED
-        return PaymentOutcome(state="succeeded", receipt=receipt)
 
     async def _three_d_secure(self, auth: AuthorisationResult) -> AuthorisationResult:
-        await self._record("challenge_required")
+        await self._record(E.CHALLENGE_REQUIRED, authorisation_id=auth.authorisation_id)
         await self._wait_for_payer(lambda: self._otp is not None)
         result = await self._call(
             PaymentMethods.complete_challenge,
@@ -202,9 +214,31 @@ class PaymentWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
             schedule_to_close_timeout=timedelta(minutes=10),
         )
-        if result.status == "authorised":
-            await self._record("challenge_passed")
+        if result.status == AuthorisationStatus.AUTHORISED:
+            await self._record(E.CHALLENGE_PASSED)
         return result
+
+    async def _capture(
+        self, method: MethodSummary, authorisation_id: str, confirmation: str | None
+    ) -> PaymentOutcome:
+        """Take the funds and settle. Only the acquirer's or issuer's explicit refusal ends
+        the capture; an unclear answer (a timeout, a request still in progress) is asked
+        again with the same idempotency key, for as long as it takes."""
+        req = self._req
+        await self._record(E.DEPARTMENT_CONFIRMED, confirmation=confirmation)
+        await self._call(
+            PaymentMethods.capture,
+            FundsRequest(req.payment_id, method.type, authorisation_id, req.total),
+            summary="capture the funds",
+            failure_code=FailureCode.CAPTURE_FAILED,
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        receipt = await self._local(
+            PaymentRecords.settle,
+            Settlement(req.payment_id, req.department, method.type, req.lines),
+        )
+        self._state = PaymentState.SUCCEEDED
+        return PaymentOutcome(state=PaymentState.SUCCEEDED, receipt=receipt)
 
     # --- the payer and the department talk to the workflow through these ----------------
 
@@ -262,101 +296,44 @@ class PaymentWorkflow:
     def state(self) -> str | None:
         return self._state.value if self._state else None
 
-    # --- helpers --------------------------------------------------------------------------
+    # --- ending unpaid ---------------------------------------------------------------------
 
-    async def _wait_for_payer(self, arrived: Callable[[], bool]) -> None:
-        """Wait for the payer until the payment window closes; a cancel ends the wait."""
-        remaining = (self._deadline - workflow.now()).total_seconds()
-        try:
-            await workflow.wait_condition(
-                lambda: arrived() or self._cancel_reason is not None, timeout=max(remaining, 0.001)
-            )
-        except TimeoutError:
-            raise PaymentEnded("expired", FailureCode.PAYMENT_WINDOW_EXPIRED) from None
-        self._raise_if_cancelled()
+    async def _end_unpaid(self, end: PaymentEnded) -> PaymentOutcome:
+        """Undo what was done and record the end state.
 
-    def _raise_if_cancelled(self) -> None:
-        if self._cancel_reason is not None:
-            raise PaymentEnded("cancelled", detail=self._cancel_reason)
-
-    async def _call(
-        self,
-        activity: Any,
-        arg: Any,
-        *,
-        summary: str,
-        failure_code: str,
-        abandon_on_cancel: bool = False,
-        **timeouts: Any,
-    ) -> Any:
-        """Call the outside world through an activity, retrying transient trouble.
-
-        A call that fails for good (or runs out of time) ends the payment with
-        ``failure_code``. A cancel asked for meanwhile applies once the call is back, or at
-        once for a call that may wait long (``abandon_on_cancel``).
+        The payer's money is released first and on its own: a department that cannot take
+        the revocation must not keep a resident's balance or card limit frozen. The payment
+        ends as soon as that is done; the revocation goes on being retried (noted in the
+        audit trail) and the workflow closes once the department has taken it.
         """
-        task = asyncio.ensure_future(
-            workflow.execute_activity_method(
-                activity, arg, summary=summary, retry_policy=OUTSIDE_CALL_RETRY, **timeouts
-            )
-        )
-        if abandon_on_cancel:
-            await workflow.wait_condition(lambda: task.done() or self._cancel_reason is not None)
-            if not task.done():
-                task.cancel()
-        try:
-            result = await task
-        except asyncio.CancelledError:
-            self._raise_if_cancelled()
-            raise
-        except ActivityError as err:
-            self._raise_if_cancelled()
-            raise PaymentEnded("failed", failure_code, detail=f"{summary}: {err.cause}") from err
-        if isinstance(result, AuthorisationResult) and result.authorisation_id:
-            self._authorisation_id = result.authorisation_id
-        self._raise_if_cancelled()
-        return result
-
-    async def _local(self, activity: Any, arg: Any) -> Any:
-        """A database step: retried for as long as the database is away.
-
-        One that fails for good is a defect, not a payment outcome: it fails the workflow
-        task, which Temporal retries (the payment shows as stuck in the UI) until fixed.
-        """
-        try:
-            return await workflow.execute_local_activity_method(
-                activity, arg, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY
-            )
-        except ActivityError as err:
-            raise RuntimeError(f"{activity.__name__} failed: {err.cause}") from err
-
-    async def _record(
-        self, event: str, *, method: Any = None, confirmation: str | None = None
-    ) -> None:
-        change = Transition(
-            self._req.payment_id, event, method=method, department_confirmation=confirmation
-        )
-        self._state = PaymentState(await self._local(PaymentRecords.record_transition, change))
-
-    async def _end_unpaid(
-        self,
-        event: str,
-        failure_code: str | None,
-        detail: str | None = None,
-        actor: str | None = None,
-    ) -> PaymentOutcome:
-        """Undo what was done, in reverse order, then record the end state."""
         self._ending = True
-        for compensate in reversed(self._compensations):
-            await compensate()
-        self._compensations.clear()
-        actor = actor or ("department" if event == "cancelled" else "workflow")
-        end = Transition(
-            self._req.payment_id, event, actor=actor, failure_code=failure_code, detail=detail
+        if not workflow.patched(PAYER_FIRST_COMPENSATION):
+            # Payments started before the change: compensations in reverse order.
+            if self._department_asked:
+                await self._revoke()
+            if self._funds_may_be_held:
+                await self._void()
+            return await self._close_unpaid(end)
+        revoke = asyncio.ensure_future(self._revoke()) if self._department_asked else None
+        if self._funds_may_be_held:
+            await self._void()
+        outcome = await self._close_unpaid(end)
+        if revoke is not None and not revoke.done():
+            await self._note(
+                AuditNote.DEPARTMENT_REVOKE_PENDING,
+                "the department has not taken the revocation yet: still retried",
+            )
+            await revoke
+            await self._note(AuditNote.DEPARTMENT_REVOKED, "the department took the revocation")
+        return outcome
+
+    async def _close_unpaid(self, end: PaymentEnded) -> PaymentOutcome:
+        change = Transition(
+            self._req.payment_id, end.event, failure_code=end.failure_code, detail=end.detail
         )
-        state = await self._local(PaymentRecords.close_unpaid, end)
-        self._state = PaymentState(state)
-        return PaymentOutcome(state=state, failure_code=failure_code)
+        state = PaymentState(await self._local(PaymentRecords.close_unpaid, change))
+        self._state = state
+        return PaymentOutcome(state=state, failure_code=end.failure_code)
 
     async def _void(self) -> None:
         """Void the hold or authorisation: by id if known, else whatever the call made."""
@@ -371,11 +348,148 @@ class PaymentWorkflow:
             retry_policy=COMPENSATION_RETRY,
         )
 
-    async def _revoke(self, department: DepartmentRequest) -> None:
+    async def _revoke(self) -> None:
+        """Revoking is harmless if the department never confirmed, and covers a
+        confirmation that lands just as the payment ends."""
         await workflow.execute_activity_method(
             DepartmentSystems.revoke_department_confirmation,
-            department,
+            self._department_request(),
             summary="revoke the department's confirmation",
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=COMPENSATION_RETRY,
+        )
+
+    # --- helpers --------------------------------------------------------------------------
+
+    async def _unstoppable(self, work: Awaitable[T], doing: str) -> T:
+        """Run ``work`` to its end whatever arrives.
+
+        Used once stopping half-way would strand money: capture and settle after the
+        department confirmed, and compensation once begun. A Temporal cancel (an operator's
+        button) that arrives meanwhile is recorded in the audit trail, not obeyed.
+        """
+        task = asyncio.ensure_future(work)
+        refused = False
+        while not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                refused = refused or not task.done()
+            except Exception:  # noqa: BLE001, S110 - the task's own outcome is raised below
+                pass
+        if refused:
+            await self._note(
+                AuditNote.OPERATOR_CANCEL_REFUSED,
+                f"cancel requested in Temporal while {doing}",
+                actor=Actor.OPERATOR,
+            )
+        return task.result()
+
+    async def _wait_for_payer(self, arrived: Callable[[], bool]) -> None:
+        """Wait for the payer until the payment window closes; a cancel ends the wait."""
+        remaining = (self._deadline - workflow.now()).total_seconds()
+        try:
+            await workflow.wait_condition(
+                lambda: arrived() or self._cancel_reason is not None, timeout=max(remaining, 0.001)
+            )
+        except TimeoutError:
+            raise PaymentEnded(E.EXPIRED, FailureCode.PAYMENT_WINDOW_EXPIRED) from None
+        self._raise_if_cancelled()
+
+    def _raise_if_cancelled(self) -> None:
+        if self._cancel_reason is not None:
+            raise PaymentEnded(E.CANCELLED_BY_DEPARTMENT, detail=self._cancel_reason)
+
+    async def _call(
+        self,
+        activity: Callable[[Any, A], Awaitable[T]],
+        arg: A,
+        *,
+        summary: str,
+        failure_code: FailureCode,
+        abandon_on_cancel: bool = False,
+        **timeouts: Any,
+    ) -> T:
+        """Call the outside world through an activity, retrying transient trouble.
+
+        A call that fails for good (or runs out of time) ends the payment with
+        ``failure_code``. A department's cancel asked for meanwhile applies once the call
+        is back, or at once for a call that may wait long (``abandon_on_cancel``).
+        """
+        task = asyncio.ensure_future(
+            workflow.execute_activity_method(
+                activity, arg, summary=summary, retry_policy=OUTSIDE_CALL_RETRY, **timeouts
+            )
+        )
+        try:
+            if abandon_on_cancel:
+                await workflow.wait_condition(
+                    lambda: task.done() or self._cancel_reason is not None
+                )
+                if not task.done():
+                    task.cancel()
+            result = await task
+        except asyncio.CancelledError:
+            task.cancel()
+            self._raise_if_cancelled()
+            raise
+        except ActivityError as err:
+            self._raise_if_cancelled()
+            raise PaymentEnded(E.FAILED, failure_code, detail=f"{summary}: {err.cause}") from err
+        self._raise_if_cancelled()
+        return result
+
+    async def _local(self, activity: Callable[[Any, A], Awaitable[T]], arg: A) -> T:
+        """A database step, retried while the database is away (see RECORD_RETRY).
+
+        One that fails for good is a defect, not a payment outcome: it fails the workflow
+        task, which Temporal retries (the payment shows as stuck in the UI) until fixed.
+        """
+        try:
+            return await workflow.execute_local_activity_method(
+                activity,
+                arg,
+                start_to_close_timeout=RECORD_TIMEOUT,
+                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+                retry_policy=RECORD_RETRY,
+            )
+        except FailureError as err:  # a local activity's own failure may come unwrapped
+            name = getattr(activity, "__name__", "database step")
+            cause = err.cause if isinstance(err, ActivityError) else err
+            if isinstance(cause, ApplicationError) and cause.non_retryable:
+                raise RuntimeError(f"{name} failed: {cause}") from err
+            raise ApplicationError(
+                f"{name}: the database was unreachable for "
+                f"{RECORD_RETRY.maximum_attempts} attempts (hours); the sweeper finishes this "
+                "payment once it is back",
+                type="database_unavailable",
+                non_retryable=True,
+            ) from err
+
+    async def _record(
+        self,
+        event: PaymentEvent,
+        *,
+        method: MethodSummary | None = None,
+        confirmation: str | None = None,
+        authorisation_id: str | None = None,
+    ) -> None:
+        change = Transition(
+            self._req.payment_id,
+            event,
+            method=method,
+            department_confirmation=confirmation,
+            authorisation_id=authorisation_id,
+        )
+        self._state = PaymentState(await self._local(PaymentRecords.record_transition, change))
+
+    async def _note(self, note: AuditNote, detail: str, actor: Actor = Actor.WORKFLOW) -> None:
+        self._notes += 1
+        entry = AuditEntry(self._req.payment_id, note, actor, detail, key=str(self._notes))
+        await self._local(PaymentRecords.record_note, entry)
+
+    def _department_request(self) -> DepartmentRequest:
+        req = self._req
+        return DepartmentRequest(
+            req.payment_id, req.department, req.reference, req.service_code, req.total
         )
