@@ -120,6 +120,13 @@ async def create_payment(
         payer=body.payer.model_dump(exclude_none=True) if body.payer else None,
     )
     reservation = await temporal_calls.start_payment(ctx.temporal, ctx.settings.task_queue, req)
+    # A workflow that ended (stopped in Temporal) before it answered may have reserved the
+    # fee first: the read model says.
+    if (
+        reservation.code == temporal_calls.PAYMENT_CLOSED
+        and await store.get_payment(ctx.pool, dept, payment_id) is not None
+    ):
+        return await _payment_response(ctx, dept, payment_id, status)
     if not reservation.ok:
         error = _refusal(reservation.code)
         if idempotency_key is not None:
@@ -138,8 +145,8 @@ def _refusal(code: str | None) -> ApiError:
         return ApiError(409, code, "This reference has already been paid.")
     if code == "reference_in_progress":
         return ApiError(409, code, "This reference has a payment in progress.")
-    # reservation_failed / reservation_pending: nothing was promised; with the same
-    # Idempotency-Key a retry returns the payment if the reservation did go through.
+    # reservation_failed / reservation_pending / payment_closed: nothing was promised; with
+    # the same Idempotency-Key a retry returns the payment if the reservation did go through.
     return ApiError(
         503,
         "reservation_unavailable",
@@ -159,7 +166,12 @@ async def list_payments(
     dept: Department,
     state: PaymentState | None = None,
     reference: Annotated[
-        str | None, Query(max_length=64, pattern=schemas.REFERENCE_PATTERN)
+        str | None,
+        Query(
+            max_length=64,
+            pattern=schemas.REFERENCE_PATTERN,
+            description="Payments whose reference differs from this one at most in case and spaces",
+        ),
     ] = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
@@ -221,5 +233,7 @@ async def cancel_payment(
     try:
         await temporal_calls.cancel(ctx.temporal, payment_id, (body.reason if body else None) or "")
     except temporal_calls.UpdateRejected:
-        raise ApiError(409, "not_cancellable", "This payment can no longer be cancelled.") from None
+        raise ApiError(
+            409, "not_cancellable", f"This payment ({row['state']}) can no longer be cancelled."
+        ) from None
     return await _payment_response(ctx, dept, payment_id, 202)

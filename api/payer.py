@@ -123,7 +123,7 @@ async def authorise(
     except temporal_calls.UpdateRejected:
         await store.vault_discard(ctx.pool, vault_token)
         raise ApiError(
-            409, "not_awaiting_method", "The payment takes no payment method now."
+            409, "not_awaiting_method", f"The payment ({row['state']}) takes no payment method now."
         ) from None
     return await _answer_when_moved_on(
         ctx, payment_id, {PaymentState.RESERVED, PaymentState.AUTHORISING}
@@ -152,7 +152,9 @@ async def three_d_secure(
         await temporal_calls.submit_challenge_answer(ctx.temporal, payment_id, body.otp)
     except temporal_calls.UpdateRejected:
         raise ApiError(
-            409, "not_awaiting_challenge", "No challenge is open for this payment."
+            409,
+            "not_awaiting_challenge",
+            f"No challenge is open for this payment ({row['state']}).",
         ) from None
     return await _answer_when_moved_on(
         ctx, payment_id, {PaymentState.REQUIRES_ACTION, PaymentState.AUTHORISING}

@@ -16,7 +16,10 @@ Reference = Annotated[
         min_length=1,
         max_length=64,
         pattern=REFERENCE_PATTERN,
-        description="The department's invoice or fine number",
+        description=(
+            "The department's invoice or fine number, returned as sent. References that differ "
+            "only in case or spaces are one invoice: at most one live or paid payment among them."
+        ),
     ),
 ]
 

@@ -1,4 +1,11 @@
-"""The API's conversations with payment workflows."""
+"""The API's conversations with payment workflows.
+
+A payment's workflow may have ended while the read model still shows the payment open: an
+operator cancelled or terminated it in Temporal, or it failed. Temporal says so in several
+ways (an RPC error about a closed workflow, an update aborted by the closing workflow, a
+failed result); this module turns each of them into one answer, ``PAYMENT_CLOSED``, and the
+API then answers from the read model: the payment as it stands, or a 409 naming its state.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,9 @@ import asyncio
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowFailureError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -18,6 +27,14 @@ from epay.temporal import payment_workflow_id
 from workflows.payment import PaymentWorkflow
 
 RESERVATION_WAIT_SECONDS = 45.0
+
+PAYMENT_CLOSED = "payment_closed"
+"""The payment's workflow has ended: what became of the payment, the read model says."""
+
+
+def _closed(err: RPCError) -> bool:
+    """Temporal's answer to a call on a workflow that has ended (or an update it aborted)."""
+    return err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION)
 
 
 async def start_payment(client: Client, task_queue: str, req: PaymentRequest) -> ReservationResult:
@@ -41,17 +58,32 @@ async def start_payment(client: Client, task_queue: str, req: PaymentRequest) ->
             timeout=RESERVATION_WAIT_SECONDS,
         )
         return result
-    except TimeoutError:
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        # No answer in time (the SDK reports the wait being given up as its own error).
         return ReservationResult(ok=False, code="reservation_pending")
     except WorkflowAlreadyStartedError:
         # The workflow ran and closed already (a replay after a crash): read its outcome.
-        outcome = await client.get_workflow_handle_for(PaymentWorkflow.run, wf_id).result()
+        try:
+            outcome = await client.get_workflow_handle_for(PaymentWorkflow.run, wf_id).result()
+        except WorkflowFailureError:  # cancelled, terminated, failed or timed out
+            return ReservationResult(ok=False, code=PAYMENT_CLOSED)
         if outcome.state == "rejected":
             return ReservationResult(ok=False, code=outcome.failure_code)
         return ReservationResult(ok=True)
+    except WorkflowUpdateFailedError:
+        # The reservation update refuses nothing: it fails only when the workflow ends
+        # before answering it.
+        return ReservationResult(ok=False, code=PAYMENT_CLOSED)
+    except RPCError as err:
+        if _closed(err):  # the workflow ended while the update waited for it
+            return ReservationResult(ok=False, code=PAYMENT_CLOSED)
+        raise  # Temporal is unreachable: a 503 for the caller
 
 
 class UpdateRejected(Exception):
+    """The workflow refused the update (``code`` is its validator's) or has ended
+    (``PAYMENT_CLOSED``): either way the payment stays as the read model shows it."""
+
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
@@ -65,10 +97,11 @@ async def _update(client: Client, payment_id: str, update: object, arg: object) 
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.type:
             raise UpdateRejected(cause.type, cause.message) from None
-        raise
+        # accepted, then aborted by the closing workflow
+        raise UpdateRejected(PAYMENT_CLOSED, "the payment's workflow has ended") from None
     except RPCError as err:
-        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-            raise UpdateRejected("payment_closed", "the payment has already ended") from err
+        if _closed(err):
+            raise UpdateRejected(PAYMENT_CLOSED, "the payment's workflow has ended") from None
         raise  # Temporal is unreachable: a 503 for the caller
 
 

@@ -9,9 +9,11 @@ import subprocess
 import asyncpg
 import pytest
 
+from domain.references import reference_key
+from epay import db
 from epay.db import migrate, migration_files
 from tests.conftest import Stack
-from tests.support import BIN, temporary_database
+from tests.support import BIN, db_fetch, temporary_database
 
 
 def test_migrations_run_twice_and_from_two_processes_at_once() -> None:
@@ -88,13 +90,110 @@ def test_a_balanced_journal_is_kept_and_cannot_be_edited(stack: Stack) -> None:
 def test_the_database_allows_one_live_reservation_per_reference(stack: Stack) -> None:
     first = stack.created()
     [row] = stack.fetch("SELECT * FROM fee_reservations WHERE payment_id = $1", first["id"])
+    assert row["reference_key"] == reference_key(row["reference"])
     second = _a_payment_id(stack)
     with pytest.raises(asyncpg.exceptions.UniqueViolationError):
         asyncio.run(
             _in_transaction(
                 stack.dsn,
                 f"DELETE FROM fee_reservations WHERE payment_id = '{second}'",
-                "INSERT INTO fee_reservations (payment_id, department, reference, amount, status) "
-                f"VALUES ('{second}', 'DM', '{row['reference']}', 100, 'held')",
+                "INSERT INTO fee_reservations (payment_id, department, reference, reference_key, "
+                f"amount, status) VALUES ('{second}', 'DM', '{row['reference'].lower()} ', "
+                f"'{row['reference_key']}', 100, 'held')",
             )
         )
+
+
+async def _insert_before_002(dsn: str, reservations: list[tuple[str, str, str]]) -> None:
+    """Payments and their reservations as 001's schema stored them: (dept, reference, status)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        for dept in sorted({d for d, _, _ in reservations}):
+            await conn.execute(
+                "INSERT INTO departments (code, name_en, name_ar, confirm_url) "
+                "VALUES ($1, $1, $1, 'http://dept.invalid')",
+                dept,
+            )
+            await conn.execute(
+                "INSERT INTO services (department, code, name_en, name_ar, fee) "
+                "VALUES ($1, 'FEE', 'fee', 'fee', 100)",
+                dept,
+            )
+        for i, (dept, reference, status) in enumerate(reservations):
+            state = {"held": "reserved", "consumed": "succeeded", "released": "cancelled"}[status]
+            await conn.execute(
+                "INSERT INTO payments (id, department, service_code, reference, state, "
+                "amount_total, lines, workflow_id, expires_at) "
+                "VALUES ($1, $2, 'FEE', $3, $4, 100, '[]', $1, now())",
+                f"pay_{i}",
+                dept,
+                reference,
+                state,
+            )
+            await conn.execute(
+                "INSERT INTO fee_reservations (payment_id, department, reference, amount, status) "
+                "VALUES ($1, $2, $3, 100, $4)",
+                f"pay_{i}",
+                dept,
+                reference,
+                status,
+            )
+    finally:
+        await conn.close()
+
+
+def _migrate_to_001(dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as patch:
+        patch.setattr(db, "migration_files", lambda: migration_files()[:1])
+        assert asyncio.run(migrate(dsn)) == ["001_core.sql"]
+
+
+def test_migration_002_keys_the_references_stored_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stored = [
+        ("DM", "INV-1", "held"),
+        ("DM", "inv-1 ", "released"),  # a released variant does not clash
+        ("DM", "Fine 2024/7", "consumed"),
+        ("DM", "ＩＮＶ－３", "held"),  # full-width, from before the input rules
+        ("DM", "a.b_c/d:e#f-g 9", "held"),
+        ("RTA", "inv-1", "held"),  # another department's invoice
+    ]
+    with temporary_database() as dsn:
+        _migrate_to_001(dsn, monkeypatch)
+        asyncio.run(_insert_before_002(dsn, stored))
+        assert "002_reference_key.sql" in asyncio.run(migrate(dsn))
+        for table, id_column in (("fee_reservations", "payment_id"), ("payments", "id")):
+            rows = db_fetch(
+                dsn, f"SELECT reference, reference_key FROM {table} ORDER BY {id_column}"
+            )
+            assert [r["reference"] for r in rows] == [ref for _, ref, _ in stored]  # as sent
+            assert [r["reference_key"] for r in rows] == [reference_key(r) for _, r, _ in stored]
+        assert db_fetch(dsn, "SELECT reference_key FROM payments WHERE id = 'pay_2'") == [
+            {"reference_key": "FINE2024/7"}
+        ]
+        with pytest.raises(asyncpg.exceptions.UniqueViolationError):
+            asyncio.run(
+                _in_transaction(
+                    dsn,
+                    "UPDATE fee_reservations SET status = 'held' WHERE payment_id = 'pay_1'",
+                )
+            )
+
+
+def test_migration_002_stops_at_two_live_reservations_of_one_invoice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with temporary_database() as dsn:
+        _migrate_to_001(dsn, monkeypatch)
+        asyncio.run(
+            _insert_before_002(dsn, [("DM", "INV-1", "consumed"), ("DM", "inv-1 ", "held")])
+        )
+        with pytest.raises(asyncpg.exceptions.UniqueViolationError, match="fee_reservations"):
+            asyncio.run(migrate(dsn))
+        assert db_fetch(dsn, "SELECT version FROM schema_migrations") == [{"version": 1}]
+        columns = db_fetch(
+            dsn,
+            "SELECT 1 FROM information_schema.columns WHERE column_name = 'reference_key'",
+        )
+        assert columns == []

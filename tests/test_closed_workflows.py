@@ -1,0 +1,208 @@
+"""A payment whose workflow an operator stopped in Temporal (cancel or terminate, in the UI or
+the CLI) while the read model still shows it open: every call answers from the read model,
+with the payment as it stands or a problem naming its state, and never with a 500.
+
+A Temporal cancel before capture runs the compensations, so the payment may end `cancelled`;
+a terminate leaves the read model as it was (until a sweeper reconciles it). The tests accept
+either, and check that each answer agrees with the read model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from tests.conftest import TERMINAL, Stack, card, new_reference
+
+HOW = ["terminate", "cancel"]
+
+
+def _stop_in_temporal(stack: Stack, workflow_id: str, how: str) -> None:
+    """What an operator does in the Temporal UI, once the workflow exists."""
+
+    async def stop() -> None:
+        client = await Client.connect(stack.temporal_address)
+        handle = client.get_workflow_handle(workflow_id)
+        deadline = time.monotonic() + 30
+        while True:  # the API may still be starting it
+            try:
+                await handle.describe()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+        if how == "terminate":
+            await handle.terminate("stopped by an operator")
+        else:
+            await handle.cancel()
+
+    asyncio.run(stop())
+
+
+def _workflow_closed(stack: Stack, workflow_id: str) -> bool:
+    async def closed() -> bool:
+        client = await Client.connect(stack.temporal_address)
+        status = (await client.get_workflow_handle(workflow_id).describe()).status
+        return status != WorkflowExecutionStatus.RUNNING
+
+    return bool(asyncio.run(closed()))
+
+
+def _wait_until_stopped(stack: Stack, payment_id: str, timeout: float = 60) -> None:
+    """Until the workflow has closed, or the payment has ended: a cancelled payment's
+    workflow may go on retrying the revocation of a department's confirmation."""
+    deadline = time.monotonic() + timeout
+    while not (
+        _workflow_closed(stack, f"payment-{payment_id}")
+        or stack.fetch(
+            "SELECT 1 FROM payments WHERE id = $1 AND state = ANY($2)", payment_id, list(TERMINAL)
+        )
+    ):
+        assert time.monotonic() < deadline, f"payment {payment_id} still going after {timeout} s"
+        time.sleep(0.2)
+
+
+def _read_model_state(stack: Stack, payment_id: str) -> str:
+    [row] = stack.fetch("SELECT state FROM payments WHERE id = $1", payment_id)
+    return str(row["state"])
+
+
+def _assert_refused(response: httpx.Response, code: str, state: str) -> None:
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["code"] == code and state in body["detail"], body
+
+
+@contextmanager
+def _workers_away(stack: Stack) -> Iterator[None]:
+    for worker in stack.workers:
+        worker.stop()
+    stack.workers.clear()
+    try:
+        yield
+    finally:
+        if not stack.workers:
+            stack.start_worker()
+
+
+# The stages a payment can be stopped at, and how to bring it there.
+STAGES: dict[str, tuple[str, dict[str, Any] | None]] = {
+    "reserved": ("INV-", None),
+    "requires_action": ("INV-", card("4000000000003220")),  # a 3-D Secure challenge
+    "confirming": ("DOWN-", card("4242424242424242")),  # the department keeps answering 503
+}
+
+
+@pytest.mark.parametrize("how", HOW)
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_call_answers_from_the_read_model_once_the_workflow_is_stopped(
+    stack: Stack, stage: str, how: str
+) -> None:
+    prefix, method = STAGES[stage]
+    key = uuid.uuid4().hex
+    payment = stack.created(reference=new_reference(prefix), headers={"Idempotency-Key": key})
+    pid = payment["id"]
+    if method is not None:
+        stack.authorise(payment, method)
+        stack.wait_for(pid, {stage})
+
+    _stop_in_temporal(stack, payment["workflow_id"], how)
+    _wait_until_stopped(stack, pid)
+    state = _read_model_state(stack, pid)
+    assert state == stage or (how == "cancel" and state == "cancelled"), state
+
+    with stack.client() as c:
+        got = c.get(f"/v1/payments/{pid}")
+        listed = c.get("/v1/payments", params={"reference": payment["reference"]})
+        events = c.get(f"/v1/payments/{pid}/events")
+        cancel = c.post(f"/v1/payments/{pid}/cancel")
+    authorise = stack.authorise(payment, card("4242424242424242"))
+    challenge = stack.three_d_secure(payment, "123456")
+    replay = stack.create(reference=payment["reference"], headers={"Idempotency-Key": key})
+
+    assert got.status_code == 200 and got.json()["state"] == state, got.text
+    assert listed.status_code == 200, listed.text
+    assert [(p["id"], p["state"]) for p in listed.json()["items"]] == [(pid, state)]
+    assert events.status_code == 200 and events.json()["items"][-1]["to_state"] == state
+    _assert_refused(cancel, "not_cancellable", state)
+    _assert_refused(authorise, "not_awaiting_method", state)
+    _assert_refused(challenge, "not_awaiting_challenge", state)
+    assert replay.status_code == 200, replay.text
+    assert (replay.json()["id"], replay.json()["state"]) == (pid, state)
+    # the refused calls changed nothing, and the refused card was not kept
+    assert _read_model_state(stack, pid) == state
+    assert stack.fetch("SELECT 1 FROM card_vault WHERE payment_id = $1", pid) == []
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_a_payment_stopped_before_it_reserved_is_refused_and_can_be_retried(
+    stack: Stack, how: str
+) -> None:
+    """The workers are away, so the workflow has not reserved yet when an operator stops it.
+    The caller hears 503 `reservation_unavailable` (the key is free again) or, had the
+    reservation been made first, the payment; so does a retry that finds the key still
+    claimed, as after an API crash between starting the workflow and answering."""
+    key, reference = uuid.uuid4().hex, new_reference()
+    with _workers_away(stack), ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(stack.create, reference=reference, headers={"Idempotency-Key": key})
+        claim: list[dict[str, Any]] = []
+        while not claim:
+            claim = stack.fetch("SELECT * FROM idempotency_keys WHERE key = $1", key)
+            time.sleep(0.05)
+        _stop_in_temporal(stack, f"payment-{claim[0]['payment_id']}", how)
+        if how == "cancel":
+            stack.start_worker()  # a cancel takes effect when the workflow next runs
+        first = waiting.result(timeout=120)
+    _wait_until_stopped(stack, claim[0]["payment_id"])
+    made = stack.fetch("SELECT id, state FROM payments WHERE id = $1", claim[0]["payment_id"])
+
+    def assert_answer(response: httpx.Response, status_if_made: int) -> None:
+        if made:  # the payment as the read model has it (it may have moved on since)
+            assert response.status_code == status_if_made, response.text
+            assert response.json()["id"] == made[0]["id"]
+        else:
+            assert response.status_code == 503, response.text
+            assert response.json()["code"] == "reservation_unavailable"
+
+    assert_answer(first, 201)
+    # An API that crashed after starting the workflow left its claim on the key behind.
+    [row] = claim
+    stack.fetch(
+        "INSERT INTO idempotency_keys (department, key, request_hash, payment_id, created_at) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        row["department"],
+        row["key"],
+        row["request_hash"],
+        row["payment_id"],
+        row["created_at"],
+    )
+    assert_answer(stack.create(reference=reference, headers={"Idempotency-Key": key}), 200)
+    retry = stack.create(reference=reference, headers={"Idempotency-Key": key})
+    if made:
+        assert retry.status_code == 200 and retry.json()["id"] == made[0]["id"], retry.text
+    else:  # nothing was reserved: the retry starts afresh
+        assert retry.status_code == 201 and retry.json()["state"] == "reserved", retry.text
+
+
+def test_a_reservation_nobody_answers_within_the_wait_is_a_503_not_a_500(stack: Stack) -> None:
+    """Workers away for longer than the API waits (45 s), as when an operator cancels a
+    workflow that no worker is running: nothing was reserved, the key is free again."""
+    key, reference = uuid.uuid4().hex, new_reference()
+    with _workers_away(stack):
+        refused = stack.create(reference=reference, headers={"Idempotency-Key": key})
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["code"] == "reservation_unavailable"
+    assert stack.fetch("SELECT 1 FROM idempotency_keys WHERE key = $1", key) == []
+    retry = stack.create(reference=reference, headers={"Idempotency-Key": key})
+    assert retry.status_code == 201, retry.text
