@@ -19,6 +19,7 @@ class FailureCode(StrEnum):
     CAPTURE_FAILED = "capture_failed"
     AUTHORISATION_FAILED = "authorisation_failed"
     RESERVATION_FAILED = "reservation_failed"
+    PAYMENT_ABANDONED = "payment_abandoned"
 
 
 MESSAGES: dict[FailureCode, str] = {
@@ -35,6 +36,7 @@ MESSAGES: dict[FailureCode, str] = {
     FailureCode.CAPTURE_FAILED: "The funds could not be captured.",
     FailureCode.AUTHORISATION_FAILED: "The payment method could not be authorised.",
     FailureCode.RESERVATION_FAILED: "The fee could not be reserved.",
+    FailureCode.PAYMENT_ABANDONED: "The payment stopped before it could finish; nothing was taken.",
 }
 
 # Codes an issuer, acquirer or department may answer with for a final "no".

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import logging
+import os
 import sys
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
+from typing import NoReturn
 
 import httpx
 
@@ -82,14 +87,46 @@ async def _departments(args: argparse.Namespace) -> None:
         await pool.close()
 
 
-def _sandbox_department(action: str, department: str) -> None:
+def _sandbox_switch(args: argparse.Namespace) -> None:
+    """Bring a sandbox system up or down through its admin endpoint."""
     settings = _settings()
-    base = settings.department_base_url.rstrip("/")
-    response = httpx.post(
-        f"{base}/{department}/_admin/{action}", timeout=settings.http_timeout_seconds
-    )
+    if args.action == "department":
+        name = f"department {args.department}"
+        base = f"{settings.department_base_url.rstrip('/')}/{args.department}"
+    else:
+        name = args.action
+        base = settings.acquirer_url if args.action == "acquirer" else settings.issuer_url
+    response = httpx.post(f"{base}/_admin/{args.state}", timeout=settings.http_timeout_seconds)
     response.raise_for_status()
-    print(f"sandbox department {department} is {action}")
+    print(f"sandbox {name} is {args.state}")
+
+
+async def _sweeper(args: argparse.Namespace) -> None:
+    from epay.schedules import SWEEPER_SCHEDULE_ID, ensure_sweeper_schedule, sweep_now
+    from epay.temporal import connect
+
+    settings = _settings()
+    client = await connect(settings)
+    if args.action == "schedule":
+        if args.every <= 0:
+            raise SystemExit("--every must be a positive number of minutes")
+        every = timedelta(minutes=args.every)
+        done = await ensure_sweeper_schedule(client, settings, every)
+        print(
+            f"schedule {SWEEPER_SCHEDULE_ID} {done}: a sweep every {every} "
+            f"on task queue {settings.task_queue}"
+        )
+    else:
+        summary = await sweep_now(client, settings)
+        print(json.dumps(dataclasses.asdict(summary), indent=2))
+
+
+def _exit_without_teardown() -> NoReturn:
+    """Exit 0 at once. A short-lived process that made a Temporal client may abort while
+    the interpreter tears down (the client's threads outlive it: temporalio/sdk-python#300)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,11 +157,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve = ssub.add_parser("serve", help="serve the sandbox")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8100)
+    serve.add_argument(
+        "--state-file",
+        default=None,
+        help="SQLite file keeping the sandbox's state across restarts (default: in memory)",
+    )
     sd = ssub.add_parser(
         "department", help="bring a sandbox department's DOWN- references up or down"
     )
     sd.add_argument("state", choices=["up", "down"])
     sd.add_argument("department")
+    for system in ("acquirer", "issuer"):
+        sw = ssub.add_parser(system, help=f"take the sandbox {system} down (every call 503) or up")
+        sw.add_argument("state", choices=["up", "down"])
+
+    sweeper = sub.add_parser(
+        "sweeper", help="end payments whose workflow closed without them (a Temporal Schedule)"
+    )
+    swsub = sweeper.add_subparsers(dest="action", required=True)
+    sch = swsub.add_parser("schedule", help="create or update the sweeper's schedule")
+    sch.add_argument("--every", type=float, default=5, metavar="MINUTES")
+    swsub.add_parser("run", help="run one sweep now and print what it did")
     return parser
 
 
@@ -149,13 +202,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(_seed(with_cards=not args.no_cards))
     elif args.command == "departments":
         asyncio.run(_departments(args))
+    elif args.command == "sweeper":
+        asyncio.run(_sweeper(args))
+        _exit_without_teardown()
     elif args.command == "sandbox":
         if args.action == "serve":
             from sandbox.__main__ import serve as serve_sandbox
 
-            serve_sandbox(args.host, args.port)
+            serve_sandbox(args.host, args.port, state_file=args.state_file)
         else:
-            _sandbox_department(args.state, args.department)
+            _sandbox_switch(args)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Starts the Temporal dev server (state kept in ``.epay/temporal.db``, Web UI on :8233),
 PostgreSQL (``DATABASE_URL`` if set, else an embedded server with its data in
-``.epay/pgdata``), runs the migrations and the seed, then the sandbox, a worker and the API
-on :8000. Prints the URLs and a department API key. Ctrl-C stops everything it started.
+``.epay/pgdata``), runs the migrations and the seed, then the sandbox (state kept in
+``.epay/sandbox.db``), a worker and the API on :8000. Prints the URLs and a department API
+key. Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import httpx
 from epay.cli import create_key
 from epay.config import Settings
 from epay.db import create_pool, migrate
-from epay.seed import seed_catalogue, seed_e_dirham_cards
+from epay.schedules import SWEEP_EVERY, SWEEPER_SCHEDULE_ID
+from epay.seed import seed_catalogue
 
 BIN = Path(sys.executable).parent
 STATE = Path(os.environ.get("EPAY_STATE_DIR", ".epay")).resolve()
@@ -146,11 +148,19 @@ def main() -> None:
         asyncio.run(_prepare_database(settings))
 
         print("starting the sandbox (acquirer, e-Dirham issuer, departments) ...", flush=True)
+        # The sandbox keeps its state and creates its e-Dirham cards itself, once: balances
+        # and everything else carry over from the last run.
         sandbox = start(
-            "sandbox", str(BIN / "python"), "-m", "sandbox", "--port", str(PORTS["sandbox"])
+            "sandbox",
+            str(BIN / "python"),
+            "-m",
+            "sandbox",
+            "--port",
+            str(PORTS["sandbox"]),
+            "--state-file",
+            str(STATE / "sandbox.db"),
         )
         _wait("sandbox", lambda: httpx.get("http://127.0.0.1:8100/healthz").is_success, sandbox)
-        asyncio.run(seed_e_dirham_cards(settings))
         key = asyncio.run(_api_key(settings))
 
         _wait("Temporal", lambda: not _port_free(PORTS["temporal"]), temporal)
@@ -163,6 +173,8 @@ def main() -> None:
             lambda: "worker polling" in (STATE / "logs" / "worker.log").read_text(),
             worker,
         )
+        print("scheduling the sweeper ...", flush=True)
+        subprocess.run([str(BIN / "epay"), "sweeper", "schedule"], env=env, check=True)
 
         print(
             f"""
@@ -170,6 +182,7 @@ ePay is running.
   API           http://127.0.0.1:8000        (OpenAPI: http://127.0.0.1:8000/docs)
   Temporal UI   http://127.0.0.1:8233
   Sandbox       http://127.0.0.1:8100        (acquirer, e-Dirham issuer, departments)
+  Sweeper       Temporal Schedule {SWEEPER_SCHEDULE_ID}, every {SWEEP_EVERY.seconds // 60} min
   Logs          {STATE / "logs"}
 
   Department DM API key:  {key}

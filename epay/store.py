@@ -16,8 +16,16 @@ import asyncpg
 from asyncpg import Pool
 
 from domain.failures import message_for
-from domain.models import PaymentRequest, Receipt, ReservationResult, Settlement, Transition
-from domain.states import PaymentState, transition
+from domain.models import (
+    AuditEntry,
+    PaymentRequest,
+    Receipt,
+    ReservationResult,
+    Settlement,
+    Transition,
+)
+from domain.references import reference_key
+from domain.states import Actor, PaymentEvent, PaymentState, actor_of, transition
 
 # --- departments, keys, catalogue -------------------------------------------------------
 
@@ -85,19 +93,22 @@ async def department_confirm_url(pool: Pool, department: str) -> str:
 async def _reserve_fee(
     pool: Pool, req: PaymentRequest, workflow_id: str, now: datetime
 ) -> ReservationResult:
+    key = reference_key(req.reference)  # "inv-1" and "INV-1 " are one invoice
     async with pool.acquire() as conn, conn.transaction():
         exists = await conn.fetchval("SELECT 1 FROM payments WHERE id = $1", req.payment_id)
         if exists:
             return ReservationResult(ok=True)  # a retry of a reservation that was made
         await conn.execute(
-            """INSERT INTO payments (id, department, service_code, reference, state, amount_total,
-                   lines, description, payer, return_url, metadata, workflow_id, expires_at,
-                   created_at, updated_at)
-               VALUES ($1, $2, $3, $4, 'reserved', $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)""",
+            """INSERT INTO payments (id, department, service_code, reference, reference_key,
+                   state, amount_total, lines, description, payer, return_url, metadata,
+                   workflow_id, expires_at, created_at, updated_at)
+               VALUES ($1, $2, $3, $4, $5, 'reserved', $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                   $14)""",
             req.payment_id,
             req.department,
             req.service_code,
             req.reference,
+            key,
             req.total,
             [asdict(line) for line in req.lines],
             req.description,
@@ -109,21 +120,23 @@ async def _reserve_fee(
             now,
         )
         inserted = await conn.fetchval(
-            """INSERT INTO fee_reservations (payment_id, department, reference, amount, status)
-               VALUES ($1, $2, $3, $4, 'held')
-               ON CONFLICT (department, reference) WHERE status IN ('held', 'consumed')
+            """INSERT INTO fee_reservations (payment_id, department, reference, reference_key,
+                   amount, status)
+               VALUES ($1, $2, $3, $4, $5, 'held')
+               ON CONFLICT (department, reference_key) WHERE status IN ('held', 'consumed')
                DO NOTHING RETURNING 1""",
             req.payment_id,
             req.department,
             req.reference,
+            key,
             req.total,
         )
         if not inserted:
             status = await conn.fetchval(
-                "SELECT status FROM fee_reservations WHERE department = $1 AND reference = $2 "
-                "AND status IN ('held', 'consumed')",
+                "SELECT status FROM fee_reservations WHERE department = $1 "
+                "AND reference_key = $2 AND status IN ('held', 'consumed')",
                 req.department,
-                req.reference,
+                key,
             )
             # Undo the payment row: a payment that could not reserve never existed.
             raise _Rollback(
@@ -135,7 +148,13 @@ async def _reserve_fee(
                 )
             )
         await _insert_event(
-            conn, req.payment_id, "fee_reserved", None, PaymentState.RESERVED, "workflow", None
+            conn,
+            req.payment_id,
+            PaymentEvent.FEE_RESERVED,
+            None,
+            PaymentState.RESERVED,
+            Actor.WORKFLOW,
+            None,
         )
     return ReservationResult(ok=True)
 
@@ -200,6 +219,7 @@ async def _apply_transition(conn: asyncpg.Connection, t: Transition) -> str:
                failure_code = coalesce($6, failure_code),
                failure_message = coalesce($7, failure_message),
                department_confirmation = coalesce($8, department_confirmation),
+               authorisation_id = coalesce($9, authorisation_id),
                updated_at = clock_timestamp()
            WHERE id = $1""",
         t.payment_id,
@@ -210,15 +230,35 @@ async def _apply_transition(conn: asyncpg.Connection, t: Transition) -> str:
         t.failure_code,
         message_for(t.failure_code) if t.failure_code else None,
         t.department_confirmation,
+        t.authorisation_id,
     )
     detail = t.detail or (t.failure_code and f"failure: {t.failure_code}")
-    await _insert_event(conn, t.payment_id, t.event, current.value, target.value, t.actor, detail)
+    actor = t.actor or actor_of(t.event)
+    await _insert_event(conn, t.payment_id, t.event, current.value, target.value, actor, detail)
     return target.value
+
+
+async def record_note(pool: Pool, entry: AuditEntry) -> bool:
+    """Add a note to the audit trail, once per payment, note and key; the state is kept."""
+    async with pool.acquire() as conn, conn.transaction():
+        state = await conn.fetchval("SELECT state FROM payments WHERE id = $1", entry.payment_id)
+        if state is None:
+            return False
+        return await _insert_event(
+            conn,
+            entry.payment_id,
+            entry.note,
+            state,
+            state,
+            entry.actor,
+            entry.detail,
+            dedupe_key=f"{entry.payment_id}:{entry.note}:{entry.key}",
+        )
 
 
 # Once the issuer or acquirer has the method (a hold, an authorisation or a challenge), the
 # card data is of no further use: it is deleted in the same transaction that records it.
-CARD_DATA_SPENT_EVENTS = frozenset({"authorised", "challenge_required"})
+CARD_DATA_SPENT_EVENTS = frozenset({PaymentEvent.AUTHORISED, PaymentEvent.CHALLENGE_REQUIRED})
 
 
 async def record_transition(pool: Pool, t: Transition) -> str:
@@ -303,7 +343,9 @@ async def settle(pool: Pool, s: Settlement) -> Receipt:
             s.payment_id,
         )
         await conn.execute("DELETE FROM card_vault WHERE payment_id = $1", s.payment_id)
-        await _apply_transition(conn, Transition(s.payment_id, "captured", detail=receipt_number))
+        await _apply_transition(
+            conn, Transition(s.payment_id, PaymentEvent.CAPTURED, detail=receipt_number)
+        )
         return Receipt(receipt_number, issued_at.isoformat())
 
 
@@ -396,7 +438,7 @@ async def list_payments(
     if state:
         clauses.append(f"p.state = {arg(state)}")
     if reference:
-        clauses.append(f"p.reference = {arg(reference)}")
+        clauses.append(f"p.reference_key = {arg(reference_key(reference))}")
     if created_from:
         clauses.append(f"p.created_at >= {arg(created_from)}")
     if created_to:

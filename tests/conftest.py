@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import signal
 import tempfile
 import time
 import uuid
@@ -69,11 +70,54 @@ class Stack:
         self.keys: dict[str, str] = {}
         self.workers: list[Process] = []
         self.processes: list[Process] = []
+        self.sandbox_process: Process | None = None
 
     def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> Process:
         proc = Process(name, list(args), env or self.env, self.log_dir)
         self.processes.append(proc)
         return proc
+
+    def start_temporal(self, db_filename: Path | None = None) -> Process:
+        """The Temporal dev server on its port; with ``db_filename`` its state outlives it."""
+        keep_state = ["--db-filename", str(db_filename)] if db_filename else []
+        return self.spawn(
+            "temporal",
+            str(BIN / "temporal"),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            self.temporal_address.rsplit(":", 1)[1],
+            *keep_state,
+            "--headless",
+            "--log-level",
+            "error",
+        )
+
+    def start_api(self) -> Process:
+        return self.spawn("api", str(BIN / "epay"), "api", "--port", self.api_url.rsplit(":", 1)[1])
+
+    def start_sandbox(self) -> Process:
+        """The sandbox on its port, its state kept in the log folder across restarts."""
+        self.sandbox_process = self.spawn(
+            "sandbox",
+            str(BIN / "python"),
+            "-m",
+            "sandbox",
+            "--port",
+            self.sandbox_url.rsplit(":", 1)[1],
+            "--state-file",
+            str(self.log_dir / "sandbox.db"),
+        )
+        return self.sandbox_process
+
+    def restart_sandbox(self, kill: bool = True) -> None:
+        """SIGKILL (or SIGTERM) the sandbox and start it again on the same port and state."""
+        assert self.sandbox_process is not None, "the sandbox was never started"
+        self.sandbox_process.kill(signal.SIGKILL if kill else signal.SIGTERM)
+        sandbox = self.start_sandbox()
+        wait_until(http_ok(f"{self.sandbox_url}/healthz"), timeout=30, what="sandbox", proc=sandbox)
 
     def epay(self, *args: str) -> str:
         proc = self.spawn("epay-" + args[0], str(BIN / "epay"), *args)
@@ -178,12 +222,11 @@ class Stack:
         return run_sync(Client.connect(self.temporal_address))  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    log_dir = Path(tempfile.mkdtemp(prefix="epay-test-logs-"))
+def stack_env(dsn: str, log_dir: Path, **overrides: str) -> dict[str, str]:
+    """What every process of a stack reads: ports, a task queue and secrets of its own."""
     temporal_port, api_port, sandbox_port = free_port(), free_port(), free_port()
-    with temporary_database() as dsn:
-        env = dict(
+    return (
+        dict(
             os.environ,
             PYTHONUNBUFFERED="1",
             DATABASE_URL=dsn,
@@ -198,24 +241,18 @@ def stack() -> Iterator[Stack]:
             SANDBOX_SLOW_SECONDS=str(SLOW_SECONDS),
             SANDBOX_LOST_ANSWER_DELAY=str(LOST_ANSWER_DELAY),
         )
-        s = Stack(env, dsn, log_dir)
+        | overrides
+    )
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    log_dir = Path(tempfile.mkdtemp(prefix="epay-test-logs-"))
+    with temporary_database() as dsn:
+        s = Stack(stack_env(dsn, log_dir), dsn, log_dir)
         try:
-            temporal = s.spawn(
-                "temporal",
-                str(BIN / "temporal"),
-                "server",
-                "start-dev",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                str(temporal_port),
-                "--headless",
-                "--log-level",
-                "error",
-            )
-            sandbox = s.spawn(
-                "sandbox", str(BIN / "python"), "-m", "sandbox", "--port", str(sandbox_port)
-            )
+            temporal = s.start_temporal()
+            sandbox = s.start_sandbox()
             s.epay("migrate")
             wait_until(
                 http_ok(f"{s.sandbox_url}/healthz"), timeout=30, what="sandbox", proc=sandbox
@@ -231,7 +268,7 @@ def stack() -> Iterator[Stack]:
                 proc=temporal,
             )
             s.start_worker()
-            api = s.spawn("api", str(BIN / "epay"), "api", "--port", str(api_port))
+            api = s.start_api()
             wait_until(http_ok(f"{s.api_url}/readyz"), timeout=60, what="API", proc=api)
             yield s
         finally:

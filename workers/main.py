@@ -21,10 +21,12 @@ from temporalio.worker import Worker
 from activities.departments import DepartmentSystems
 from activities.payment_methods import PaymentMethods
 from activities.records import PaymentRecords
+from activities.sweeper import Sweeps
 from epay.config import Settings
 from epay.db import create_pool
 from epay.temporal import connect
 from workflows.payment import PaymentWorkflow
+from workflows.sweeper import SweeperWorkflow
 
 log = logging.getLogger("epay.worker")
 
@@ -47,6 +49,7 @@ def payment_activities(
     return [
         records.reserve_fee,
         records.record_transition,
+        records.record_note,
         records.close_unpaid,
         records.settle,
         methods.authorise,
@@ -58,14 +61,23 @@ def payment_activities(
     ]
 
 
+def sweeper_activities(client: Client, pool: asyncpg.Pool) -> list[Callable[..., Any]]:
+    """The sweeper's own activities; it also calls the payment workflow's."""
+    sweeps = Sweeps(pool, client)
+    return [sweeps.find_stranded_payments, sweeps.delete_expired_card_data]
+
+
 def payment_worker(
     client: Client, task_queue: str, pool: asyncpg.Pool, http: httpx.AsyncClient, settings: Settings
 ) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[PaymentWorkflow],
-        activities=payment_activities(pool, http, settings),
+        workflows=[PaymentWorkflow, SweeperWorkflow],
+        activities=[
+            *payment_activities(pool, http, settings),
+            *sweeper_activities(client, pool),
+        ],
         graceful_shutdown_timeout=DRAIN_TIMEOUT,
     )
 

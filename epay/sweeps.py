@@ -1,0 +1,69 @@
+"""The sweeper's queries: open payments to hold against Temporal, and card data past its use.
+
+The payment lifecycle's own steps (``close_unpaid``, ``settle``, ``record_note``) stay in
+``epay.store``; the sweeper reaches them through the same activities as the workflow.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import asyncpg
+from asyncpg import Pool
+
+from domain.money import FeeLine
+from domain.sweeper import StrandedPayment
+
+# The predicate of the ``payments_open`` index (003_saga.sql), written the same way so that
+# PostgreSQL uses it: the payments not in an end state of ``domain.states``.
+OPEN = "state NOT IN ('succeeded', 'failed', 'cancelled', 'expired')"
+
+
+async def open_payments(
+    pool: Pool, *, quiet_for: timedelta, after: tuple[datetime, str] | None, limit: int
+) -> list[asyncpg.Record]:
+    """Open payments unchanged for ``quiet_for``, least recently changed first, a page at a
+    time (``after``: the last row of the previous page)."""
+    after_clause = "AND (updated_at, id) > ($3, $4)" if after else ""
+    return await pool.fetch(
+        f"""SELECT id, workflow_id, updated_at FROM payments
+            WHERE {OPEN} AND updated_at < clock_timestamp() - $1::interval {after_clause}
+            ORDER BY updated_at, id LIMIT $2""",
+        quiet_for,
+        limit,
+        *(after or ()),
+    )
+
+
+async def stranded_payment(
+    pool: Pool, payment_id: str, workflow_status: str
+) -> StrandedPayment | None:
+    """The payment as the read model has it now, if it is still open."""
+    row = await pool.fetchrow(
+        f"""SELECT id, state, department, service_code, reference, amount_total, lines,
+                   method_type, authorisation_id
+            FROM payments WHERE id = $1 AND {OPEN}""",
+        payment_id,
+    )
+    if row is None:
+        return None
+    return StrandedPayment(
+        payment_id=row["id"],
+        state=row["state"],
+        workflow_status=workflow_status,
+        department=row["department"],
+        service_code=row["service_code"],
+        reference=row["reference"],
+        amount=row["amount_total"],
+        lines=[FeeLine(line["code"], line["amount"]) for line in row["lines"]],
+        method_type=row["method_type"],
+        authorisation_id=row["authorisation_id"],
+    )
+
+
+async def delete_card_data_older_than(pool: Pool, age: timedelta) -> int:
+    """Delete sealed card data older than ``age``, whatever its payment's state."""
+    status = await pool.execute(
+        "DELETE FROM card_vault WHERE created_at < clock_timestamp() - $1::interval", age
+    )
+    return int(status.split()[-1])

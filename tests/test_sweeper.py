@@ -1,0 +1,419 @@
+"""The sweeper ends payments whose workflow closed without them (an operator's Terminate,
+a workflow lost), and deletes card data past its use. Each test strands a payment of its own
+through the real stack, runs a sweep on the stack's worker, and looks at what the partners,
+the records and the audit trail show afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import secrets
+import subprocess
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    ScheduleActionStartWorkflow,
+    ScheduleOverlapPolicy,
+    WorkflowExecutionStatus,
+)
+from temporalio.worker import Replayer
+
+from domain.models import Transition
+from domain.states import PaymentEvent
+from domain.sweeper import SweepOutcome, SweepRequest, SweepSummary, SweptPayment
+from epay import store
+from epay.config import Settings
+from epay.db import create_pool
+from epay.schedules import SWEEPER_SCHEDULE_ID, sweep_request
+from tests.conftest import Stack, card, e_dirham, new_reference
+from tests.support import BIN
+from tests.test_payments import acquirer_records, assert_paid_once, issuer_holds
+from workflows.sweeper import SweeperWorkflow
+
+
+def settings(stack: Stack) -> Settings:
+    return Settings.from_env_mapping(stack.env)
+
+
+def sweep(stack: Stack, *, grace_seconds: int | None = None) -> SweepSummary:
+    """One sweep on the stack's worker, as the schedule starts it."""
+    req = sweep_request(settings(stack))
+    if grace_seconds is not None:
+        req = dataclasses.replace(req, grace_seconds=grace_seconds)
+
+    async def run(req: SweepRequest) -> SweepSummary:
+        client = await Client.connect(stack.temporal_address)
+        return await client.execute_workflow(
+            SweeperWorkflow.run,
+            req,
+            id=f"test-sweep-{uuid.uuid4().hex[:8]}",
+            task_queue=stack.env["EPAY_TASK_QUEUE"],
+        )
+
+    return asyncio.run(run(req))
+
+
+def swept(summary: SweepSummary, payment_id: str) -> SweptPayment | None:
+    found = [p for p in summary.payments if p.payment_id == payment_id]
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+def terminate(stack: Stack, payment: dict[str, Any]) -> None:
+    """What an operator's Terminate button does: the workflow stops, no compensation runs."""
+
+    async def run() -> None:
+        client = await Client.connect(stack.temporal_address)
+        await client.get_workflow_handle(payment["workflow_id"]).terminate(reason="test")
+
+    asyncio.run(run())
+
+
+def workflow_status(stack: Stack, workflow_id: str) -> WorkflowExecutionStatus | None:
+    async def run() -> WorkflowExecutionStatus | None:
+        client = await Client.connect(stack.temporal_address)
+        return (await client.get_workflow_handle(workflow_id).describe()).status
+
+    return asyncio.run(run())
+
+
+def quiet(stack: Stack, payment_id: str) -> None:
+    """Age the payment's last change past the sweeper's grace period (two minutes)."""
+    stack.fetch(
+        "UPDATE payments SET updated_at = now() - interval '10 minutes' WHERE id = $1", payment_id
+    )
+
+
+def events(stack: Stack, payment_id: str) -> list[dict[str, Any]]:
+    with stack.client() as c:
+        items: list[dict[str, Any]] = c.get(f"/v1/payments/{payment_id}/events").json()["items"]
+    return items
+
+
+def reservation(stack: Stack, payment_id: str) -> str:
+    [row] = stack.fetch("SELECT status FROM fee_reservations WHERE payment_id = $1", payment_id)
+    return str(row["status"])
+
+
+def confirmations(stack: Stack, payment_id: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = stack.sandbox(
+        f"/departments/DM/_admin/confirmations?payment_id={payment_id}"
+    )["items"]
+    return items
+
+
+def vault_rows(stack: Stack, payment_id: str) -> list[dict[str, Any]]:
+    return stack.fetch("SELECT token FROM card_vault WHERE payment_id = $1", payment_id)
+
+
+def department(stack: Stack, switch: str) -> None:
+    """The sandbox's DM department: ``up`` lets its DOWN- references through."""
+    command = [str(BIN / "epay"), "sandbox", "department", switch, "DM"]
+    subprocess.run(command, env=stack.env, check=True)
+
+
+def stranded_while_confirming(stack: Stack, method: dict[str, Any]) -> dict[str, Any]:
+    """A payment whose department is down, its workflow terminated while it waits."""
+    payment = stack.created(reference=new_reference("DOWN-"))
+    stack.authorise(payment, method)
+    stack.wait_for(payment["id"], {"confirming"})
+    terminate(stack, payment)
+    quiet(stack, payment["id"])
+    return payment
+
+
+def test_a_terminated_payment_waiting_for_its_department_is_undone(stack: Stack) -> None:
+    payment = stranded_while_confirming(stack, e_dirham("7840000000000017"))
+    pid = payment["id"]
+    assert [h["status"] for h in issuer_holds(stack, pid)] == ["held"]
+    assert reservation(stack, pid) == "held"
+    other = stack.created()
+    terminate(stack, other)
+    quiet(stack, other["id"])
+
+    # The department is down: it cannot take the revocation either. The payer's hold is
+    # released at once; the payment stays open, for the next run, until it can. The sweep
+    # goes on with the other payments.
+    first = sweep(stack)
+
+    result = swept(first, pid)
+    assert result is not None and result.outcome == SweepOutcome.ERROR, first
+    other_result = swept(first, other["id"])
+    assert other_result is not None and other_result.outcome == SweepOutcome.CANCELLED, first
+    assert "revoke_department_confirmation" in result.detail
+    assert [h["status"] for h in issuer_holds(stack, pid)] == ["voided"]
+    assert stack.get(pid)["state"] == "confirming"
+    assert reservation(stack, pid) == "held"
+
+    department(stack, "up")
+    try:
+        second = sweep(stack)
+    finally:
+        department(stack, "down")
+
+    result = swept(second, pid)
+    assert result is not None and result.outcome == SweepOutcome.CANCELLED, second
+    assert [h["status"] for h in issuer_holds(stack, pid)] == ["voided"]
+    assert [c["status"] for c in confirmations(stack, pid)] == ["revoked"]
+    assert reservation(stack, pid) == "released"
+    assert vault_rows(stack, pid) == []
+    final = stack.get(pid)
+    assert final["state"] == "cancelled" and final["failure"] is None
+    last = events(stack, pid)[-1]
+    assert last["event"] == "cancelled_by_operator" and last["actor"] == "sweeper", last
+    assert last["from_state"] == "confirming"
+    assert last["detail"] == (
+        "workflow terminated; authorisation voided, department confirmation revoked"
+    )
+
+    trail = events(stack, pid)
+    third = sweep(stack)
+    assert swept(third, pid) is None
+    assert events(stack, pid) == trail
+    assert [h["status"] for h in issuer_holds(stack, pid)] == ["voided"]
+    assert reservation(stack, pid) == "released"
+
+
+def test_a_terminated_3ds_challenge_has_its_authorisation_voided(stack: Stack) -> None:
+    payment = stack.created()
+    stack.authorise(payment, card("4000000000003220"))
+    stack.wait_for(payment["id"], {"requires_action"})
+    terminate(stack, payment)
+    quiet(stack, payment["id"])
+    assert [a["status"] for a in acquirer_records(stack, payment["id"])] == ["pending_3ds"]
+
+    summary = sweep(stack)
+
+    result = swept(summary, payment["id"])
+    assert result is not None and result.outcome == SweepOutcome.CANCELLED, summary
+    assert [a["status"] for a in acquirer_records(stack, payment["id"])] == ["voided"]
+    assert stack.get(payment["id"])["state"] == "cancelled"
+    assert reservation(stack, payment["id"]) == "released"
+    # The department was never asked, so it is not bothered with a revocation either.
+    assert confirmations(stack, payment["id"]) == []
+
+
+def test_a_terminated_reserved_payment_is_closed_by_epay_sweeper_run(stack: Stack) -> None:
+    payment = stack.created()
+    terminate(stack, payment)
+    quiet(stack, payment["id"])
+
+    output = stack.epay("sweeper", "run")
+
+    summary, _ = json.JSONDecoder().raw_decode(output[output.index("{\n") :])
+    [result] = [p for p in summary["payments"] if p["payment_id"] == payment["id"]]
+    assert result["outcome"] == "cancelled"
+    assert summary["stranded"] >= 1 and summary["cancelled"] >= 1
+    assert stack.get(payment["id"])["state"] == "cancelled"
+    assert reservation(stack, payment["id"]) == "released"
+    assert acquirer_records(stack, payment["id"]) == []
+    assert issuer_holds(stack, payment["id"]) == []
+    last = events(stack, payment["id"])[-1]
+    assert last["actor"] == "sweeper"
+    assert last["detail"] == "workflow terminated; nothing was open at the partners"
+
+
+def test_a_payment_whose_workflow_is_gone_fails_as_abandoned(stack: Stack) -> None:
+    payment = stack.created()
+    terminate(stack, payment)
+    # As if Temporal had lost the workflow (a wiped namespace, a history past retention).
+    stack.fetch("UPDATE payments SET workflow_id = 'lost-' || id WHERE id = $1", payment["id"])
+    quiet(stack, payment["id"])
+
+    summary = sweep(stack)
+
+    result = swept(summary, payment["id"])
+    assert result is not None and result.outcome == SweepOutcome.ABANDONED, summary
+    final = stack.get(payment["id"])
+    assert final["state"] == "failed"
+    assert final["failure"]["code"] == "payment_abandoned"
+    assert reservation(stack, payment["id"]) == "released"
+    last = events(stack, payment["id"])[-1]
+    assert last["event"] == "failed" and last["actor"] == "sweeper"
+    assert last["detail"].startswith("workflow not found")
+
+
+def _confirmed_then_terminated(stack: Stack, *, authorisation_known: bool) -> dict[str, Any]:
+    """A card payment stranded at ``capturing``.
+
+    The workflow cannot be stopped through the API in the instant between the department's
+    confirmation and the capture, so this is set up by hand: the payment waits on a department
+    that is down (the card authorised at the acquirer), its workflow is terminated, and the
+    test then records the ``department_confirmed`` step through the store, as the workflow
+    would have, with the acquirer's authorisation id (or without one).
+    """
+    payment = stranded_while_confirming(stack, card("4242424242424242"))
+    [auth] = acquirer_records(stack, payment["id"])
+    assert auth["status"] == "authorised"
+
+    async def record() -> None:
+        pool = await create_pool(stack.dsn, max_size=1)
+        try:
+            await store.record_transition(
+                pool,
+                Transition(
+                    payment["id"],
+                    PaymentEvent.DEPARTMENT_CONFIRMED,
+                    department_confirmation="DM-C-BYHAND",
+                    authorisation_id=auth["id"],
+                ),
+            )
+        finally:
+            await pool.close()
+
+    asyncio.run(record())
+    if not authorisation_known:
+        stack.fetch("UPDATE payments SET authorisation_id = NULL WHERE id = $1", payment["id"])
+    quiet(stack, payment["id"])
+    assert stack.get(payment["id"])["state"] == "capturing"
+    return payment
+
+
+def test_a_payment_terminated_after_the_department_confirmed_is_finished(stack: Stack) -> None:
+    payment = _confirmed_then_terminated(stack, authorisation_known=True)
+
+    first = sweep(stack)
+
+    result = swept(first, payment["id"])
+    assert result is not None and result.outcome == SweepOutcome.SUCCEEDED, first
+    final = stack.get(payment["id"])
+    assert final["state"] == "succeeded"
+    assert_paid_once(stack, final, acquirer_records(stack, payment["id"]))
+    receipts = stack.fetch("SELECT receipt_number FROM receipts WHERE payment_id = $1", final["id"])
+    assert [r["receipt_number"] for r in receipts] == [final["receipt"]["number"]]
+    notes = [e for e in events(stack, payment["id"]) if e["event"] == "finished_by_sweeper"]
+    assert len(notes) == 1 and notes[0]["actor"] == "sweeper"
+    assert notes[0]["detail"].startswith("workflow terminated after the department confirmed")
+
+    second = sweep(stack)
+    assert swept(second, payment["id"]) is None
+    [auth] = acquirer_records(stack, payment["id"])
+    assert auth["capture_count"] == 1
+    assert len(stack.fetch("SELECT 1 FROM receipts WHERE payment_id = $1", final["id"])) == 1
+
+
+def test_capture_without_a_known_authorisation_is_left_to_an_operator(stack: Stack) -> None:
+    payment = _confirmed_then_terminated(stack, authorisation_known=False)
+
+    first = sweep(stack)
+    second = sweep(stack)
+
+    for summary in (first, second):  # still stranded: reported by every run
+        result = swept(summary, payment["id"])
+        assert result is not None and result.outcome == SweepOutcome.NEEDS_OPERATOR, summary
+        assert summary.needs_operator >= 1
+    assert stack.get(payment["id"])["state"] == "capturing"
+    [auth] = acquirer_records(stack, payment["id"])
+    assert auth["status"] == "authorised" and auth["capture_count"] == 0
+    notes = [e for e in events(stack, payment["id"]) if e["event"] == "needs_operator"]
+    assert len(notes) == 1 and notes[0]["actor"] == "sweeper"  # noted once, not per run
+
+
+def test_a_running_payment_is_never_touched(stack: Stack) -> None:
+    payment = stack.created()
+    quiet(stack, payment["id"])  # long quiet, but its workflow still waits for the payer
+
+    summary = sweep(stack)
+
+    assert swept(summary, payment["id"]) is None
+    assert stack.get(payment["id"])["state"] == "reserved"
+    assert reservation(stack, payment["id"]) == "held"
+    assert workflow_status(stack, payment["workflow_id"]) == WorkflowExecutionStatus.RUNNING
+
+
+def test_a_payment_changed_within_the_grace_period_is_left_alone(stack: Stack) -> None:
+    payment = stack.created()
+    terminate(stack, payment)
+
+    assert swept(sweep(stack), payment["id"]) is None  # changed seconds ago
+    assert stack.get(payment["id"])["state"] == "reserved"
+
+    result = swept(sweep(stack, grace_seconds=0), payment["id"])
+    assert result is not None and result.outcome == SweepOutcome.CANCELLED
+
+
+def test_card_data_past_the_payment_window_is_deleted(stack: Stack) -> None:
+    payment = stack.created()  # a running payment: only the vault rows' age decides
+    old, fresh = f"test-old-{secrets.token_hex(4)}", f"test-fresh-{secrets.token_hex(4)}"
+    for token in (old, fresh):
+        stack.fetch(
+            "INSERT INTO card_vault (token, payment_id, nonce, ciphertext) VALUES ($1, $2, $3, $4)",
+            token,
+            payment["id"],
+            secrets.token_bytes(12),
+            secrets.token_bytes(32),
+        )
+    window = settings(stack).payment_window_seconds
+    past_use = timedelta(seconds=window) + timedelta(minutes=16)  # the margin is 15 minutes
+    stack.fetch(
+        "UPDATE card_vault SET created_at = now() - $2::interval WHERE token = $1", old, past_use
+    )
+
+    summary = sweep(stack)
+
+    assert summary.card_data_deleted >= 1
+    assert [r["token"] for r in vault_rows(stack, payment["id"])] == [fresh]
+    assert stack.get(payment["id"])["state"] == "reserved"
+
+
+def test_a_sweep_history_replays_on_the_current_workflow_code(stack: Stack) -> None:
+    """Determinism: the sweeper's code rebuilds a recorded sweep step by step."""
+    payment = stack.created()
+    stack.authorise(payment, card("4000000000003220"))
+    stack.wait_for(payment["id"], {"requires_action"})
+    terminate(stack, payment)
+    quiet(stack, payment["id"])
+    req = sweep_request(settings(stack))
+
+    async def sweep_and_replay() -> SweepSummary:
+        client = await Client.connect(stack.temporal_address)
+        handle = await client.start_workflow(
+            SweeperWorkflow.run,
+            req,
+            id=f"test-sweep-{uuid.uuid4().hex[:8]}",
+            task_queue=stack.env["EPAY_TASK_QUEUE"],
+        )
+        summary = await handle.result()
+        history = await handle.fetch_history()
+        await Replayer(workflows=[SweeperWorkflow]).replay_workflow(history)
+        return summary
+
+    summary = asyncio.run(sweep_and_replay())
+    result = swept(summary, payment["id"])
+    assert result is not None and result.outcome == SweepOutcome.CANCELLED, summary
+
+
+def test_epay_sweeper_schedule_creates_then_updates_the_schedule(stack: Stack) -> None:
+    async def describe() -> Any:
+        client = await Client.connect(stack.temporal_address)
+        return await client.get_schedule_handle(SWEEPER_SCHEDULE_ID).describe()
+
+    async def pause() -> None:
+        client = await Client.connect(stack.temporal_address)
+        await client.get_schedule_handle(SWEEPER_SCHEDULE_ID).pause(note="test")
+
+    async def delete() -> None:
+        client = await Client.connect(stack.temporal_address)
+        await client.get_schedule_handle(SWEEPER_SCHEDULE_ID).delete()
+
+    try:
+        assert "created" in stack.epay("sweeper", "schedule")
+        schedule = asyncio.run(describe()).schedule
+        action = schedule.action
+        assert isinstance(action, ScheduleActionStartWorkflow)
+        assert action.workflow == "SweeperWorkflow"
+        assert action.task_queue == stack.env["EPAY_TASK_QUEUE"]
+        assert [i.every for i in schedule.spec.intervals] == [timedelta(minutes=5)]
+        assert schedule.policy.overlap == ScheduleOverlapPolicy.SKIP
+
+        asyncio.run(pause())  # an operator's pause survives an update
+        assert "updated" in stack.epay("sweeper", "schedule", "--every", "10")
+        schedule = asyncio.run(describe()).schedule
+        assert [i.every for i in schedule.spec.intervals] == [timedelta(minutes=10)]
+        assert schedule.state.paused
+    finally:
+        asyncio.run(delete())

@@ -1,0 +1,198 @@
+"""The sweeper: ends the payments whose workflow ended without them.
+
+An operator's Terminate in the Temporal UI skips every compensation; a workflow that fails
+on a defect, or is lost, leaves its payment open too. Each run (a Temporal Schedule starts
+one every few minutes):
+
+forget card data past its use -> find the stranded payments -> for each one:
+before capture: void the hold or authorisation, revoke the department's confirmation,
+close the payment (cancelled by the operator, or failed as abandoned);
+capture decided: capture and settle, as the workflow would have.
+
+Every step is idempotent, so a payment swept twice is changed once. A step that fails
+leaves its payment for the next run and the sweep goes on with the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.departments import DepartmentSystems
+    from activities.payment_methods import PaymentMethods
+    from activities.records import PaymentRecords
+    from activities.sweeper import Sweeps
+    from domain.failures import FailureCode
+    from domain.models import (
+        AuditEntry,
+        DepartmentRequest,
+        FundsRequest,
+        Settlement,
+        Transition,
+    )
+    from domain.states import Actor, AuditNote, PaymentEvent, PaymentState
+    from domain.sweeper import (
+        STOPPED_BY_OPERATOR,
+        FindStranded,
+        StrandedPayment,
+        SweepOutcome,
+        SweepRequest,
+        SweepSummary,
+        SweptPayment,
+    )
+
+A = TypeVar("A")
+T = TypeVar("T")
+
+# The sweep itself: a few tries, then this run fails (visible in the schedule's recent
+# actions) and the next one starts afresh.
+SWEEP_QUERY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=3,
+)
+# One payment's steps: a few tries, then the payment waits for the next run, so that one
+# partner that is down does not hold up the others.
+PAYMENT_STEP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=3,
+)
+PARTNER_CALL_TIMEOUT = timedelta(seconds=30)
+RECORD_TIMEOUT = timedelta(seconds=10)
+
+
+@workflow.defn
+class SweeperWorkflow:
+    @workflow.run
+    async def run(self, req: SweepRequest) -> SweepSummary:
+        summary = SweepSummary()
+        summary.card_data_deleted = await workflow.execute_activity_method(
+            Sweeps.delete_expired_card_data,
+            req.card_data_max_age_seconds,
+            summary="delete card data past the payment window",
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=SWEEP_QUERY_RETRY,
+        )
+        stranded = await workflow.execute_activity_method(
+            Sweeps.find_stranded_payments,
+            FindStranded(grace_seconds=req.grace_seconds, limit=req.batch),
+            summary="find open payments whose workflow has closed",
+            start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=timedelta(minutes=1),
+            retry_policy=SWEEP_QUERY_RETRY,
+        )
+        summary.stranded = len(stranded)
+        for payment in stranded:
+            summary.add(await self._sweep(payment))
+        return summary
+
+    async def _sweep(self, payment: StrandedPayment) -> SweptPayment:
+        try:
+            if payment.state == PaymentState.CAPTURING:
+                return await self._finish(payment)
+            return await self._undo(payment)
+        except ActivityError as err:
+            # Left open for the next run: what was done is done (each step is idempotent).
+            detail = f"{err.activity_type} failed: {err.cause}"
+            workflow.logger.warning("sweeping %s: %s", payment.payment_id, detail)
+            return SweptPayment(payment.payment_id, SweepOutcome.ERROR, detail)
+
+    async def _undo(self, p: StrandedPayment) -> SweptPayment:
+        """Before capture: undo what is open at the partners, then close the payment.
+
+        The read model records each step before the call it leads to, so its state says
+        what may be open: a method means an authorising request may have been sent, and
+        ``confirming`` that the department may have been asked. The payer's money is
+        released first; a department that cannot take the revocation yet keeps its payment
+        open (and so found again by the next run) until it can.
+        """
+        done = []
+        if p.method_type:
+            await self._partner_call(
+                PaymentMethods.void_authorisation,
+                FundsRequest(p.payment_id, p.method_type, p.authorisation_id or "", p.amount),
+                f"void the authorisation of {p.payment_id}",
+            )
+            done.append("authorisation voided")
+        if p.state == PaymentState.CONFIRMING:
+            await self._partner_call(
+                DepartmentSystems.revoke_department_confirmation,
+                DepartmentRequest(
+                    p.payment_id, p.department, p.reference, p.service_code, p.amount
+                ),
+                f"revoke the department's confirmation of {p.payment_id}",
+            )
+            done.append("department confirmation revoked")
+        detail = f"{_workflow_ended(p)}; {', '.join(done) or 'nothing was open at the partners'}"
+        by_operator = p.workflow_status in STOPPED_BY_OPERATOR
+        await self._record(
+            PaymentRecords.close_unpaid,
+            Transition(
+                p.payment_id,
+                PaymentEvent.CANCELLED_BY_OPERATOR if by_operator else PaymentEvent.FAILED,
+                actor=Actor.SWEEPER,
+                failure_code=None if by_operator else FailureCode.PAYMENT_ABANDONED,
+                detail=detail,
+            ),
+        )
+        outcome = SweepOutcome.CANCELLED if by_operator else SweepOutcome.ABANDONED
+        return SweptPayment(p.payment_id, outcome, detail)
+
+    async def _finish(self, p: StrandedPayment) -> SweptPayment:
+        """Capture decided (the department has granted the service): capture and settle."""
+        if not (p.authorisation_id and p.method_type):
+            detail = (
+                f"{_workflow_ended(p)} after the department confirmed, but the authorisation "
+                "to capture is not known: an operator must capture or refund it"
+            )
+            await self._record(
+                PaymentRecords.record_note,
+                AuditEntry(p.payment_id, AuditNote.NEEDS_OPERATOR, Actor.SWEEPER, detail),
+            )
+            return SweptPayment(p.payment_id, SweepOutcome.NEEDS_OPERATOR, detail)
+        await self._record(
+            PaymentRecords.record_note,
+            AuditEntry(
+                p.payment_id,
+                AuditNote.FINISHED_BY_SWEEPER,
+                Actor.SWEEPER,
+                f"{_workflow_ended(p)} after the department confirmed; capturing and settling",
+            ),
+        )
+        await self._partner_call(
+            PaymentMethods.capture,
+            FundsRequest(p.payment_id, p.method_type, p.authorisation_id, p.amount),
+            f"capture the funds of {p.payment_id}",
+        )
+        receipt = await self._record(
+            PaymentRecords.settle, Settlement(p.payment_id, p.department, p.method_type, p.lines)
+        )
+        return SweptPayment(p.payment_id, SweepOutcome.SUCCEEDED, f"receipt {receipt.number}")
+
+    async def _partner_call(
+        self, activity: Callable[[Any, A], Awaitable[None]], arg: A, summary: str
+    ) -> None:
+        await workflow.execute_activity_method(
+            activity,
+            arg,
+            summary=summary,
+            start_to_close_timeout=PARTNER_CALL_TIMEOUT,
+            retry_policy=PAYMENT_STEP_RETRY,
+        )
+
+    async def _record(self, activity: Callable[[Any, A], Awaitable[T]], arg: A) -> T:
+        return await workflow.execute_activity_method(
+            activity, arg, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=PAYMENT_STEP_RETRY
+        )
+
+
+def _workflow_ended(p: StrandedPayment) -> str:
+    """``workflow terminated``, ``workflow not found`` ..., for the audit trail."""
+    return f"workflow {p.workflow_status.replace('_', ' ')}"
