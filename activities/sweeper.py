@@ -26,7 +26,8 @@ class Sweeps:
 
     @activity.defn
     async def find_stranded_payments(self, req: FindStranded) -> list[StrandedPayment]:
-        """Open payments whose workflow is no longer running (or is unknown to Temporal).
+        """Open payments whose workflow is no longer running (or is unknown to Temporal),
+        and ended ones whose workflow stopped before the department took the revocation.
 
         Each payment is read again after its workflow was described: a workflow writes the
         read model before it closes, so a payment still open once its workflow is seen
@@ -51,6 +52,15 @@ class Sweeps:
                     if payment is not None:
                         stranded.append(payment)
             activity.heartbeat(len(stranded))
+        pending = await sweeps.revokes_pending(
+            self.pool, quiet_for=timedelta(seconds=req.grace_seconds), limit=req.limit
+        )
+        statuses = await asyncio.gather(*(self._status(row["workflow_id"]) for row in pending))
+        for row, status in zip(pending, statuses, strict=True):
+            if status is not None:
+                payment = await sweeps.stranded_payment(self.pool, row["id"], status)
+                if payment is not None:
+                    stranded.append(payment)
         return stranded[: req.limit]
 
     async def _status(self, workflow_id: str) -> str | None:

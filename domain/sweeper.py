@@ -61,6 +61,7 @@ class SweepOutcome(StrEnum):
     ABANDONED = "abandoned"  # undone, ended failed / payment_abandoned
     SUCCEEDED = "succeeded"  # capture was decided: captured and settled
     NEEDS_OPERATOR = "needs_operator"  # capture was decided but cannot be done safely
+    REVOKED = "revoked"  # already ended: the department's confirmation is now revoked
     ERROR = "error"  # a call failed; the next run tries again
 
 
@@ -80,6 +81,7 @@ class SweepSummary:
     abandoned: int = 0
     succeeded: int = 0
     needs_operator: int = 0
+    revoked: int = 0
     errors: int = 0
     card_data_deleted: int = 0
     payments: list[SweptPayment] = field(default_factory=list)
@@ -95,5 +97,7 @@ class SweepSummary:
                 self.succeeded += 1
             case SweepOutcome.NEEDS_OPERATOR:
                 self.needs_operator += 1
+            case SweepOutcome.REVOKED:
+                self.revoked += 1
             case SweepOutcome.ERROR:
                 self.errors += 1

@@ -35,14 +35,35 @@ async def open_payments(
     )
 
 
+# Ended payments whose department had not yet taken the revocation of its confirmation when
+# the payment ended (the workflow goes on retrying it; the sweeper takes over if it stops).
+REVOKE_PENDING = """EXISTS (SELECT 1 FROM payment_events e WHERE e.payment_id = payments.id
+        AND e.event = 'department_revoke_pending')
+    AND NOT EXISTS (SELECT 1 FROM payment_events e WHERE e.payment_id = payments.id
+        AND e.event = 'department_revoked')"""
+
+
+async def revokes_pending(pool: Pool, *, quiet_for: timedelta, limit: int) -> list[asyncpg.Record]:
+    """Ended payments whose department revocation is still pending, oldest first."""
+    return await pool.fetch(
+        f"""SELECT id, workflow_id, updated_at FROM payments
+            WHERE NOT ({OPEN}) AND {REVOKE_PENDING}
+              AND updated_at < clock_timestamp() - $1::interval
+            ORDER BY updated_at, id LIMIT $2""",
+        quiet_for,
+        limit,
+    )
+
+
 async def stranded_payment(
     pool: Pool, payment_id: str, workflow_status: str
 ) -> StrandedPayment | None:
-    """The payment as the read model has it now, if it is still open."""
+    """The payment as the read model has it now, if it is still open or still owes the
+    department a revocation."""
     row = await pool.fetchrow(
         f"""SELECT id, state, department, service_code, reference, amount_total, lines,
                    method_type, authorisation_id
-            FROM payments WHERE id = $1 AND {OPEN}""",
+            FROM payments WHERE id = $1 AND ({OPEN} OR {REVOKE_PENDING})""",
         payment_id,
     )
     if row is None:

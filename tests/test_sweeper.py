@@ -10,6 +10,7 @@ import dataclasses
 import json
 import secrets
 import subprocess
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -417,3 +418,38 @@ def test_epay_sweeper_schedule_creates_then_updates_the_schedule(stack: Stack) -
         assert schedule.state.paused
     finally:
         asyncio.run(delete())
+
+
+def test_a_revocation_left_pending_by_a_terminated_workflow_is_finished(stack: Stack) -> None:
+    """The payment ended (the payer's hold released) while its department could not take
+    the revocation; the workflow retrying it was terminated. The sweeper revokes."""
+    payment = stack.created(reference=new_reference("DOWN-"))
+    pid = payment["id"]
+    stack.authorise(payment, e_dirham("7840000000000017"))
+    stack.wait_for(pid, {"confirming"})
+    with stack.client() as c:
+        assert c.post(f"/v1/payments/{pid}/cancel").status_code == 202
+    assert stack.wait_for(pid, timeout=30)["state"] == "cancelled"
+    for _ in range(150):
+        if "department_revoke_pending" in [e["event"] for e in events(stack, pid)]:
+            break
+        time.sleep(0.2)
+    terminate(stack, payment)
+    quiet(stack, pid)
+
+    first = sweep(stack)  # the department is still down: tried again next run
+    result = swept(first, pid)
+    assert result is not None and result.outcome == SweepOutcome.ERROR, first
+
+    department(stack, "up")
+    try:
+        second = sweep(stack)
+    finally:
+        department(stack, "down")
+    result = swept(second, pid)
+    assert result is not None and result.outcome == SweepOutcome.REVOKED, second
+    assert [c["status"] for c in confirmations(stack, pid)] == ["revoked"]
+    last = events(stack, pid)[-1]
+    assert (last["event"], last["actor"]) == ("department_revoked", "sweeper"), last
+    assert stack.get(pid)["state"] == "cancelled"
+    assert swept(sweep(stack), pid) is None  # done: not found again

@@ -7,7 +7,8 @@ one every few minutes):
 forget card data past its use -> find the stranded payments -> for each one:
 before capture: void the hold or authorisation, revoke the department's confirmation,
 close the payment (cancelled by the operator, or failed as abandoned);
-capture decided: capture and settle, as the workflow would have.
+capture decided: capture and settle, as the workflow would have;
+already ended with the department's revocation pending: revoke.
 
 Every step is idempotent, so a payment swept twice is changed once. A step that fails
 leaves its payment for the next run and the sweep goes on with the others.
@@ -95,6 +96,8 @@ class SweeperWorkflow:
 
     async def _sweep(self, payment: StrandedPayment) -> SweptPayment:
         try:
+            if PaymentState(payment.state).is_terminal:
+                return await self._revoke(payment)
             if payment.state == PaymentState.CAPTURING:
                 return await self._finish(payment)
             return await self._undo(payment)
@@ -144,6 +147,20 @@ class SweeperWorkflow:
         )
         outcome = SweepOutcome.CANCELLED if by_operator else SweepOutcome.ABANDONED
         return SweptPayment(p.payment_id, outcome, detail)
+
+    async def _revoke(self, p: StrandedPayment) -> SweptPayment:
+        """Already ended, with the department's revocation still owed: revoke it."""
+        await self._partner_call(
+            DepartmentSystems.revoke_department_confirmation,
+            DepartmentRequest(p.payment_id, p.department, p.reference, p.service_code, p.amount),
+            f"revoke the department's confirmation of {p.payment_id}",
+        )
+        detail = f"{_workflow_ended(p)} before the department took the revocation; revoked"
+        await self._record(
+            PaymentRecords.record_note,
+            AuditEntry(p.payment_id, AuditNote.DEPARTMENT_REVOKED, Actor.SWEEPER, detail),
+        )
+        return SweptPayment(p.payment_id, SweepOutcome.REVOKED, detail)
 
     async def _finish(self, p: StrandedPayment) -> SweptPayment:
         """Capture decided (the department has granted the service): capture and settle."""

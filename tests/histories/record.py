@@ -1,7 +1,8 @@
 """Record the workflow histories that every release must still replay.
 
 Run against a stack with ``make record-histories``; it writes one JSON file per scenario
-into this folder. The suite (``tests/test_replay.py``) replays each of them on the current
+into this folder, named ``<version>_<scenario>.json`` (``EPAY_HISTORY_VERSION``, default
+``v2``: bump it with each guarded workflow change). The suite (``tests/test_replay.py``) replays each of them on the current
 workflow code, so a change that would break a payment already running fails CI. Record
 anew only for a deliberate, versioned change (see "Safe upgrades" in docs/design.md), and
 keep the old files: running payments were started by the old code.
@@ -10,6 +11,7 @@ keep the old files: running payments were started by the old code.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from pathlib import Path
@@ -22,11 +24,12 @@ from domain.money import fee_lines
 from tests.conftest import Stack, card, e_dirham, new_reference
 
 HERE = Path(__file__).parent
+VERSION = os.environ.get("EPAY_HISTORY_VERSION", "v2")
 
 
 async def _save(client: Client, workflow_id: str, name: str) -> None:
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    (HERE / f"{name}.json").write_text(history.to_json())
+    (HERE / f"{VERSION}_{name}.json").write_text(history.to_json())
 
 
 def _save_sync(stack: Stack, payment: dict[str, Any], name: str) -> None:

@@ -1,0 +1,111 @@
+"""The saga's hard cases against the real partners: an operator's cancel in Temporal past
+the point of no return, a department that cannot take a revocation, and captures whose
+answer is slow or unclear. tests/test_workflow_saga.py pins the same branches in seconds
+with fakes; these show that the real activities, sandbox and records agree."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from temporalio.client import Client
+
+from tests.conftest import HTTP_TIMEOUT, Stack, card, e_dirham, new_reference
+from tests.test_payments import acquirer_records, assert_paid_once, issuer_holds
+from tests.test_sweeper import confirmations, department, events
+
+SLOW_CAPTURE = HTTP_TIMEOUT + 1.5  # the activity's HTTP call times out on the first try
+
+
+@contextmanager
+def slow_captures(stack: Stack, partner: str, seconds: float) -> Iterator[None]:
+    url = f"{stack.sandbox_url}/{partner}/_admin/behaviour"
+    httpx.post(url, json={"capture_delay_seconds": seconds}, timeout=10).raise_for_status()
+    try:
+        yield
+    finally:
+        httpx.post(url, json={"capture_delay_seconds": 0}, timeout=10).raise_for_status()
+
+
+def cancel_in_temporal(stack: Stack, payment: dict[str, Any]) -> None:
+    async def run() -> None:
+        client = await Client.connect(stack.temporal_address)
+        await client.get_workflow_handle(payment["workflow_id"]).cancel()
+
+    asyncio.run(run())
+
+
+def names(stack: Stack, payment_id: str) -> list[str]:
+    return [e["event"] for e in events(stack, payment_id)]
+
+
+def test_a_slow_capture_is_asked_again_and_captured_once(stack: Stack) -> None:
+    """Defect 5: a capture that times out, then meets its own request still in progress
+    (409), is retried with the same key until the acquirer answers; never voided."""
+    with slow_captures(stack, "acquirer", SLOW_CAPTURE):
+        paid = stack.pay(card("4242424242424242"))
+    assert paid["state"] == "succeeded", paid
+    assert_paid_once(stack, paid, acquirer_records(stack, paid["id"]))
+
+
+def test_a_slow_e_dirham_capture_is_captured_once(stack: Stack) -> None:
+    with slow_captures(stack, "issuer", SLOW_CAPTURE):
+        paid = stack.pay(e_dirham("7840000000000017"))
+    assert paid["state"] == "succeeded", paid
+    assert_paid_once(stack, paid, issuer_holds(stack, paid["id"]))
+
+
+def test_a_temporal_cancel_while_capturing_finishes_the_payment(stack: Stack) -> None:
+    """Defect 1: once the department has confirmed, the operator's cancel in the Temporal UI
+    is recorded, and the payment captures, settles and succeeds."""
+    with slow_captures(stack, "acquirer", SLOW_CAPTURE):
+        payment = stack.created()
+        stack.authorise(payment, card("4242424242424242"))
+        stack.wait_for(payment["id"], {"capturing", "succeeded"})
+        cancel_in_temporal(stack, payment)
+        final = stack.wait_for(payment["id"])
+    assert final["state"] == "succeeded", final
+    assert_paid_once(stack, final, acquirer_records(stack, final["id"]))
+    trail = events(stack, final["id"])
+    refused = [e for e in trail if e["event"] == "operator_cancel_refused"]
+    assert len(refused) == 1 and refused[0]["actor"] == "operator", trail
+    assert [c["status"] for c in confirmations(stack, final["id"])] == ["confirmed"]
+
+
+def test_the_payer_is_released_while_the_department_cannot_take_the_revoke(
+    stack: Stack,
+) -> None:
+    """Defect 3: the department is down for its revocation too; the e-Dirham hold is
+    released and the payment ends at once, and the revocation lands once it is back."""
+    payment = stack.created(reference=new_reference("DOWN-"))
+    stack.authorise(payment, e_dirham("7840000000000017"))
+    stack.wait_for(payment["id"], {"confirming"})
+    time.sleep(1)  # the confirmation has been tried
+    with stack.client() as c:
+        assert c.post(f"/v1/payments/{payment['id']}/cancel").status_code == 202
+    final = stack.wait_for(payment["id"], timeout=30)
+    assert final["state"] == "cancelled", final
+    assert [h["status"] for h in issuer_holds(stack, payment["id"])] == ["voided"]
+    deadline = time.monotonic() + 30
+    while "department_revoke_pending" not in names(stack, payment["id"]):
+        assert time.monotonic() < deadline, names(stack, payment["id"])
+        time.sleep(0.2)
+    assert "department_revoked" not in names(stack, payment["id"])
+
+    department(stack, "up")
+    try:
+        deadline = time.monotonic() + 90  # the revoke's backoff reaches a minute
+        while "department_revoked" not in names(stack, payment["id"]):
+            assert time.monotonic() < deadline, names(stack, payment["id"])
+            time.sleep(0.5)
+    finally:
+        department(stack, "down")
+    assert [c["status"] for c in confirmations(stack, payment["id"])] == ["revoked"]
+    cancelled = [e for e in events(stack, payment["id"]) if e["event"].startswith("cancelled")]
+    assert [(e["event"], e["actor"]) for e in cancelled] == [
+        ("cancelled_by_department", "department")
+    ]
