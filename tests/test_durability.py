@@ -86,7 +86,9 @@ def test_every_history_of_the_run_replays_on_the_current_workflow_code(stack: St
         client = await Client.connect(stack.temporal_address)
         histories = [
             await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
-            async for wf in client.list_workflows("ExecutionStatus = 'Completed'")
+            async for wf in client.list_workflows(
+                "ExecutionStatus = 'Completed' AND WorkflowType = 'PaymentWorkflow'"
+            )
         ]
         replayer = Replayer(workflows=[PaymentWorkflow])
         for history in histories:
