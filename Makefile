@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint install clean
+.PHONY: run test chaos record-histories lint install clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,13 @@ run: install
 
 test: install
 	$(BIN)/pytest -q
+
+chaos: install
+	$(BIN)/python -m tests.chaos --payments 300
+
+# Record the workflow histories every release must replay (tests/histories/, docs/design.md).
+record-histories: install
+	$(BIN)/pytest -q -p no:cacheprovider tests/histories/record.py
 
 lint: install
 	$(BIN)/ruff check .

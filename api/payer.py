@@ -104,7 +104,9 @@ async def authorise(
     """Pay with an e-Dirham card (PIN) or a credit card."""
     row = await _payment_for_payer(ctx, payment_id, x_payment_token or token)
     _, summary, card_data = _check_method(body)
-    if row["state"] != PaymentState.RESERVED:
+    # The workflow's validator has the last word: the records can say `authorising` for a
+    # method whose update was lost with its workflow task, and then the payer may try again.
+    if row["state"] not in (PaymentState.RESERVED, PaymentState.AUTHORISING):
         raise ApiError(
             409,
             "not_awaiting_method",

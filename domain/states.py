@@ -97,7 +97,9 @@ TRANSITIONS: dict[PaymentEvent, tuple[tuple[PaymentState, ...], PaymentState]] =
     E.FAILED: ((*_BEFORE_CAPTURE, S.CAPTURING), S.FAILED),
     E.CANCELLED_BY_DEPARTMENT: (_BEFORE_CAPTURE, S.CANCELLED),
     E.CANCELLED_BY_OPERATOR: (_BEFORE_CAPTURE, S.CANCELLED),
-    E.EXPIRED: ((S.RESERVED, S.REQUIRES_ACTION), S.EXPIRED),
+    # From authorising too: a payer's method whose update was lost with its workflow task
+    # (the record written, the workflow still waiting) may never be followed by another.
+    E.EXPIRED: ((S.RESERVED, S.AUTHORISING, S.REQUIRES_ACTION), S.EXPIRED),
 }
 
 # The actor an event names; every other event is the workflow's own doing.

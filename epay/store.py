@@ -269,15 +269,27 @@ async def record_transition(pool: Pool, t: Transition) -> str:
         return state
 
 
+ENDED_UNPAID = frozenset({PaymentState.FAILED, PaymentState.CANCELLED, PaymentState.EXPIRED})
+
+
 async def close_unpaid(pool: Pool, t: Transition) -> str:
     """End a payment that was not paid: release its reservation, forget its card data.
 
-    A payment whose reservation never committed has nothing to end.
+    A payment whose reservation never committed has nothing to end. One that has already
+    ended unpaid keeps its first end: the records can be a step ahead of the workflow when
+    the workflow task that wrote them was lost with the update that led to them (a
+    Temporal restart), and the workflow then ends the payment another way.
     """
     async with pool.acquire() as conn, conn.transaction():
-        if not await conn.fetchval("SELECT 1 FROM payments WHERE id = $1", t.payment_id):
+        current = await conn.fetchval(
+            "SELECT state FROM payments WHERE id = $1 FOR UPDATE", t.payment_id
+        )
+        if current is None:
             return PaymentState.FAILED.value
-        state = await _apply_transition(conn, t)
+        if PaymentState(current) in ENDED_UNPAID:
+            state = str(current)
+        else:
+            state = await _apply_transition(conn, t)
         await conn.execute(
             "UPDATE fee_reservations SET status = 'released', updated_at = now() "
             "WHERE payment_id = $1 AND status = 'held'",

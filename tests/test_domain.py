@@ -244,6 +244,7 @@ def test_the_expected_transitions_are_allowed() -> None:
         (S.CAPTURING, "captured", S.SUCCEEDED),
         (S.RESERVED, "expired", S.EXPIRED),
         (S.REQUIRES_ACTION, "expired", S.EXPIRED),
+        (S.AUTHORISING, "expired", S.EXPIRED),
     }
     expected |= {(s, "failed", S.FAILED) for s in (*CANCELLABLE_STATES, S.CAPTURING)}
     expected |= {(s, "cancelled_by_department", S.CANCELLED) for s in CANCELLABLE_STATES}
@@ -273,7 +274,6 @@ ILLEGAL = [
     (S.RESERVED, "department_confirmed"),
     (S.RESERVED, "challenge_passed"),
     (S.AUTHORISING, "method_submitted"),
-    (S.AUTHORISING, "expired"),
     (S.CONFIRMING, "expired"),
     (S.CONFIRMING, "captured"),
     (S.CAPTURING, "cancelled_by_department"),

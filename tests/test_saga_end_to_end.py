@@ -109,3 +109,50 @@ def test_the_payer_is_released_while_the_department_cannot_take_the_revoke(
     assert [(e["event"], e["actor"]) for e in cancelled] == [
         ("cancelled_by_department", "department")
     ]
+
+
+def test_a_method_whose_update_was_lost_can_be_sent_again(stack: Stack) -> None:
+    """A Temporal restart can lose a workflow task after its database step ran: the records
+    say `authorising` while the workflow still waits for the payer's method. The payer's
+    retry is let through to the workflow, which decides."""
+    payment = stack.created()
+    stack.fetch("UPDATE payments SET state = 'authorising' WHERE id = $1", payment["id"])
+    stack.fetch(
+        "INSERT INTO payment_events (payment_id, event, from_state, to_state, actor, dedupe_key) "
+        "VALUES ($1, 'method_submitted', 'reserved', 'authorising', 'workflow', $2)",
+        payment["id"],
+        f"{payment['id']}:method_submitted",
+    )
+    response = stack.authorise(payment, e_dirham("7840000000000017"))
+    assert response.status_code in (200, 202), response.text
+    final = stack.wait_for(payment["id"])
+    assert final["state"] == "succeeded", final
+    assert_paid_once(stack, final, issuer_holds(stack, final["id"]))
+    again = stack.authorise(payment, e_dirham("7840000000000017"))
+    assert again.status_code == 409 and again.json()["code"] == "not_awaiting_method"
+
+
+def test_ending_an_already_ended_payment_keeps_its_first_end(stack: Stack) -> None:
+    """The records ended the payment (a lost task's cancel); the workflow later ends it
+    another way (its window closes): the first end stands, nothing is stuck."""
+    from domain.models import Transition
+    from epay import store
+    from epay.db import create_pool
+
+    payment = stack.created()
+    stack.fetch("UPDATE payments SET state = 'cancelled' WHERE id = $1", payment["id"])
+
+    async def close(event: str) -> str:
+        pool = await create_pool(stack.dsn)
+        try:
+            return await store.close_unpaid(
+                pool, Transition(payment["id"], event, failure_code="payment_window_expired")
+            )
+        finally:
+            await pool.close()
+
+    assert asyncio.run(close("expired")) == "cancelled"
+    [row] = stack.fetch("SELECT status FROM fee_reservations WHERE payment_id = $1", payment["id"])
+    assert row["status"] == "released"
+    with stack.client() as c:  # the workflow, still waiting, is cancelled and ends alike
+        assert c.post(f"/v1/payments/{payment['id']}/cancel").status_code == 409

@@ -323,6 +323,27 @@ async def test_a_temporal_cancel_before_the_point_of_no_return_compensates(
     assert "capture" not in partners.names()
 
 
+@pytest.mark.parametrize("blocked", ["authorise", "record_transition"])
+async def test_a_temporal_cancel_during_a_call_ends_the_payment_cancelled(
+    env: WorkflowEnvironment, partners: Partners, blocked: str
+) -> None:
+    """The SDK reports the cancelled activity as the activity's failure: it is the
+    operator's cancel, not a decline or a database outage."""
+    partners.gates[blocked] = asyncio.Event()
+    async with Run(env.client, partners, request()) as run:
+        await run.submit()
+        await run.reached(blocked)
+        await run.wf.cancel()
+        with pytest.raises(WorkflowFailureError) as failure:
+            await asyncio.wait_for(run.wf.result(), timeout=60)
+        partners.gates[blocked].set()
+    assert isinstance(failure.value.cause, CancelledError)
+    [closed] = partners.args("close_unpaid")
+    assert closed.event == "cancelled_by_operator" and closed.failure_code is None
+    if blocked == "authorise":  # a hold may have been placed: voided
+        assert "void_authorisation" in partners.names()
+
+
 # --- defect 2: a cancel during compensation --------------------------------------------
 
 

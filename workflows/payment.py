@@ -20,7 +20,12 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    FailureError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.departments import DepartmentSystems
@@ -151,8 +156,10 @@ class PaymentWorkflow:
                     schedule_to_close_timeout=RESERVE_DEADLINE,
                     retry_policy=RECORD_RETRY,
                 )
-            except FailureError:
-                pass  # its answer may have been lost: undo it, once the database answers
+            except FailureError as err:
+                if _stopped_by_cancel(err):
+                    raise asyncio.CancelledError from err
+                # Its answer may have been lost: undo it, once the database answers.
         # The API has told (or is about to tell) its caller that nothing was reserved.
         self._reservation = ReservationResult(ok=False, code=FailureCode.RESERVATION_FAILED)
         await self._local(
@@ -435,6 +442,8 @@ class PaymentWorkflow:
             raise
         except ActivityError as err:
             self._raise_if_cancelled()
+            if _stopped_by_cancel(err):  # the workflow was cancelled in Temporal meanwhile
+                raise asyncio.CancelledError from err
             raise PaymentEnded(E.FAILED, failure_code, detail=f"{summary}: {err.cause}") from err
         self._raise_if_cancelled()
         return result
@@ -454,6 +463,8 @@ class PaymentWorkflow:
                 retry_policy=RECORD_RETRY,
             )
         except FailureError as err:  # a local activity's own failure may come unwrapped
+            if _stopped_by_cancel(err):  # the workflow was cancelled in Temporal meanwhile
+                raise asyncio.CancelledError from err
             name = getattr(activity, "__name__", "database step")
             cause = err.cause if isinstance(err, ActivityError) else err
             if isinstance(cause, ApplicationError) and cause.non_retryable:
@@ -493,3 +504,9 @@ class PaymentWorkflow:
         return DepartmentRequest(
             req.payment_id, req.department, req.reference, req.service_code, req.total
         )
+
+
+def _stopped_by_cancel(err: FailureError) -> bool:
+    """An activity stopped because the workflow was cancelled in Temporal: the SDK reports
+    it as the activity's failure, but it is the operator's cancel, not the partner's answer."""
+    return isinstance(err, CancelledError) or isinstance(err.cause, CancelledError)
