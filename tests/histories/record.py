@@ -4,8 +4,9 @@ Run against a stack with ``make record-histories``; it writes one JSON file per 
 into this folder, named ``<version>_<scenario>.json`` (``EPAY_HISTORY_VERSION``, default
 ``v2``: bump it with each guarded workflow change). The suite (``tests/test_replay.py``)
 replays each of them on the current workflow code, so a change that would break a payment
-already running fails CI. Record anew only for a deliberate, versioned change (see "Safe upgrades" in docs/design.md), and
-keep the old files: running payments were started by the old code.
+already running fails CI. Record anew only for a deliberate, versioned change (see "Safe
+upgrades" in docs/design.md), and keep the old files: running payments were started by the
+old code.
 """
 
 from __future__ import annotations
