@@ -241,6 +241,8 @@ class Run:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for gate in self.partners.gates.values():  # a failed test must not hang the worker
+            gate.set()
         await self.worker.__aexit__(None, None, None)
 
     @property
