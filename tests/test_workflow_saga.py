@@ -1,5 +1,6 @@
-"""The payment saga, branch by branch, in seconds: the real workflow on a real Temporal dev
-server, with fake activities registered under the real names (no database, no sandbox).
+"""The payment saga, branch by branch, in seconds: the real workflow on a time-skipping
+Temporal dev server (the 90-minute window and hours of retries pass in seconds), with fake
+activities registered under the real names (no database, no sandbox).
 
 The end-to-end suite shows the same against the real partners; these pin the workflow's
 own decisions: what a Temporal cancel does at each point, the order of compensations, what
@@ -176,9 +177,14 @@ class Partners:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_local(
+    environment = await WorkflowEnvironment.start_time_skipping_v2(
         dev_server_existing_path=str(BIN / "temporal"),
-        dev_server_extra_args=["--log-level", "error"],
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.WorkflowTimeSkippingEnabled=true",
+            "--log-level",
+            "error",
+        ],
     )
     try:
         yield environment
@@ -403,6 +409,28 @@ async def test_a_declined_payment_only_voids(env: WorkflowEnvironment, partners:
     assert partners.names()[-2:] == ["void_authorisation", "close_unpaid"]
 
 
+async def test_an_unpaid_payment_expires_after_its_window(
+    env: WorkflowEnvironment, partners: Partners
+) -> None:
+    async with Run(env.client, partners, request()) as run:
+        outcome = await run.outcome()
+    assert outcome.state == "expired" and outcome.failure_code == "payment_window_expired"
+    assert events(partners) == ["expired"] and "void_authorisation" not in partners.names()
+
+
+async def test_an_unanswered_challenge_expires_and_voids(
+    env: WorkflowEnvironment, partners: Partners
+) -> None:
+    partners.auth_status = AuthorisationStatus.REQUIRES_ACTION
+    async with Run(env.client, partners, request()) as run:
+        await run.submit("card")
+        outcome = await run.outcome()
+    assert outcome.state == "expired"
+    assert partners.names()[-2:] == ["void_authorisation", "close_unpaid"]
+    [void] = partners.args("void_authorisation")
+    assert void.authorisation_id == "auth_1"
+
+
 # --- defect 4: a late first task releases what may have been reserved -------------------
 
 
@@ -492,29 +520,12 @@ async def test_three_d_secure_records_the_authorisation(
 # --- defect 7: a database outage keeps the history small -------------------------------
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_time_skipping_v2(
-        dev_server_existing_path=str(BIN / "temporal"),
-        dev_server_extra_args=[
-            "--dynamic-config-value",
-            "frontend.WorkflowTimeSkippingEnabled=true",
-            "--log-level",
-            "error",
-        ],
-    )
-    try:
-        yield environment
-    finally:
-        await environment.shutdown()
-
-
 async def _history_length(handle: WorkflowHandle[Any, Any]) -> int:
     return len((await handle.fetch_history()).events)
 
 
 async def test_a_database_outage_of_hours_backs_off_to_minutes(
-    skipping_env: WorkflowEnvironment, partners: Partners
+    env: WorkflowEnvironment, partners: Partners
 ) -> None:
     down_for = 25  # attempts: the backoff reaches five minutes, then about 1.5 hours more
     fakes = partners.activities()
@@ -528,7 +539,7 @@ async def test_a_database_outage_of_hours_backs_off_to_minutes(
         return result
 
     fakes[1] = flaky_record
-    async with Run(skipping_env.client, partners, request(), fakes) as run:
+    async with Run(env.client, partners, request(), fakes) as run:
         await run.submit()
         outcome = await run.outcome()
         length = await _history_length(run.wf)
@@ -538,13 +549,13 @@ async def test_a_database_outage_of_hours_backs_off_to_minutes(
 
 
 async def test_a_database_outage_past_the_limit_fails_loudly(
-    skipping_env: WorkflowEnvironment, partners: Partners, monkeypatch: pytest.MonkeyPatch
+    env: WorkflowEnvironment, partners: Partners, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 20 attempts (about an hour) instead of 150 (twelve), to keep the test short.
     retry = dataclasses.replace(payment_workflow.RECORD_RETRY, maximum_attempts=20)
     monkeypatch.setattr(payment_workflow, "RECORD_RETRY", retry)
     async with Run(
-        skipping_env.client, partners, request(), workflow_runner=UnsandboxedWorkflowRunner()
+        env.client, partners, request(), workflow_runner=UnsandboxedWorkflowRunner()
     ) as run:
         partners.database_up = False
         await run.submit()
