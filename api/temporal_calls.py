@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.models import PaymentMethodSubmission, PaymentRequest, ReservationResult
+from domain.money import format_aed
 from epay.temporal import payment_workflow_id
 from workflows.payment import PaymentWorkflow
 
@@ -48,7 +49,9 @@ async def start_payment(client: Client, task_queue: str, req: PaymentRequest) ->
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        static_summary=f"{req.department} {req.service_code} {req.reference}",
+        static_summary=f"{req.department} {req.service_code} {req.reference} "
+        f"{format_aed(req.total)}",
+        static_details=_static_details(req),
     )
     try:
         result: ReservationResult = await asyncio.wait_for(
@@ -78,6 +81,15 @@ async def start_payment(client: Client, task_queue: str, req: PaymentRequest) ->
         if _closed(err):  # the workflow ended while the update waited for it
             return ReservationResult(ok=False, code=PAYMENT_CLOSED)
         raise  # Temporal is unreachable: a 503 for the caller
+
+
+def _static_details(req: PaymentRequest) -> str:
+    """What the payment is for, on its page in the Temporal UI (no personal data)."""
+    lines = "\n".join(f"- {line.code}: {format_aed(line.amount)}" for line in req.lines)
+    return (
+        f"Department: {req.department}\nService: {req.service_code}\n"
+        f"Reference: {req.reference}\nTotal: {format_aed(req.total)}\n{lines}"
+    )
 
 
 class UpdateRejected(Exception):

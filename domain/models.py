@@ -155,3 +155,26 @@ class DepartmentAnswer:
     confirmed: bool
     confirmation_reference: str | None = None
     failure_code: str | None = None
+
+
+@dataclass
+class PaymentStatus:
+    """A payment workflow's answer to its ``status`` query: where the payment is, whom it
+    waits for, since and until when (UTC, ISO 8601), and what it holds."""
+
+    payment_id: str
+    department: str
+    service_code: str
+    reference: str
+    amount: int
+    state: str | None  # None: not reserved (yet)
+    waiting_for: str | None
+    doing: str
+    step_started_at: str | None
+    gives_up_at: str | None
+    method: MethodSummary | None
+    authorisation_id: str | None
+    failure_code: str | None
+    cancel_requested: bool
+    compensating: bool
+    capture_decided: bool

@@ -108,6 +108,20 @@ ACTOR_OF: dict[PaymentEvent, Actor] = {
     E.CANCELLED_BY_OPERATOR: Actor.OPERATOR,
 }
 
+# Whom a payment in each state waits for: what tells an operator a payment stuck with a
+# department that is down from one waiting for its payer.
+WAITING_FOR: dict[PaymentState, str] = {
+    S.RESERVED: "payer",
+    S.AUTHORISING: "payment_method",  # the e-Dirham issuer or the card acquirer
+    S.REQUIRES_ACTION: "payer",
+    S.CONFIRMING: "department",
+    S.CAPTURING: "payment_method",
+    S.SUCCEEDED: "nobody",
+    S.FAILED: "nobody",
+    S.CANCELLED: "nobody",
+    S.EXPIRED: "nobody",
+}
+
 CANCELLABLE_STATES = frozenset(_BEFORE_CAPTURE)
 """Before capture a payment can still be cancelled; from capture on it can only be refunded."""
 
@@ -139,7 +153,7 @@ def actor_of(event: str) -> Actor:
 
 def transition_table() -> str:
     """The transition table as Markdown, for ``docs/design.md``."""
-    rows = ["| event | from | to | actor |", "| --- | --- | --- | --- |"]
+    rows = ["| event | from | to | actor |", "| --- | --- | --- | --- |"]  # one per event
     for event, (sources, target) in TRANSITIONS.items():
         source = ", ".join(f"`{s}`" for s in sources) or "(new)"
         rows.append(f"| `{event}` | {source} | `{target}` | {actor_of(event)} |")

@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from domain.search import dev_server_args
 from epay.cli import create_key
 from epay.config import Settings
 from epay.db import create_pool, migrate
@@ -141,6 +142,7 @@ def main() -> None:
             str(PORTS["temporal_ui"]),
             "--db-filename",
             str(STATE / "temporal.db"),
+            *dev_server_args(),
             "--log-level",
             "warn",
         )

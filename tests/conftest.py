@@ -19,6 +19,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from domain.search import dev_server_args
 from tests.support import (
     BIN,
     Process,
@@ -90,6 +91,7 @@ class Stack:
             "--port",
             self.temporal_address.rsplit(":", 1)[1],
             *keep_state,
+            *dev_server_args(),
             "--headless",
             "--log-level",
             "error",

@@ -15,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from domain.cards import MethodSummary
 from domain.models import PaymentMethodSubmission, PaymentOutcome, PaymentRequest
 from domain.money import fee_lines
+from domain.search import SEARCH_ATTRIBUTES
 from epay import secrets, store
 from epay.config import Settings
 from epay.db import create_pool
@@ -32,6 +33,7 @@ async def _run_expiring_payment(
     settings = Settings.from_env_mapping(stack.env)
     env = await WorkflowEnvironment.start_time_skipping_v2(
         dev_server_existing_path=str(BIN / "temporal"),
+        search_attributes=SEARCH_ATTRIBUTES,
         dev_server_extra_args=[
             "--dynamic-config-value",
             "frontend.WorkflowTimeSkippingEnabled=true",

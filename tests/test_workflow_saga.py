@@ -47,6 +47,7 @@ from domain.models import (
     Transition,
 )
 from domain.money import fee_lines
+from domain.search import SEARCH_ATTRIBUTES
 from domain.states import PaymentState, transition
 from tests.support import BIN
 from workflows import payment as payment_workflow
@@ -179,6 +180,7 @@ class Partners:
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     environment = await WorkflowEnvironment.start_time_skipping_v2(
         dev_server_existing_path=str(BIN / "temporal"),
+        search_attributes=SEARCH_ATTRIBUTES,
         dev_server_extra_args=[
             "--dynamic-config-value",
             "frontend.WorkflowTimeSkippingEnabled=true",

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.departments import DepartmentSystems
     from activities.payment_methods import PaymentMethods
     from activities.records import PaymentRecords
+    from domain import search
     from domain.cards import MethodSummary
     from domain.failures import FailureCode
     from domain.models import (
@@ -44,11 +45,20 @@ with workflow.unsafe.imports_passed_through():
         PaymentMethodSubmission,
         PaymentOutcome,
         PaymentRequest,
+        PaymentStatus,
         ReservationResult,
         Settlement,
         Transition,
     )
-    from domain.states import CANCELLABLE_STATES, Actor, AuditNote, PaymentEvent, PaymentState
+    from domain.references import reference_key
+    from domain.states import (
+        CANCELLABLE_STATES,
+        WAITING_FOR,
+        Actor,
+        AuditNote,
+        PaymentEvent,
+        PaymentState,
+    )
 
 A = TypeVar("A")
 T = TypeVar("T")
@@ -86,6 +96,8 @@ COMPENSATION_RETRY = RetryPolicy(
 # Workflow changes that alter the commands of a running payment are guarded by a patch id
 # (docs/design.md, "Safe upgrades"): histories recorded before it replay the old way.
 PAYER_FIRST_COMPENSATION = "payer-first-compensation"
+# Search attributes upserted at every state change (domain.search).
+OPERATOR_VIEW = "operator-view"
 COMPENSATING = "compensating: compensation ran to its end"
 
 
@@ -116,19 +128,26 @@ class PaymentWorkflow:
         self._capture_decided = False
         self._ending = False  # compensations have begun: the payer and department are refused
         self._notes = 0  # audit notes recorded, to tell two of one kind apart
+        self._failure_code: str | None = None
+        self._doing = "starting"  # the current details line: where the payment is
+        self._step_started_at: datetime | None = None
+        self._gives_up_at: datetime | None = None
 
     @workflow.run
     async def run(self, req: PaymentRequest) -> PaymentOutcome:
         self._req = req
+        self._visible = workflow.patched(OPERATOR_VIEW)
         self._deadline = workflow.info().workflow_start_time + timedelta(
             seconds=req.payment_window_seconds
         )
+        self._show("reserving the fee")
         try:
             self._reservation = await self._reserve_fee(req)
             if not self._reservation.ok:
+                self._show(f"not started: {self._reservation.code}")
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 return PaymentOutcome(state="rejected", failure_code=self._reservation.code)
-            self._state = PaymentState.RESERVED
+            self._set_state(PaymentState.RESERVED)
             outcome = await self._pay(req)
         except PaymentEnded as end:
             outcome = await self._unstoppable(self._end_unpaid(end), COMPENSATING)
@@ -152,6 +171,7 @@ class PaymentWorkflow:
                 return await workflow.execute_local_activity_method(
                     PaymentRecords.reserve_fee,
                     req,
+                    summary=f"reserve {req.department} {req.reference}",
                     start_to_close_timeout=RECORD_TIMEOUT,
                     schedule_to_close_timeout=RESERVE_DEADLINE,
                     retry_policy=RECORD_RETRY,
@@ -165,16 +185,19 @@ class PaymentWorkflow:
         await self._local(
             PaymentRecords.close_unpaid,
             Transition(req.payment_id, E.FAILED, failure_code=FailureCode.RESERVATION_FAILED),
+            summary="undo a reservation whose answer came too late",
         )
         return self._reservation
 
     async def _pay(self, req: PaymentRequest) -> PaymentOutcome:
+        self._show("waiting for the payer to pay", until=self._deadline)
         await self._wait_for_payer(lambda: self._submission is not None)
         assert self._submission is not None
         method = self._submission.method
         await self._record(E.METHOD_SUBMITTED, method=method)
 
         self._funds_may_be_held = True
+        self._show(f"authorising with the {_partner(method.type)}")
         auth = await self._call(
             PaymentMethods.authorise,
             AuthoriseRequest(req.payment_id, method.type, self._submission.vault_token, req.total),
@@ -191,6 +214,12 @@ class PaymentWorkflow:
         await self._record(E.AUTHORISED, authorisation_id=auth.authorisation_id)
 
         self._department_asked = True
+        confirm_deadline = timedelta(seconds=req.confirm_deadline_seconds)
+        self._show(
+            f"confirming with {req.department} (the pending activity shows its attempts and "
+            "last error)",
+            until=workflow.now() + confirm_deadline,
+        )
         answer = await self._call(
             DepartmentSystems.confirm_with_department,
             self._department_request(),
@@ -198,7 +227,7 @@ class PaymentWorkflow:
             failure_code=FailureCode.DEPARTMENT_UNAVAILABLE,
             abandon_on_cancel=True,
             start_to_close_timeout=timedelta(seconds=15),
-            schedule_to_close_timeout=timedelta(seconds=req.confirm_deadline_seconds),
+            schedule_to_close_timeout=confirm_deadline,
         )
         if not answer.confirmed:
             raise PaymentEnded(E.FAILED, answer.failure_code or FailureCode.DEPARTMENT_REJECTED)
@@ -212,7 +241,9 @@ class PaymentWorkflow:
 
     async def _three_d_secure(self, auth: AuthorisationResult) -> AuthorisationResult:
         await self._record(E.CHALLENGE_REQUIRED, authorisation_id=auth.authorisation_id)
+        self._show("waiting for the payer's 3-D Secure code", until=self._deadline)
         await self._wait_for_payer(lambda: self._otp is not None)
+        self._show("completing the 3-D Secure challenge with the card acquirer")
         result = await self._call(
             PaymentMethods.complete_challenge,
             ChallengeAnswer(self._req.payment_id, auth.authorisation_id or "", self._otp or ""),
@@ -233,6 +264,10 @@ class PaymentWorkflow:
         again with the same idempotency key, for as long as it takes."""
         req = self._req
         await self._record(E.DEPARTMENT_CONFIRMED, confirmation=confirmation)
+        self._show(
+            f"capturing with the {_partner(method.type)}: retried until it answers (past the "
+            "point of no return)"
+        )
         await self._call(
             PaymentMethods.capture,
             FundsRequest(req.payment_id, method.type, authorisation_id, req.total),
@@ -243,8 +278,10 @@ class PaymentWorkflow:
         receipt = await self._local(
             PaymentRecords.settle,
             Settlement(req.payment_id, req.department, method.type, req.lines),
+            summary="post the ledger journal and issue the receipt",
         )
-        self._state = PaymentState.SUCCEEDED
+        self._set_state(PaymentState.SUCCEEDED)
+        self._show(f"succeeded: receipt {receipt.number}")
         return PaymentOutcome(state=PaymentState.SUCCEEDED, receipt=receipt)
 
     # --- the payer and the department talk to the workflow through these ----------------
@@ -303,6 +340,29 @@ class PaymentWorkflow:
     def state(self) -> str | None:
         return self._state.value if self._state else None
 
+    @workflow.query
+    def status(self) -> PaymentStatus:
+        """Everything an operator asks of a payment: where it is, why, since and until when."""
+        req = self._req
+        return PaymentStatus(
+            payment_id=req.payment_id,
+            department=req.department,
+            service_code=req.service_code,
+            reference=req.reference,
+            amount=req.total,
+            state=self._state.value if self._state else None,
+            waiting_for=WAITING_FOR[self._state] if self._state else None,
+            doing=self._doing,
+            step_started_at=_iso(self._step_started_at),
+            gives_up_at=_iso(self._gives_up_at),
+            method=self._submission.method if self._submission else None,
+            authorisation_id=self._authorisation_id,
+            failure_code=self._failure_code,
+            cancel_requested=self._cancel_reason is not None,
+            compensating=self._ending,
+            capture_decided=self._capture_decided,
+        )
+
     # --- ending unpaid ---------------------------------------------------------------------
 
     async def _end_unpaid(self, end: PaymentEnded) -> PaymentOutcome:
@@ -314,6 +374,7 @@ class PaymentWorkflow:
         audit trail) and the workflow closes once the department has taken it.
         """
         self._ending = True
+        self._show(f"compensating before ending {end.event}: releasing the payer's money first")
         if not workflow.patched(PAYER_FIRST_COMPENSATION):
             # Payments started before the change: compensations in reverse order.
             if self._department_asked:
@@ -326,6 +387,10 @@ class PaymentWorkflow:
             await self._void()
         outcome = await self._close_unpaid(end)
         if revoke is not None and not revoke.done():
+            self._show(
+                f"ended {self._state}; revoking the department's confirmation (it has not "
+                "taken it yet: retried until it does)"
+            )
             await self._note(
                 AuditNote.DEPARTMENT_REVOKE_PENDING,
                 "the department has not taken the revocation yet: still retried",
@@ -338,8 +403,16 @@ class PaymentWorkflow:
         change = Transition(
             self._req.payment_id, end.event, failure_code=end.failure_code, detail=end.detail
         )
-        state = PaymentState(await self._local(PaymentRecords.close_unpaid, change))
-        self._state = state
+        state = PaymentState(
+            await self._local(
+                PaymentRecords.close_unpaid,
+                change,
+                summary=f"end {end.event}: release the reservation, forget the card data",
+            )
+        )
+        self._failure_code = end.failure_code
+        self._set_state(state)
+        self._show(f"ended {state}" + (f": {end.failure_code}" if end.failure_code else ""))
         return PaymentOutcome(state=state, failure_code=end.failure_code)
 
     async def _void(self) -> None:
@@ -391,6 +464,39 @@ class PaymentWorkflow:
                 actor=Actor.OPERATOR,
             )
         return task.result()
+
+    def _show(self, doing: str, *, until: datetime | None = None) -> None:
+        """Say in one line, on the payment's page in the Temporal UI, where it is and until
+        when it waits (the workflow's current details; the status query has the rest)."""
+        self._doing = doing
+        self._gives_up_at = until
+        when = f", until {until:%Y-%m-%d %H:%M:%S} UTC" if until else ""
+        workflow.set_current_details(f"{self._state or 'new'}: {doing}{when}")
+
+    def _set_state(self, state: PaymentState) -> None:
+        """The payment's new state, published as search attributes for operators to filter."""
+        self._state = state
+        self._step_started_at = workflow.now()
+        if not self._visible:
+            return  # a payment started before search attributes were published
+        req = self._req
+        updates: list[SearchAttributeUpdate[Any]] = [
+            search.PAYMENT_STATE.value_set(state.value),
+            search.WAITING_FOR.value_set(WAITING_FOR[state]),
+            search.STEP_STARTED_AT.value_set(self._step_started_at),
+        ]
+        if state == PaymentState.RESERVED:  # the first state: what the payment is for
+            updates += [
+                search.DEPARTMENT.value_set(req.department),
+                search.SERVICE_CODE.value_set(req.service_code),
+                search.PAYMENT_REFERENCE.value_set(reference_key(req.reference)),
+                search.AMOUNT_FILS.value_set(req.total),
+            ]
+        if self._submission is not None:
+            updates.append(search.PAYMENT_METHOD.value_set(self._submission.method.type))
+        if self._failure_code:
+            updates.append(search.FAILURE_CODE.value_set(self._failure_code))
+        workflow.upsert_search_attributes(updates)
 
     async def _wait_for_payer(self, arrived: Callable[[], bool]) -> None:
         """Wait for the payer until the payment window closes; a cancel ends the wait."""
@@ -448,7 +554,9 @@ class PaymentWorkflow:
         self._raise_if_cancelled()
         return result
 
-    async def _local(self, activity: Callable[[Any, A], Awaitable[T]], arg: A) -> T:
+    async def _local(
+        self, activity: Callable[[Any, A], Awaitable[T]], arg: A, *, summary: str
+    ) -> T:
         """A database step, retried while the database is away (see RECORD_RETRY).
 
         One that fails for good is a defect, not a payment outcome: it fails the workflow
@@ -458,6 +566,7 @@ class PaymentWorkflow:
             return await workflow.execute_local_activity_method(
                 activity,
                 arg,
+                summary=summary,
                 start_to_close_timeout=RECORD_TIMEOUT,
                 local_retry_threshold=LOCAL_RETRY_THRESHOLD,
                 retry_policy=RECORD_RETRY,
@@ -492,12 +601,15 @@ class PaymentWorkflow:
             department_confirmation=confirmation,
             authorisation_id=authorisation_id,
         )
-        self._state = PaymentState(await self._local(PaymentRecords.record_transition, change))
+        state = await self._local(
+            PaymentRecords.record_transition, change, summary=f"record {event}"
+        )
+        self._set_state(PaymentState(state))
 
     async def _note(self, note: AuditNote, detail: str, actor: Actor = Actor.WORKFLOW) -> None:
         self._notes += 1
         entry = AuditEntry(self._req.payment_id, note, actor, detail, key=str(self._notes))
-        await self._local(PaymentRecords.record_note, entry)
+        await self._local(PaymentRecords.record_note, entry, summary=f"note {note}")
 
     def _department_request(self) -> DepartmentRequest:
         req = self._req
@@ -510,3 +622,11 @@ def _stopped_by_cancel(err: FailureError) -> bool:
     """An activity stopped because the workflow was cancelled in Temporal: the SDK reports
     it as the activity's failure, but it is the operator's cancel, not the partner's answer."""
     return isinstance(err, CancelledError) or isinstance(err.cause, CancelledError)
+
+
+def _partner(method_type: str) -> str:
+    return "e-Dirham issuer" if method_type == "e_dirham" else "card acquirer"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
