@@ -121,6 +121,37 @@ async def _sweeper(args: argparse.Namespace) -> None:
         print(json.dumps(dataclasses.asdict(summary), indent=2))
 
 
+async def _register_search_attributes() -> None:
+    """Register the payment workflows' search attributes on the namespace (on a real
+    cluster; ``make run`` and the tests pass them to the dev server). Safe to repeat."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import (
+        AddSearchAttributesRequest,
+        ListSearchAttributesRequest,
+    )
+
+    from domain.search import SEARCH_ATTRIBUTES
+    from epay.temporal import connect
+
+    settings = _settings()
+    client = await connect(settings)
+    namespace = settings.temporal_namespace
+    known = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    missing = {
+        key.name: IndexedValueType.ValueType(int(key.indexed_value_type))
+        for key in SEARCH_ATTRIBUTES
+        if key.name not in known.custom_attributes
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    names = ", ".join(sorted(missing)) or "none (all were registered)"
+    print(f"search attributes added on namespace {namespace}: {names}")
+
+
 def _exit_without_teardown() -> NoReturn:
     """Exit 0 at once. A short-lived process that made a Temporal client may abort while
     the interpreter tears down (the client's threads outlive it: temporalio/sdk-python#300)."""
@@ -171,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
         sw = ssub.add_parser(system, help=f"take the sandbox {system} down (every call 503) or up")
         sw.add_argument("state", choices=["up", "down"])
 
+    temporal = sub.add_parser("temporal", help="prepare a Temporal namespace for ePay")
+    tsub = temporal.add_subparsers(dest="action", required=True)
+    tsub.add_parser(
+        "search-attributes", help="register the payments' search attributes (safe to repeat)"
+    )
+
     sweeper = sub.add_parser(
         "sweeper", help="end payments whose workflow closed without them (a Temporal Schedule)"
     )
@@ -204,6 +241,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(_departments(args))
     elif args.command == "sweeper":
         asyncio.run(_sweeper(args))
+        _exit_without_teardown()
+    elif args.command == "temporal":
+        asyncio.run(_register_search_attributes())
         _exit_without_teardown()
     elif args.command == "sandbox":
         if args.action == "serve":

@@ -5,6 +5,7 @@ and current details that say where it is and until when."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,7 @@ from temporalio.client import Client
 from domain.models import PaymentStatus
 from domain.references import reference_key
 from tests.conftest import Stack, card, e_dirham, new_reference
+from tests.support import BIN, free_port, port_open, wait_until
 from workflows.payment import PaymentWorkflow
 
 
@@ -110,3 +112,33 @@ def test_ended_payments_say_how_they_ended(stack: Stack) -> None:
     assert text is not None and paid["reference"] in text and "AED" in text
     done = status(stack, paid)
     assert done.state == "succeeded" and done.doing.startswith("succeeded: receipt DM-")
+
+
+def test_epay_temporal_search_attributes_registers_them_on_a_namespace(stack: Stack) -> None:
+    """On a real cluster the attributes are registered by a command (the dev servers of
+    ``make run`` and the tests get them as flags): here, a bare dev server."""
+    port = free_port()
+    server = stack.spawn(
+        "temporal-bare",
+        str(BIN / "temporal"),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--headless",
+        "--log-level",
+        "error",
+    )
+    env = dict(stack.env, TEMPORAL_ADDRESS=f"127.0.0.1:{port}")
+    try:
+        wait_until(port_open(port), timeout=30, what="bare Temporal", proc=server)
+        command = [str(BIN / "epay"), "temporal", "search-attributes"]
+        first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert first.returncode == 0, first.stderr
+        assert "PaymentState" in first.stdout and "WaitingFor" in first.stdout
+        again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0 and "none (all were registered)" in again.stdout
+    finally:
+        server.stop()
