@@ -178,3 +178,22 @@ class PaymentStatus:
     cancel_requested: bool
     compensating: bool
     capture_decided: bool
+
+
+@dataclass
+class OperatorAction:
+    """An operator's action on a payment (a workflow update): who, and why. Both are
+    required and recorded in the payment's audit trail."""
+
+    operator: str  # the operator's identity, e.g. their e-mail address or user id
+    reason: str
+
+
+@dataclass
+class OutOfBandConfirmation:
+    """A confirmation the department gave outside its system (by phone, by letter), which
+    an operator records so that the payment captures and succeeds."""
+
+    operator: str
+    reason: str
+    confirmation_reference: str  # the department's own reference for it
