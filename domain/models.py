@@ -178,6 +178,8 @@ class PaymentStatus:
     cancel_requested: bool
     compensating: bool
     capture_decided: bool
+    attempt: int = 0  # of the department confirmation
+    last_error: str | None = None
 
 
 @dataclass

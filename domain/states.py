@@ -56,9 +56,10 @@ class AuditNote(StrEnum):
     # yet taken the revocation of its confirmation: it is still being retried.
     DEPARTMENT_REVOKE_PENDING = "department_revoke_pending"
     DEPARTMENT_REVOKED = "department_revoked"
-    # The payment's database steps could not be written for so long that it continued in a
-    # fresh workflow run, to keep its history small.
-    CONTINUED_AS_NEW = "continued_as_new"
+    # Operators' actions (workflow updates), each with the operator's identity and reason.
+    OPERATOR_RETRY_REQUESTED = "operator_retry_requested"
+    OPERATOR_CANCEL_REQUESTED = "operator_cancel_requested"
+    CONFIRMATION_RECORDED = "department_confirmation_recorded"
     # The payment's workflow closed after the department had granted the service: the
     # sweeper captures and settles it.
     FINISHED_BY_SWEEPER = "finished_by_sweeper"

@@ -23,6 +23,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowUpdateFailedError,
 )
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
@@ -38,6 +39,8 @@ from domain.models import (
     DepartmentAnswer,
     DepartmentRequest,
     FundsRequest,
+    OperatorAction,
+    OutOfBandConfirmation,
     PaymentMethodSubmission,
     PaymentOutcome,
     PaymentRequest,
@@ -67,6 +70,7 @@ class Partners:
         self.failures: dict[str, int] = {}  # activity -> transient failures before success
         self.auth_status = AuthorisationStatus.AUTHORISED
         self.department_confirms = True
+        self.department_up = True
         self.capture_refused = False
         self.database_up = True
         self.applied: dict[str, str] = {}  # event -> state: each recorded once, as the store does
@@ -153,6 +157,8 @@ class Partners:
         @activity.defn(name="confirm_with_department")
         async def confirm_with_department(req: DepartmentRequest) -> DepartmentAnswer:
             await self._enter("confirm_with_department", req)
+            if not self.department_up:
+                raise ApplicationError("department answered 503")
             if self.department_confirms:
                 return DepartmentAnswer(True, "DM-C-1")
             return DepartmentAnswer(False, failure_code="department_rejected")
@@ -568,3 +574,114 @@ async def test_a_database_outage_past_the_limit_fails_loudly(
     assert isinstance(cause, ApplicationError) and cause.type == "database_unavailable"
     print(f"history when the payment gave up on the database: {length} events")
     assert length < 250  # twelve hours stay far below Temporal's 10,240-event warning
+
+
+# --- operators steer a department confirmation ----------------------------------------
+
+OPERATOR = OperatorAction("aisha@dm.gov.ae", "department confirmed by phone")
+
+
+async def _confirming(run: Run, attempts: int = 2) -> None:
+    """Wait until the payment has tried its department ``attempts`` times."""
+    for _ in range(300):
+        now = await run.wf.query(PaymentWorkflow.status)
+        if now.state == "confirming" and now.attempt >= attempts:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the payment never kept confirming")
+
+
+async def test_an_operator_wakes_a_waiting_confirmation(
+    env: WorkflowEnvironment, partners: Partners
+) -> None:
+    partners.department_up = False
+    async with Run(env.client, partners, request(confirm_deadline_seconds=3600)) as run:
+        await run.submit()
+        await _confirming(run, attempts=3)
+        now = await run.wf.query(PaymentWorkflow.status)
+        assert now.waiting_for == "department" and now.gives_up_at is not None
+        assert now.last_error is not None and "503" in now.last_error
+        assert now.doing.startswith(f"confirming with DM: attempt {now.attempt}, last error")
+        partners.department_up = True
+        await run.wf.execute_update(PaymentWorkflow.operator_retry_now, OPERATOR)
+        outcome = await run.outcome()
+    assert outcome.state == "succeeded"
+    [note] = [e for e in partners.args("record_note") if e.note == "operator_retry_requested"]
+    assert note.actor == "operator" and note.detail == f"{OPERATOR.operator}: {OPERATOR.reason}"
+
+
+async def test_a_confirmation_given_out_of_band_captures(
+    env: WorkflowEnvironment, partners: Partners
+) -> None:
+    partners.department_up = False
+    async with Run(env.client, partners, request(confirm_deadline_seconds=3600)) as run:
+        await run.submit()
+        await _confirming(run)
+        confirmation = OutOfBandConfirmation(OPERATOR.operator, OPERATOR.reason, "DM-PHONE-77")
+        await run.wf.execute_update(PaymentWorkflow.operator_record_confirmation, confirmation)
+        outcome = await run.outcome()
+    assert outcome.state == "succeeded" and "capture" in partners.names()
+    [confirmed] = [
+        c for c in partners.args("record_transition") if c.event == "department_confirmed"
+    ]
+    assert confirmed.department_confirmation == "DM-PHONE-77"
+    assert "department_confirmation_recorded" in notes(partners)
+
+
+async def test_an_operator_cancels_a_waiting_confirmation(
+    env: WorkflowEnvironment, partners: Partners
+) -> None:
+    partners.department_up = False
+    async with Run(env.client, partners, request(confirm_deadline_seconds=3600)) as run:
+        await run.submit()
+        await _confirming(run)
+        await run.wf.execute_update(PaymentWorkflow.operator_cancel, OPERATOR)
+        outcome = await run.outcome()
+    assert outcome.state == "cancelled"
+    [closed] = partners.args("close_unpaid")
+    assert closed.event == "cancelled_by_operator"
+    assert closed.detail == f"{OPERATOR.operator}: {OPERATOR.reason}"
+    assert {"void_authorisation", "revoke_department_confirmation"} <= set(partners.names())
+
+
+async def test_a_department_down_past_the_deadline_fails_unavailable(
+    env: WorkflowEnvironment, partners: Partners
+) -> None:
+    partners.department_up = False
+    async with Run(env.client, partners, request(confirm_deadline_seconds=600)) as run:
+        await run.submit()
+        outcome = await run.outcome()
+    assert outcome.state == "failed" and outcome.failure_code == "department_unavailable"
+    attempts = partners.names().count("confirm_with_department")
+    assert 5 < attempts < 40  # backing off to a minute between attempts over ten minutes
+    assert {"void_authorisation", "revoke_department_confirmation"} <= set(partners.names())
+
+
+@pytest.mark.parametrize(
+    ("update", "arg", "code"),
+    [
+        ("operator_retry_now", OperatorAction("", "no name"), "operator_identity_required"),
+        ("operator_cancel", OperatorAction("aisha", " "), "operator_identity_required"),
+        ("operator_retry_now", OPERATOR, "not_awaiting_department"),
+        (
+            "operator_record_confirmation",
+            OutOfBandConfirmation("aisha", "phone", ""),
+            "invalid_confirmation_reference",
+        ),
+        (
+            "operator_record_confirmation",
+            OutOfBandConfirmation("aisha", "phone", "DM-1"),
+            "not_awaiting_department",
+        ),
+    ],
+)
+async def test_operator_actions_are_refused_with_a_reason(
+    env: WorkflowEnvironment, partners: Partners, update: str, arg: Any, code: str
+) -> None:
+    async with Run(env.client, partners, request()) as run:  # waiting for its payer
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await run.wf.execute_update(update, arg)
+        cause = refused.value.cause
+        assert isinstance(cause, ApplicationError) and cause.type == code, cause
+        await run.wf.execute_update(PaymentWorkflow.operator_cancel, OPERATOR)
+        assert (await run.outcome()).state == "cancelled"

@@ -14,6 +14,7 @@ workflow: the payer's method arrives as a summary and an opaque vault token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -40,8 +41,11 @@ with workflow.unsafe.imports_passed_through():
         AuthorisationStatus,
         AuthoriseRequest,
         ChallengeAnswer,
+        DepartmentAnswer,
         DepartmentRequest,
         FundsRequest,
+        OperatorAction,
+        OutOfBandConfirmation,
         PaymentMethodSubmission,
         PaymentOutcome,
         PaymentRequest,
@@ -98,7 +102,16 @@ COMPENSATION_RETRY = RetryPolicy(
 PAYER_FIRST_COMPENSATION = "payer-first-compensation"
 # Search attributes upserted at every state change (domain.search).
 OPERATOR_VIEW = "operator-view"
+# The department confirmation asked attempt by attempt, so that operators can steer it.
+STEERABLE_CONFIRMATION = "steerable-confirmation"
+ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)
+CONFIRM_BACKOFF = timedelta(seconds=1)  # doubling between attempts, up to:
+CONFIRM_BACKOFF_MAX = timedelta(minutes=1)
 COMPENSATING = "compensating: compensation ran to its end"
+
+
+class _TryAgain(Exception):
+    """A call's trouble is worth another attempt, which its caller schedules."""
 
 
 class PaymentEnded(Exception):
@@ -120,7 +133,11 @@ class PaymentWorkflow:
         self._reservation: ReservationResult | None = None
         self._submission: PaymentMethodSubmission | None = None
         self._otp: str | None = None
-        self._cancel_reason: str | None = None
+        self._cancel: PaymentEnded | None = None  # asked by the department or an operator
+        self._retry_now = False  # an operator asked to try the department again at once
+        self._out_of_band: OutOfBandConfirmation | None = None
+        self._attempt = 0  # of the current department confirmation
+        self._last_error: str | None = None
         self._authorisation_id: str | None = None
         # What may need undoing, set before the call that may do it (its answer may be lost).
         self._funds_may_be_held = False
@@ -214,20 +231,8 @@ class PaymentWorkflow:
         await self._record(E.AUTHORISED, authorisation_id=auth.authorisation_id)
 
         self._department_asked = True
-        confirm_deadline = timedelta(seconds=req.confirm_deadline_seconds)
-        self._show(
-            f"confirming with {req.department} (the pending activity shows its attempts and "
-            "last error)",
-            until=workflow.now() + confirm_deadline,
-        )
-        answer = await self._call(
-            DepartmentSystems.confirm_with_department,
-            self._department_request(),
-            summary="confirm with the department",
-            failure_code=FailureCode.DEPARTMENT_UNAVAILABLE,
-            abandon_on_cancel=True,
-            start_to_close_timeout=timedelta(seconds=15),
-            schedule_to_close_timeout=confirm_deadline,
+        answer = await self._confirm_with_department(
+            timedelta(seconds=req.confirm_deadline_seconds)
         )
         if not answer.confirmed:
             raise PaymentEnded(E.FAILED, answer.failure_code or FailureCode.DEPARTMENT_REJECTED)
@@ -255,6 +260,68 @@ class PaymentWorkflow:
         if result.status == AuthorisationStatus.AUTHORISED:
             await self._record(E.CHALLENGE_PASSED)
         return result
+
+    async def _confirm_with_department(self, patience: timedelta) -> DepartmentAnswer:
+        """Ask the department until it answers or ``patience`` runs out, backing off between
+        attempts. An operator can wake the wait (retry now), cancel the payment, or record
+        a confirmation the department gave out of band."""
+        req = self._req
+        gives_up_at = workflow.now() + patience
+        if not workflow.patched(STEERABLE_CONFIRMATION):
+            # Payments started before the change: one call that retries on its own.
+            self._show(f"confirming with {req.department}", until=gives_up_at)
+            return await self._call(
+                DepartmentSystems.confirm_with_department,
+                self._department_request(),
+                summary="confirm with the department",
+                failure_code=FailureCode.DEPARTMENT_UNAVAILABLE,
+                abandon_on_cancel=True,
+                start_to_close_timeout=timedelta(seconds=15),
+                schedule_to_close_timeout=patience,
+            )
+        while True:
+            self._attempt += 1
+            self._show(self._confirming(), until=gives_up_at)
+            try:
+                return await self._call(
+                    DepartmentSystems.confirm_with_department,
+                    self._department_request(),
+                    summary=f"confirm with the department (attempt {self._attempt})",
+                    failure_code=FailureCode.DEPARTMENT_UNAVAILABLE,
+                    abandon_on_cancel=True,
+                    retry_policy=ONE_ATTEMPT,
+                    start_to_close_timeout=timedelta(seconds=15),
+                )
+            except _TryAgain as trouble:
+                self._last_error = f"{trouble} at {workflow.now():%H:%M:%S}"
+            left = gives_up_at - workflow.now()
+            if left <= timedelta(0):
+                raise PaymentEnded(
+                    E.FAILED,
+                    FailureCode.DEPARTMENT_UNAVAILABLE,
+                    detail=f"no answer from {req.department} after {self._attempt} attempts: "
+                    f"{self._last_error}",
+                )
+            pause = min(
+                CONFIRM_BACKOFF * 2 ** min(self._attempt - 1, 10), CONFIRM_BACKOFF_MAX, left
+            )
+            self._show(
+                f"{self._confirming()}; next attempt at {workflow.now() + pause:%H:%M:%S}",
+                until=gives_up_at,
+            )
+            with contextlib.suppress(TimeoutError):  # the pause is over: try again
+                await workflow.wait_condition(
+                    lambda: self._retry_now or self._cancel is not None or bool(self._out_of_band),
+                    timeout=pause,
+                )
+            self._raise_if_cancelled()
+            if self._out_of_band is not None:
+                return DepartmentAnswer(True, self._out_of_band.confirmation_reference)
+            self._retry_now = False
+
+    def _confirming(self) -> str:
+        line = f"confirming with {self._req.department}: attempt {self._attempt}"
+        return line + (f", last error {self._last_error}" if self._last_error else "")
 
     async def _capture(
         self, method: MethodSummary, authorisation_id: str, confirmation: str | None
@@ -299,12 +366,7 @@ class PaymentWorkflow:
 
     @submit_payment_method.validator
     def _validate_submission(self, submission: PaymentMethodSubmission) -> None:
-        if (
-            self._state != PaymentState.RESERVED
-            or self._submission
-            or self._cancel_reason
-            or self._ending
-        ):
+        if self._state != PaymentState.RESERVED or self._submission or self._cancel or self._ending:
             raise ApplicationError(
                 "this payment is not waiting for a payment method", type="not_awaiting_method"
             )
@@ -322,18 +384,79 @@ class PaymentWorkflow:
 
     @workflow.update
     def cancel(self, reason: str) -> None:
-        self._cancel_reason = reason or "cancelled by the department"
+        self._cancel = PaymentEnded(
+            E.CANCELLED_BY_DEPARTMENT, detail=reason or "cancelled by the department"
+        )
 
     @cancel.validator
     def _validate_cancel(self, reason: str) -> None:
         if (
             self._state not in CANCELLABLE_STATES
-            or self._cancel_reason
+            or self._cancel
             or self._capture_decided
             or self._ending
         ):
             raise ApplicationError(
                 "this payment can no longer be cancelled", type="not_cancellable"
+            )
+
+    # --- operators act through these: each needs who and why, and is audited ---------------
+
+    @workflow.update
+    async def operator_retry_now(self, action: OperatorAction) -> None:
+        """Wake a department confirmation that waits between attempts: try again now."""
+        self._retry_now = True
+        await self._note(AuditNote.OPERATOR_RETRY_REQUESTED, _said(action), actor=Actor.OPERATOR)
+
+    @operator_retry_now.validator
+    def _validate_retry_now(self, action: OperatorAction) -> None:
+        _require_operator(action)
+        self._require_steerable_confirmation("retried")
+
+    @workflow.update
+    async def operator_cancel(self, action: OperatorAction) -> None:
+        """Cancel before the point of no return: compensate and end ``cancelled``."""
+        self._cancel = PaymentEnded(E.CANCELLED_BY_OPERATOR, detail=_said(action))
+        await self._note(AuditNote.OPERATOR_CANCEL_REQUESTED, _said(action), actor=Actor.OPERATOR)
+
+    @operator_cancel.validator
+    def _validate_operator_cancel(self, action: OperatorAction) -> None:
+        _require_operator(action)
+        self._validate_cancel("")
+
+    @workflow.update
+    async def operator_record_confirmation(self, confirmation: OutOfBandConfirmation) -> None:
+        """The department confirmed outside its system: capture and succeed with it."""
+        self._out_of_band = confirmation
+        detail = (
+            f"{_said(confirmation)} (department reference {confirmation.confirmation_reference})"
+        )
+        await self._note(AuditNote.CONFIRMATION_RECORDED, detail, actor=Actor.OPERATOR)
+
+    @operator_record_confirmation.validator
+    def _validate_record_confirmation(self, confirmation: OutOfBandConfirmation) -> None:
+        _require_operator(confirmation)
+        reference = confirmation.confirmation_reference.strip()
+        if not reference or len(reference) > 64:
+            raise ApplicationError(
+                "give the department's confirmation reference (1-64 characters)",
+                type="invalid_confirmation_reference",
+            )
+        self._require_steerable_confirmation("confirmed by an operator")
+
+    def _require_steerable_confirmation(self, what: str) -> None:
+        if (
+            self._state != PaymentState.CONFIRMING
+            or self._attempt == 0  # a payment started before steerable confirmation
+            or self._out_of_band is not None
+            or self._cancel is not None
+            or self._capture_decided
+            or self._ending
+        ):
+            raise ApplicationError(
+                f"this payment is {self._state or 'not reserved'}, not waiting for its "
+                f"department: it cannot be {what}",
+                type="not_awaiting_department",
             )
 
     @workflow.query
@@ -358,9 +481,11 @@ class PaymentWorkflow:
             method=self._submission.method if self._submission else None,
             authorisation_id=self._authorisation_id,
             failure_code=self._failure_code,
-            cancel_requested=self._cancel_reason is not None,
+            cancel_requested=self._cancel is not None,
             compensating=self._ending,
             capture_decided=self._capture_decided,
+            attempt=self._attempt,
+            last_error=self._last_error,
         )
 
     # --- ending unpaid ---------------------------------------------------------------------
@@ -503,15 +628,15 @@ class PaymentWorkflow:
         remaining = (self._deadline - workflow.now()).total_seconds()
         try:
             await workflow.wait_condition(
-                lambda: arrived() or self._cancel_reason is not None, timeout=max(remaining, 0.001)
+                lambda: arrived() or self._cancel is not None, timeout=max(remaining, 0.001)
             )
         except TimeoutError:
             raise PaymentEnded(E.EXPIRED, FailureCode.PAYMENT_WINDOW_EXPIRED) from None
         self._raise_if_cancelled()
 
     def _raise_if_cancelled(self) -> None:
-        if self._cancel_reason is not None:
-            raise PaymentEnded(E.CANCELLED_BY_DEPARTMENT, detail=self._cancel_reason)
+        if self._cancel is not None:
+            raise self._cancel
 
     async def _call(
         self,
@@ -521,24 +646,25 @@ class PaymentWorkflow:
         summary: str,
         failure_code: FailureCode,
         abandon_on_cancel: bool = False,
+        retry_policy: RetryPolicy = OUTSIDE_CALL_RETRY,
         **timeouts: Any,
     ) -> T:
         """Call the outside world through an activity, retrying transient trouble.
 
         A call that fails for good (or runs out of time) ends the payment with
-        ``failure_code``. A department's cancel asked for meanwhile applies once the call
-        is back, or at once for a call that may wait long (``abandon_on_cancel``).
+        ``failure_code``; with a retry policy of one attempt, trouble worth retrying
+        raises ``_TryAgain`` instead, for the caller to retry on its own terms. A cancel
+        asked for meanwhile applies once the call is back, or at once for a call that may
+        wait long (``abandon_on_cancel``).
         """
         task = asyncio.ensure_future(
             workflow.execute_activity_method(
-                activity, arg, summary=summary, retry_policy=OUTSIDE_CALL_RETRY, **timeouts
+                activity, arg, summary=summary, retry_policy=retry_policy, **timeouts
             )
         )
         try:
             if abandon_on_cancel:
-                await workflow.wait_condition(
-                    lambda: task.done() or self._cancel_reason is not None
-                )
+                await workflow.wait_condition(lambda: task.done() or self._cancel is not None)
                 if not task.done():
                     task.cancel()
             result = await task
@@ -550,6 +676,9 @@ class PaymentWorkflow:
             self._raise_if_cancelled()
             if _stopped_by_cancel(err):  # the workflow was cancelled in Temporal meanwhile
                 raise asyncio.CancelledError from err
+            final = isinstance(err.cause, ApplicationError) and err.cause.non_retryable
+            if retry_policy.maximum_attempts == 1 and not final:
+                raise _TryAgain(str(err.cause)) from err
             raise PaymentEnded(E.FAILED, failure_code, detail=f"{summary}: {err.cause}") from err
         self._raise_if_cancelled()
         return result
@@ -630,3 +759,15 @@ def _partner(method_type: str) -> str:
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
+
+
+def _require_operator(action: OperatorAction | OutOfBandConfirmation) -> None:
+    if not action.operator.strip() or not action.reason.strip():
+        raise ApplicationError(
+            "an operator action needs the operator's identity and a reason",
+            type="operator_identity_required",
+        )
+
+
+def _said(action: OperatorAction | OutOfBandConfirmation) -> str:
+    return f"{action.operator.strip()}: {action.reason.strip()}"
