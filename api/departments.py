@@ -17,6 +17,7 @@ from api.context import Ctx, Department, PaymentId
 from api.errors import ApiError, field_error, not_found, problem_body
 from domain.models import PaymentRequest
 from domain.money import MAX_AMOUNT, fee_lines, total
+from domain.proofs import commitments
 from domain.states import CANCELLABLE_STATES, PaymentState
 from epay import store
 
@@ -118,6 +119,7 @@ async def create_payment(
         return_url=body.return_url,
         metadata=body.metadata or {},
         payer=body.payer.model_dump(exclude_none=True) if body.payer else None,
+        update_commitments=commitments(ctx.settings.token_secret, payment_id),
     )
     reservation = await temporal_calls.start_payment(ctx.temporal, ctx.settings.task_queue, req)
     # A workflow that ended (stopped in Temporal) before it answered may have reserved the
@@ -231,7 +233,8 @@ async def cancel_payment(
             409, "not_cancellable", f"A payment in state {row['state']} cannot be cancelled."
         )
     try:
-        await temporal_calls.cancel(ctx.temporal, payment_id, (body.reason if body else None) or "")
+        reason = (body.reason if body else None) or ""
+        await temporal_calls.cancel(ctx.temporal, ctx.settings.token_secret, payment_id, reason)
     except temporal_calls.UpdateRejected:
         raise ApiError(
             409, "not_cancellable", f"This payment ({row['state']}) can no longer be cancelled."

@@ -119,6 +119,7 @@ async def authorise(
     try:
         await temporal_calls.submit_payment_method(
             ctx.temporal,
+            ctx.settings.token_secret,
             payment_id,
             PaymentMethodSubmission(method=summary, vault_token=vault_token),
         )
@@ -151,7 +152,9 @@ async def three_d_secure(
             409, "not_awaiting_challenge", f"The payment is {row['state']}; no challenge is open."
         )
     try:
-        await temporal_calls.submit_challenge_answer(ctx.temporal, payment_id, body.otp)
+        await temporal_calls.submit_challenge_answer(
+            ctx.temporal, ctx.settings.token_secret, payment_id, body.otp
+        )
     except temporal_calls.UpdateRejected:
         raise ApiError(
             409,

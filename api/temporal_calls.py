@@ -10,6 +10,7 @@ API then answers from the read model: the payment as it stands, or a 409 naming 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from temporalio.client import (
     Client,
@@ -24,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from domain.models import PaymentMethodSubmission, PaymentRequest, ReservationResult
 from domain.money import format_aed
+from domain.proofs import update_proof
 from epay.temporal import payment_workflow_id
 from workflows.payment import PaymentWorkflow
 
@@ -101,10 +103,10 @@ class UpdateRejected(Exception):
         self.code = code
 
 
-async def _update(client: Client, payment_id: str, update: object, arg: object) -> None:
+async def _update(client: Client, payment_id: str, update: object, *args: object) -> None:
     handle = client.get_workflow_handle(payment_workflow_id(payment_id))
     try:
-        await handle.execute_update(update, arg)  # type: ignore[call-overload]
+        await handle.execute_update(update, args=list(args))  # type: ignore[call-overload]
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.type:
@@ -117,15 +119,23 @@ async def _update(client: Client, payment_id: str, update: object, arg: object) 
         raise  # Temporal is unreachable: a 503 for the caller
 
 
+# The payer's and the department's updates carry a proof that this API sent them, checked by
+# the workflow's validators against the commitments in its input (domain.proofs).
+
+
 async def submit_payment_method(
-    client: Client, payment_id: str, submission: PaymentMethodSubmission
+    client: Client, secret: bytes, payment_id: str, submission: PaymentMethodSubmission
 ) -> None:
-    await _update(client, payment_id, PaymentWorkflow.submit_payment_method, submission)
+    proof = update_proof(secret, payment_id, "submit_payment_method")
+    proven = dataclasses.replace(submission, proof=proof)
+    await _update(client, payment_id, PaymentWorkflow.submit_payment_method, proven)
 
 
-async def submit_challenge_answer(client: Client, payment_id: str, otp: str) -> None:
-    await _update(client, payment_id, PaymentWorkflow.submit_challenge_answer, otp)
+async def submit_challenge_answer(client: Client, secret: bytes, payment_id: str, otp: str) -> None:
+    proof = update_proof(secret, payment_id, "submit_challenge_answer")
+    await _update(client, payment_id, PaymentWorkflow.submit_challenge_answer, otp, proof)
 
 
-async def cancel(client: Client, payment_id: str, reason: str) -> None:
-    await _update(client, payment_id, PaymentWorkflow.cancel, reason)
+async def cancel(client: Client, secret: bytes, payment_id: str, reason: str) -> None:
+    proof = update_proof(secret, payment_id, "cancel")
+    await _update(client, payment_id, PaymentWorkflow.cancel, reason, proof)

@@ -29,6 +29,9 @@ class PaymentRequest:
     return_url: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     payer: dict[str, str] | None = None
+    # Commitments of the proofs the payer's and the department's updates carry
+    # (domain.proofs); empty for payments started before updates were proven.
+    update_commitments: dict[str, str] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -49,6 +52,7 @@ class PaymentMethodSubmission:
 
     method: MethodSummary
     vault_token: str
+    proof: str = ""  # that ePay's API sent it (domain.proofs)
 
 
 class AuthorisationStatus(StrEnum):

@@ -50,6 +50,7 @@ from domain.models import (
     Transition,
 )
 from domain.money import fee_lines
+from domain.proofs import commitments, update_proof
 from domain.search import SEARCH_ATTRIBUTES
 from domain.states import PaymentState, transition
 from tests.support import BIN
@@ -685,3 +686,32 @@ async def test_operator_actions_are_refused_with_a_reason(
         assert isinstance(cause, ApplicationError) and cause.type == code, cause
         await run.wf.execute_update(PaymentWorkflow.operator_cancel, OPERATOR)
         assert (await run.outcome()).state == "cancelled"
+
+
+# --- the payer's and the department's updates carry proof the API sent them ------------
+
+SECRET = b"test-secret-of-the-api"
+
+
+async def test_updates_without_the_apis_proof_are_refused(
+    env: WorkflowEnvironment, partners: Partners
+) -> None:
+    req = request()
+    req.update_commitments = commitments(SECRET, req.payment_id)
+    async with Run(env.client, partners, req) as run:
+        method = PaymentMethodSubmission(MethodSummary("e_dirham", "e_dirham", "0017"), "vt_1")
+        for update, args in (
+            (PaymentWorkflow.submit_payment_method, [method]),
+            (PaymentWorkflow.cancel, ["not the department", "forged"]),
+            (PaymentWorkflow.submit_payment_method, [dataclasses.replace(method, proof="x")]),
+        ):
+            with pytest.raises(WorkflowUpdateFailedError) as refused:
+                await run.wf.execute_update(update, args=args)
+            cause = refused.value.cause
+            assert isinstance(cause, ApplicationError) and cause.type == "update_not_proven"
+        proof = update_proof(SECRET, req.payment_id, "submit_payment_method")
+        await run.wf.execute_update(
+            PaymentWorkflow.submit_payment_method, dataclasses.replace(method, proof=proof)
+        )
+        outcome = await run.outcome()
+    assert outcome.state == "succeeded"

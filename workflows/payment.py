@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         Settlement,
         Transition,
     )
+    from domain.proofs import proven
     from domain.references import reference_key
     from domain.states import (
         CANCELLABLE_STATES,
@@ -366,30 +367,37 @@ class PaymentWorkflow:
 
     @submit_payment_method.validator
     def _validate_submission(self, submission: PaymentMethodSubmission) -> None:
+        self._require_proof("submit_payment_method", submission.proof)
         if self._state != PaymentState.RESERVED or self._submission or self._cancel or self._ending:
             raise ApplicationError(
                 "this payment is not waiting for a payment method", type="not_awaiting_method"
             )
 
     @workflow.update
-    def submit_challenge_answer(self, otp: str) -> None:
+    def submit_challenge_answer(self, otp: str, proof: str = "") -> None:
         self._otp = otp
 
     @submit_challenge_answer.validator
-    def _validate_challenge_answer(self, otp: str) -> None:
+    def _validate_challenge_answer(self, otp: str, proof: str = "") -> None:
+        self._require_proof("submit_challenge_answer", proof)
         if self._state != PaymentState.REQUIRES_ACTION or self._otp is not None or self._ending:
             raise ApplicationError(
                 "this payment is not waiting for a 3-D Secure answer", type="not_awaiting_challenge"
             )
 
     @workflow.update
-    def cancel(self, reason: str) -> None:
+    def cancel(self, reason: str, proof: str = "") -> None:
+        """The department's cancel, through the API (operators use ``operator_cancel``)."""
         self._cancel = PaymentEnded(
             E.CANCELLED_BY_DEPARTMENT, detail=reason or "cancelled by the department"
         )
 
     @cancel.validator
-    def _validate_cancel(self, reason: str) -> None:
+    def _validate_cancel(self, reason: str, proof: str = "") -> None:
+        self._require_proof("cancel", proof)
+        self._require_cancellable()
+
+    def _require_cancellable(self) -> None:
         if (
             self._state not in CANCELLABLE_STATES
             or self._cancel
@@ -422,7 +430,7 @@ class PaymentWorkflow:
     @operator_cancel.validator
     def _validate_operator_cancel(self, action: OperatorAction) -> None:
         _require_operator(action)
-        self._validate_cancel("")
+        self._require_cancellable()
 
     @workflow.update
     async def operator_record_confirmation(self, confirmation: OutOfBandConfirmation) -> None:
@@ -443,6 +451,15 @@ class PaymentWorkflow:
                 type="invalid_confirmation_reference",
             )
         self._require_steerable_confirmation("confirmed by an operator")
+
+    def _require_proof(self, update: str, proof: str) -> None:
+        """The payer's and the department's updates come from the API alone."""
+        expected = self._req.update_commitments.get(update)
+        if expected is not None and not proven(proof, expected):
+            raise ApplicationError(
+                f"{update} is sent by ePay's API only (operators: use the operator_* updates)",
+                type="update_not_proven",
+            )
 
     def _require_steerable_confirmation(self, what: str) -> None:
         if (
