@@ -539,6 +539,7 @@ class PaymentWorkflow:
             )
             await revoke
             await self._note(AuditNote.DEPARTMENT_REVOKED, "the department took the revocation")
+            self._show(f"ended {self._state}; the department took the revocation")
         return outcome
 
     async def _close_unpaid(self, end: PaymentEnded) -> PaymentOutcome:
