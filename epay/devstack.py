@@ -1,10 +1,11 @@
 """``make run``: the whole ePay stack on one machine, on embedded defaults.
 
-Starts the Temporal dev server (state kept in ``.epay/temporal.db``, Web UI on :8233),
-PostgreSQL (``DATABASE_URL`` if set, else an embedded server with its data in
-``.epay/pgdata``), runs the migrations and the seed, then the sandbox (state kept in
-``.epay/sandbox.db``), a worker and the API on :8000. Prints the URLs and a department API
-key. Ctrl-C stops everything it started.
+Starts the Temporal dev server (state kept in ``.epay/temporal.db``, Web UI on :8233, which
+decodes payloads through the codec server on :8081), PostgreSQL (``DATABASE_URL`` if set,
+else an embedded server with its data in ``.epay/pgdata``), runs the migrations and the
+seed, then the sandbox (state kept in ``.epay/sandbox.db``), a worker, the API on :8000 and
+the codec server. Prints the URLs, a department API key and how an operator sees decoded
+payloads in the UI. Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ import httpx
 
 from domain.search import dev_server_args
 from epay.cli import create_key
-from epay.config import Settings
+from epay.config import Settings, dev_operator_token
 from epay.db import create_pool, migrate
 from epay.schedules import SWEEP_EVERY, SWEEPER_SCHEDULE_ID
 from epay.seed import seed_catalogue
 
 BIN = Path(sys.executable).parent
 STATE = Path(os.environ.get("EPAY_STATE_DIR", ".epay")).resolve()
-PORTS = {"temporal": 7233, "temporal_ui": 8233, "api": 8000, "sandbox": 8100}
+PORTS = {"temporal": 7233, "temporal_ui": 8233, "api": 8000, "sandbox": 8100, "codec": 8081}
+CODEC_URL = f"http://127.0.0.1:{PORTS['codec']}"
 
 
 def _port_free(port: int) -> bool:
@@ -99,6 +101,24 @@ async def _prepare_database(settings: Settings) -> None:
         await pool.close()
 
 
+def _operator_help(settings: Settings) -> str:
+    """How an operator sees payer data in the UI: Temporal holds it encrypted."""
+    token = (
+        "your token from EPAY_OPERATOR_TOKENS"
+        if os.environ.get("EPAY_OPERATOR_TOKENS")
+        else dev_operator_token(settings.state_dir)
+    )
+    return f"""
+  Payloads are encrypted in Temporal. To see them decoded in the UI (operators only):
+    1. sign in at {CODEC_URL}/login with the operator token  {token}
+    2. in the UI at http://127.0.0.1:{PORTS["temporal_ui"]} (127.0.0.1, not localhost), click the
+       Codec Server icon in the top bar, choose "Use my browser setting and ignore
+       Cluster-level setting", paste {CODEC_URL}, switch on "Include cross-origin
+       credentials", Apply, and reload the page (once per browser).
+  CLI: temporal workflow show -w <id> --codec-endpoint {CODEC_URL} --codec-auth "Bearer <token>"
+"""
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -143,6 +163,8 @@ def main() -> None:
             "--db-filename",
             str(STATE / "temporal.db"),
             *dev_server_args(),
+            "--ui-codec-endpoint",
+            CODEC_URL,
             "--log-level",
             "warn",
         )
@@ -175,6 +197,10 @@ def main() -> None:
             lambda: "worker polling" in (STATE / "logs" / "worker.log").read_text(),
             worker,
         )
+        codec = start(
+            "codec-server", str(BIN / "epay"), "codec-server", "--port", str(PORTS["codec"])
+        )
+        _wait("codec server", lambda: httpx.get(f"{CODEC_URL}/healthz").is_success, codec)
         print("scheduling the sweeper ...", flush=True)
         subprocess.run([str(BIN / "epay"), "sweeper", "schedule"], env=env, check=True)
 
@@ -184,11 +210,12 @@ ePay is running.
   API           http://127.0.0.1:8000        (OpenAPI: http://127.0.0.1:8000/docs)
   Temporal UI   http://127.0.0.1:8233
   Sandbox       http://127.0.0.1:8100        (acquirer, e-Dirham issuer, departments)
+  Codec server  {CODEC_URL}        (decodes payloads for operators)
   Sweeper       Temporal Schedule {SWEEPER_SCHEDULE_ID}, every {SWEEP_EVERY.seconds // 60} min
   Logs          {STATE / "logs"}
 
   Department DM API key:  {key}
-
+{_operator_help(settings)}
   export EPAY_KEY={key}
   curl -s -H "Authorization: Bearer $EPAY_KEY" http://127.0.0.1:8000/v1/services
 

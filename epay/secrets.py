@@ -1,4 +1,5 @@
-"""Card vault encryption (AES-256-GCM), payer capability tokens and API key hashing."""
+"""Card vault encryption (AES-256-GCM), payer capability tokens, API key and operator token
+hashing."""
 
 from __future__ import annotations
 
@@ -49,3 +50,11 @@ def new_api_key() -> str:
 
 def hash_api_key(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
+
+
+def new_operator_token() -> str:
+    return "eop_" + secrets.token_urlsafe(32)
+
+
+def hash_operator_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()

@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
-from temporalio.client import Client
+import dataclasses
 
+from temporalio.client import Client
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.runtime import Runtime
+
+from epay.codec import EncryptionCodec, PayloadKeys
 from epay.config import Settings
 
 
-async def connect(settings: Settings) -> Client:
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+def data_converter(keys: PayloadKeys) -> DataConverter:
+    """The SDK's default conversion, every payload encrypted (``epay/codec.py``), and failure
+    messages and stack traces moved into an encrypted payload too."""
+    return dataclasses.replace(
+        DataConverter.default,
+        payload_codec=EncryptionCodec(keys),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=data_converter(settings.payload_keys),
+        runtime=runtime,
+    )
 
 
 def payment_workflow_id(payment_id: str) -> str:

@@ -48,6 +48,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError, RPCStatusCode
 
+from epay.temporal import connect
 from tests.conftest import TERMINAL, Stack, card, e_dirham, stack_env, token_of
 from tests.support import Process, http_ok, run_sync, temporary_database, wait_until
 
@@ -226,7 +227,7 @@ class ChaosStack(Stack):
     def start_temporal_and_wait(self) -> None:
         self.temporal_proc = self.start_temporal(self.temporal_db)
         wait_until(
-            lambda: bool(run_sync(Client.connect(self.temporal_address))),
+            lambda: bool(run_sync(self.temporal_client())),
             timeout=60,
             what="Temporal",
             proc=self.temporal_proc,
@@ -920,7 +921,7 @@ async def run_chaos(stack: ChaosStack, opts: Options) -> int:
                 opts=opts,
                 rng=rng,
                 http=http,
-                temporal=await Client.connect(stack.temporal_address, runtime=quiet_runtime()),
+                temporal=await connect(stack.settings(), runtime=quiet_runtime()),
                 pool=pool,
                 deadline=started + opts.time_limit,
                 started_at=started,

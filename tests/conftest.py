@@ -20,6 +20,9 @@ import pytest
 from temporalio.client import Client
 
 from domain.search import dev_server_args
+from epay.config import Settings
+from epay.secrets import hash_operator_token, new_operator_token
+from epay.temporal import connect
 from tests.support import (
     BIN,
     Process,
@@ -35,6 +38,7 @@ TERMINAL = {"succeeded", "failed", "cancelled", "expired"}
 SLOW_SECONDS = 5.0  # the contract's SLOW- department
 HTTP_TIMEOUT = 2.0  # the activities' client timeout: below the lost answer's delay
 LOST_ANSWER_DELAY = 6.0
+TEST_OPERATOR = "test-operator"
 
 
 def card(number: str, cvv: str = "737") -> dict[str, Any]:
@@ -68,6 +72,11 @@ class Stack:
         self.api_url = env["EPAY_PUBLIC_URL"]
         self.sandbox_url = env["EPAY_SANDBOX_URL"]
         self.temporal_address = env["TEMPORAL_ADDRESS"]
+        self.codec_url = env["EPAY_TEST_CODEC_URL"]
+        # The dev server's Web UI, the one origin the codec server lets in (the browser test).
+        self.temporal_ui_url = env["EPAY_TEMPORAL_UI_ORIGIN"].split(",")[0]
+        self.operator_token = env["EPAY_TEST_OPERATOR_TOKEN"]
+        self.codec_process: Process | None = None
         self.keys: dict[str, str] = {}
         self.workers: list[Process] = []
         self.processes: list[Process] = []
@@ -92,7 +101,10 @@ class Stack:
             self.temporal_address.rsplit(":", 1)[1],
             *keep_state,
             *dev_server_args(),
-            "--headless",
+            "--ui-codec-endpoint",
+            self.codec_url,
+            "--ui-port",
+            self.temporal_ui_url.rsplit(":", 1)[1],
             "--log-level",
             "error",
         )
@@ -127,6 +139,21 @@ class Stack:
         if code != 0:
             raise RuntimeError(f"epay {' '.join(args)} failed:\n{proc.log()}")
         return proc.log()
+
+    def codec_server(self) -> str:
+        """The codec server's URL, started on first use (operator: ``self.operator_token``)."""
+        if self.codec_process is None or not self.codec_process.alive():
+            port = self.codec_url.rsplit(":", 1)[1]
+            self.codec_process = self.spawn(
+                "codec-server", str(BIN / "epay"), "codec-server", "--port", port
+            )
+            wait_until(
+                http_ok(f"{self.codec_url}/healthz"),
+                timeout=30,
+                what="codec server",
+                proc=self.codec_process,
+            )
+        return self.codec_url
 
     def start_worker(self) -> Process:
         worker = self.spawn("worker", str(BIN / "epay"), "worker")
@@ -220,13 +247,20 @@ class Stack:
     def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         return db_fetch(self.dsn, sql, *args)
 
-    def temporal(self) -> Client:
-        return run_sync(Client.connect(self.temporal_address))  # type: ignore[no-any-return]
+    def settings(self) -> Settings:
+        return Settings.from_env_mapping(self.env)
+
+    async def temporal_client(self) -> Client:
+        """A client with the stack's data converter: payloads, results and updates decode."""
+        return await connect(self.settings())
 
 
 def stack_env(dsn: str, log_dir: Path, **overrides: str) -> dict[str, str]:
-    """What every process of a stack reads: ports, a task queue and secrets of its own."""
+    """What every process of a stack reads: ports, a task queue and secrets of its own.
+
+    ``EPAY_TEST_*`` are the tests' own: the codec server's URL and the operator's token."""
     temporal_port, api_port, sandbox_port = free_port(), free_port(), free_port()
+    operator_token = new_operator_token()
     return (
         dict(
             os.environ,
@@ -238,6 +272,11 @@ def stack_env(dsn: str, log_dir: Path, **overrides: str) -> dict[str, str]:
             EPAY_SANDBOX_URL=f"http://127.0.0.1:{sandbox_port}",
             EPAY_VAULT_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
             EPAY_TOKEN_SECRET=base64.b64encode(secrets.token_bytes(32)).decode(),
+            EPAY_PAYLOAD_KEYS=f"k1:{base64.b64encode(secrets.token_bytes(32)).decode()}",
+            EPAY_OPERATOR_TOKENS=f"{TEST_OPERATOR}:{hash_operator_token(operator_token).hex()}",
+            EPAY_TEMPORAL_UI_ORIGIN=f"http://127.0.0.1:{temporal_port + 1000}",
+            EPAY_TEST_CODEC_URL=f"http://127.0.0.1:{free_port()}",
+            EPAY_TEST_OPERATOR_TOKEN=operator_token,
             EPAY_HTTP_TIMEOUT_SECONDS=str(HTTP_TIMEOUT),
             EPAY_STATE_DIR=str(log_dir / "state"),
             SANDBOX_SLOW_SECONDS=str(SLOW_SECONDS),
@@ -264,7 +303,7 @@ def stack() -> Iterator[Stack]:
                 output = s.epay("departments", "create-key", dept)
                 s.keys[dept] = next(w for w in output.split() if w.startswith("epk_"))
             wait_until(
-                lambda: bool(run_sync(Client.connect(s.temporal_address))),
+                lambda: bool(run_sync(s.temporal_client())),
                 timeout=60,
                 what="Temporal",
                 proc=temporal,

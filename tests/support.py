@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import re
 import signal
@@ -19,6 +20,9 @@ from typing import Any
 
 import asyncpg
 import httpx
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload
+from temporalio.converter import PayloadCodec
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -143,3 +147,28 @@ def decoded_history_text(history_json: str) -> str:
         except ValueError:
             continue
     return history_json + "\n" + "\n".join(decoded)
+
+
+async def decode_history_payloads(history_json: str, codec: PayloadCodec) -> str:
+    """A history's JSON with every payload decoded by ``codec``: what a history recorded on an
+    encrypting stack looks like in plaintext (payloads never encrypted pass through)."""
+    found: list[dict[str, Any]] = []
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("metadata"), dict) and "encoding" in node["metadata"]:
+                found.append(node)
+                return
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    history = json.loads(history_json)
+    collect(history)
+    decoded = await codec.decode([json_format.ParseDict(p, Payload()) for p in found])
+    for node, payload in zip(found, decoded, strict=True):
+        node.clear()
+        node.update(json_format.MessageToDict(payload))
+    return json.dumps(history, indent=2)

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from temporalio.client import Client
 
 from tests.conftest import Stack, card, new_reference
 
@@ -206,7 +205,7 @@ def test_cancelling_the_workflow_in_temporal_still_compensates(stack: Stack) -> 
     stack.wait_for(payment["id"], {"requires_action"})
 
     async def cancel() -> None:
-        client = await Client.connect(stack.temporal_address)
+        client = await stack.temporal_client()
         await client.get_workflow_handle(payment["workflow_id"]).cancel()
 
     asyncio.run(cancel())

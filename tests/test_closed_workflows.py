@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus
 
 from tests.conftest import TERMINAL, Stack, card, new_reference
 
@@ -30,7 +30,7 @@ def _stop_in_temporal(stack: Stack, workflow_id: str, how: str) -> None:
     """What an operator does in the Temporal UI, once the workflow exists."""
 
     async def stop() -> None:
-        client = await Client.connect(stack.temporal_address)
+        client = await stack.temporal_client()
         handle = client.get_workflow_handle(workflow_id)
         deadline = time.monotonic() + 30
         while True:  # the API may still be starting it
@@ -51,7 +51,7 @@ def _stop_in_temporal(stack: Stack, workflow_id: str, how: str) -> None:
 
 def _workflow_closed(stack: Stack, workflow_id: str) -> bool:
     async def closed() -> bool:
-        client = await Client.connect(stack.temporal_address)
+        client = await stack.temporal_client()
         status = (await client.get_workflow_handle(workflow_id).describe()).status
         return status != WorkflowExecutionStatus.RUNNING
 

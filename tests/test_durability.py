@@ -6,7 +6,6 @@ import asyncio
 import signal
 import time
 
-from temporalio.client import Client
 from temporalio.worker import Replayer
 
 from tests.conftest import Stack, card, new_reference
@@ -83,14 +82,14 @@ def test_every_history_of_the_run_replays_on_the_current_workflow_code(stack: St
     stack.pay(card("4000000000000002"))
 
     async def replay() -> int:
-        client = await Client.connect(stack.temporal_address)
+        client = await stack.temporal_client()
         histories = [
             await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
             async for wf in client.list_workflows(
                 "ExecutionStatus = 'Completed' AND WorkflowType = 'PaymentWorkflow'"
             )
         ]
-        replayer = Replayer(workflows=[PaymentWorkflow])
+        replayer = Replayer(workflows=[PaymentWorkflow], data_converter=client.data_converter)
         for history in histories:
             await replayer.replay_workflow(history)  # raises on any nondeterminism
         return len(histories)

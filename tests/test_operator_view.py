@@ -20,7 +20,7 @@ from workflows.payment import PaymentWorkflow
 
 
 async def _client(stack: Stack) -> Client:
-    return await Client.connect(stack.temporal_address)
+    return await stack.temporal_client()
 
 
 def find(stack: Stack, query: str, expected: int, timeout: float = 15) -> list[str]:

@@ -19,6 +19,7 @@ from domain.search import SEARCH_ATTRIBUTES
 from epay import secrets, store
 from epay.config import Settings
 from epay.db import create_pool
+from epay.temporal import data_converter
 from tests.conftest import Stack, new_reference
 from tests.support import BIN
 from workers.main import payment_worker
@@ -33,6 +34,7 @@ async def _run_expiring_payment(
     settings = Settings.from_env_mapping(stack.env)
     env = await WorkflowEnvironment.start_time_skipping_v2(
         dev_server_existing_path=str(BIN / "temporal"),
+        data_converter=data_converter(settings.payload_keys),
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_extra_args=[
             "--dynamic-config-value",

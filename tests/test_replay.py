@@ -2,18 +2,22 @@
 
 Payments live for up to 90 minutes and capture retries until it succeeds, so each deploy
 meets running payments. A workflow change that would make one of them nondeterministic
-fails here, before it is released (docs/design.md, "Safe upgrades")."""
+fails here, before it is released (docs/design.md, "Safe upgrades"). They replay through the
+product's data converter: payloads recorded in plaintext pass its decryption unchanged."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from epay.codec import PayloadKeys
+from epay.temporal import data_converter
 from workflows.payment import PaymentWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -42,6 +46,9 @@ def test_recorded_history_replays_on_the_current_code(path: Path) -> None:
     )
 
     async def replay() -> None:
-        await Replayer(workflows=[PaymentWorkflow]).replay_workflow(history)
+        converter = data_converter(PayloadKeys.single("k1", os.urandom(32)))
+        await Replayer(workflows=[PaymentWorkflow], data_converter=converter).replay_workflow(
+            history
+        )
 
     asyncio.run(replay())  # raises on any nondeterminism

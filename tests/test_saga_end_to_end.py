@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
-from temporalio.client import Client
 
 from tests.conftest import HTTP_TIMEOUT, Stack, card, e_dirham, new_reference
 from tests.test_payments import acquirer_records, assert_paid_once, issuer_holds
@@ -33,7 +32,7 @@ def slow_captures(stack: Stack, partner: str, seconds: float) -> Iterator[None]:
 
 def cancel_in_temporal(stack: Stack, payment: dict[str, Any]) -> None:
     async def run() -> None:
-        client = await Client.connect(stack.temporal_address)
+        client = await stack.temporal_client()
         await client.get_workflow_handle(payment["workflow_id"]).cancel()
 
     asyncio.run(run())
@@ -156,3 +155,39 @@ def test_ending_an_already_ended_payment_keeps_its_first_end(stack: Stack) -> No
     assert row["status"] == "released"
     with stack.client() as c:  # the workflow, still waiting, is cancelled and ends alike
         assert c.post(f"/v1/payments/{payment['id']}/cancel").status_code == 409
+
+
+def test_the_payers_and_departments_updates_cannot_be_sent_from_temporal(stack: Stack) -> None:
+    """What anyone with the Temporal UI's "Send an Update" could try: refused, since only
+    the API holds the secret behind the proofs; the API's own calls still work."""
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.exceptions import ApplicationError
+
+    from domain.cards import MethodSummary
+    from domain.models import PaymentMethodSubmission
+    from workflows.payment import PaymentWorkflow
+
+    payment = stack.created()
+
+    async def forge() -> list[str | None]:
+        client = await stack.temporal_client()
+        handle = client.get_workflow_handle(payment["workflow_id"])
+        method = PaymentMethodSubmission(MethodSummary("card", "visa", "4242"), "vt_forged")
+        codes: list[str | None] = []
+        for update, args in (
+            (PaymentWorkflow.submit_payment_method, [method]),
+            (PaymentWorkflow.submit_challenge_answer, ["123456"]),
+            (PaymentWorkflow.cancel, ["forged from the UI"]),
+        ):
+            try:
+                await handle.execute_update(update, args=args)
+                codes.append(None)
+            except WorkflowUpdateFailedError as err:
+                assert isinstance(err.cause, ApplicationError)
+                codes.append(err.cause.type)
+        return codes
+
+    assert asyncio.run(forge()) == ["update_not_proven"] * 3
+    assert stack.get(payment["id"])["state"] == "reserved"
+    assert stack.authorise(payment, e_dirham("7840000000000017")).status_code in (200, 202)
+    assert stack.wait_for(payment["id"])["state"] == "succeeded"

@@ -16,7 +16,6 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import (
-    Client,
     ScheduleActionStartWorkflow,
     ScheduleOverlapPolicy,
     WorkflowExecutionStatus,
@@ -47,7 +46,7 @@ def sweep(stack: Stack, *, grace_seconds: int | None = None) -> SweepSummary:
         req = dataclasses.replace(req, grace_seconds=grace_seconds)
 
     async def run(req: SweepRequest) -> SweepSummary:
-        client = await Client.connect(stack.temporal_address)
+        client = await stack.temporal_client()
         return await client.execute_workflow(
             SweeperWorkflow.run,
             req,
@@ -68,7 +67,7 @@ def terminate(stack: Stack, payment: dict[str, Any]) -> None:
     """What an operator's Terminate button does: the workflow stops, no compensation runs."""
 
     async def run() -> None:
-        client = await Client.connect(stack.temporal_address)
+        client = await stack.temporal_client()
         await client.get_workflow_handle(payment["workflow_id"]).terminate(reason="test")
 
     asyncio.run(run())
@@ -76,7 +75,7 @@ def terminate(stack: Stack, payment: dict[str, Any]) -> None:
 
 def workflow_status(stack: Stack, workflow_id: str) -> WorkflowExecutionStatus | None:
     async def run() -> WorkflowExecutionStatus | None:
-        client = await Client.connect(stack.temporal_address)
+        client = await stack.temporal_client()
         return (await client.get_workflow_handle(workflow_id).describe()).status
 
     return asyncio.run(run())
@@ -371,7 +370,7 @@ def test_a_sweep_history_replays_on_the_current_workflow_code(stack: Stack) -> N
     req = sweep_request(settings(stack))
 
     async def sweep_and_replay() -> SweepSummary:
-        client = await Client.connect(stack.temporal_address)
+        client = await stack.temporal_client()
         handle = await client.start_workflow(
             SweeperWorkflow.run,
             req,
@@ -380,7 +379,8 @@ def test_a_sweep_history_replays_on_the_current_workflow_code(stack: Stack) -> N
         )
         summary = await handle.result()
         history = await handle.fetch_history()
-        await Replayer(workflows=[SweeperWorkflow]).replay_workflow(history)
+        replayer = Replayer(workflows=[SweeperWorkflow], data_converter=client.data_converter)
+        await replayer.replay_workflow(history)
         return summary
 
     summary = asyncio.run(sweep_and_replay())
@@ -390,15 +390,15 @@ def test_a_sweep_history_replays_on_the_current_workflow_code(stack: Stack) -> N
 
 def test_epay_sweeper_schedule_creates_then_updates_the_schedule(stack: Stack) -> None:
     async def describe() -> Any:
-        client = await Client.connect(stack.temporal_address)
+        client = await stack.temporal_client()
         return await client.get_schedule_handle(SWEEPER_SCHEDULE_ID).describe()
 
     async def pause() -> None:
-        client = await Client.connect(stack.temporal_address)
+        client = await stack.temporal_client()
         await client.get_schedule_handle(SWEEPER_SCHEDULE_ID).pause(note="test")
 
     async def delete() -> None:
-        client = await Client.connect(stack.temporal_address)
+        client = await stack.temporal_client()
         await client.get_schedule_handle(SWEEPER_SCHEDULE_ID).delete()
 
     try:

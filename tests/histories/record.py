@@ -6,7 +6,9 @@ into this folder, named ``<version>_<scenario>.json`` (``EPAY_HISTORY_VERSION``,
 replays each of them on the current workflow code, so a change that would break a payment
 already running fails CI. Record anew only for a deliberate, versioned change (see "Safe
 upgrades" in docs/design.md), and keep the old files: running payments were started by the
-old code.
+old code. Histories are saved with their payloads decoded (the recording stack's payload
+keys are thrown away with it); the replay test decodes them through the codec, which lets
+plaintext payloads pass.
 """
 
 from __future__ import annotations
@@ -23,19 +25,24 @@ from temporalio.client import Client
 from domain.models import PaymentRequest
 from domain.money import fee_lines
 from tests.conftest import Stack, card, e_dirham, new_reference
+from tests.support import decode_history_payloads
 
 HERE = Path(__file__).parent
 VERSION = os.environ.get("EPAY_HISTORY_VERSION", "v2")
 
 
 async def _save(client: Client, workflow_id: str, name: str) -> None:
+    """Saved decoded: the stack's payload keys die with it, and CI must still replay."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    (HERE / f"{VERSION}_{name}.json").write_text(history.to_json())
+    codec = client.data_converter.payload_codec
+    assert codec is not None
+    plain = await decode_history_payloads(history.to_json(), codec)
+    (HERE / f"{VERSION}_{name}.json").write_text(plain)
 
 
 def _save_sync(stack: Stack, payment: dict[str, Any], name: str) -> None:
     async def save() -> None:
-        client = await Client.connect(stack.temporal_address)
+        client = await stack.temporal_client()
         await _save(client, payment["workflow_id"], name)
 
     asyncio.run(save())
@@ -43,7 +50,7 @@ def _save_sync(stack: Stack, payment: dict[str, Any], name: str) -> None:
 
 def _closed(stack: Stack, workflow_id: str) -> None:
     async def wait() -> None:
-        client = await Client.connect(stack.temporal_address)
+        client = await stack.temporal_client()
         for _ in range(300):
             desc = await client.get_workflow_handle(workflow_id).describe()
             if desc.close_time is not None:
@@ -92,7 +99,7 @@ def test_record_histories(stack: Stack) -> None:
     _save_sync(stack, stuck, "stopped_mid_confirmation")
 
     async def expire() -> None:
-        client = await Client.connect(stack.temporal_address)
+        client = await stack.temporal_client()
         payment_id = "pay_" + uuid.uuid4().hex
         req = PaymentRequest(
             payment_id=payment_id,
