@@ -16,7 +16,7 @@ from typing import NoReturn
 
 import httpx
 
-from epay import secrets, store
+from epay import ops, secrets, store
 from epay.config import Settings
 from epay.db import create_pool, migrate
 
@@ -152,12 +152,20 @@ async def _register_search_attributes() -> None:
     print(f"search attributes added on namespace {namespace}: {names}")
 
 
-def _exit_without_teardown() -> NoReturn:
-    """Exit 0 at once. A short-lived process that made a Temporal client may abort while
+def _create_operator_token(name: str) -> None:
+    if not name or any(c in name for c in ",: "):
+        raise SystemExit("an operator name has no commas, colons or spaces")
+    token = secrets.new_operator_token()
+    print(f"token (give it to {name}; it is not stored anywhere): {token}")
+    print(f"EPAY_OPERATOR_TOKENS entry: {name}:{secrets.hash_operator_token(token).hex()}")
+
+
+def _exit_without_teardown(code: int = 0) -> NoReturn:
+    """Exit with ``code`` at once. A short-lived process that made a Temporal client may abort while
     the interpreter tears down (the client's threads outlive it: temporalio/sdk-python#300)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,6 +216,19 @@ def build_parser() -> argparse.ArgumentParser:
         "search-attributes", help="register the payments' search attributes (safe to repeat)"
     )
 
+    codec = sub.add_parser(
+        "codec-server",
+        help="decode payloads for the Temporal UI and CLI, for operators only (docs/design.md)",
+    )
+    codec.add_argument("--host", default="127.0.0.1")
+    codec.add_argument("--port", type=int, default=8081)
+    operators = sub.add_parser("operators", help="operator tokens for the codec server")
+    osub = operators.add_subparsers(dest="action", required=True)
+    ot = osub.add_parser(
+        "create-token", help="a new operator token (printed once), its EPAY_OPERATOR_TOKENS entry"
+    )
+    ot.add_argument("name")
+
     sweeper = sub.add_parser(
         "sweeper", help="end payments whose workflow closed without them (a Temporal Schedule)"
     )
@@ -215,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     sch = swsub.add_parser("schedule", help="create or update the sweeper's schedule")
     sch.add_argument("--every", type=float, default=5, metavar="MINUTES")
     swsub.add_parser("run", help="run one sweep now and print what it did")
+    ops.add_parser(sub)
     return parser
 
 
@@ -239,12 +261,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(_seed(with_cards=not args.no_cards))
     elif args.command == "departments":
         asyncio.run(_departments(args))
+    elif args.command == "codec-server":
+        from epay.codec_server import serve as serve_codec
+
+        serve_codec(_settings(), args.host, args.port)
+    elif args.command == "operators":
+        _create_operator_token(args.name)
     elif args.command == "sweeper":
         asyncio.run(_sweeper(args))
         _exit_without_teardown()
     elif args.command == "temporal":
         asyncio.run(_register_search_attributes())
         _exit_without_teardown()
+    elif args.command == "ops":
+        _exit_without_teardown(asyncio.run(ops.run(args, _settings())))
     elif args.command == "sandbox":
         if args.action == "serve":
             from sandbox.__main__ import serve as serve_sandbox

@@ -1,0 +1,657 @@
+"""``epay ops``: find, understand and steer stuck payments from a terminal.
+
+``stuck`` asks Temporal's visibility store for running payment workflows whose current step
+began more than a given time ago (the search attributes of ``domain.search``), longest stuck
+first; then asks each payment its ``status`` and Temporal its pending activities (attempt,
+last failure, next retry). ``show`` does the same for one payment and adds its audit trail
+from the database. ``retry``, ``cancel`` and ``confirm`` send the payment workflow's
+operator updates, which need the operator's identity and a reason, are written to the
+payment's audit trail, and are refused, with their validator's message, when the payment's
+state does not allow them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.failure.v1 import Failure
+from temporalio.api.workflow.v1 import PendingActivityInfo
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain import search
+from domain.models import OperatorAction, OutOfBandConfirmation, PaymentStatus
+from domain.money import format_aed
+from domain.references import reference_key
+from domain.states import WAITING_FOR, PaymentState
+from epay import store
+from epay.config import Settings
+from epay.db import create_pool
+from epay.temporal import connect, payment_workflow_id
+from workflows.payment import PaymentWorkflow
+
+# Exit codes a script can rely on (1 is an unexpected error, with its traceback on stderr).
+OK = 0
+USAGE = 2  # argparse's own
+NOT_FOUND = 3
+REFUSED = 4
+UNREACHABLE = 5
+
+EXIT_CODES = """exit codes:
+  0  done (`stuck` finding nothing is 0, with an empty list)
+  2  usage error
+  3  no such payment
+  4  refused: the payment's state does not allow the action, or the payment has ended
+  5  Temporal unreachable
+  1  unexpected error (traceback on stderr)"""
+
+PAYMENT_WORKFLOW_TYPE = PaymentWorkflow.__name__
+# A payment whose worker is away does not answer its status query: it is listed from its
+# search attributes instead of holding up the list.
+STATUS_QUERY_TIMEOUT = timedelta(seconds=5)
+CONCURRENT_LOOKUPS = 10
+
+
+class OpsError(Exception):
+    """Ends the command with ``exit_code``; ``code`` is the stable name shown with --json."""
+
+    def __init__(self, exit_code: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.code = code
+
+
+@dataclass
+class PendingActivity:
+    """A call the payment is waiting on, as Temporal retries it."""
+
+    activity: str
+    state: str  # scheduled (waiting for its next attempt), started, cancel_requested
+    attempt: int
+    maximum_attempts: int | None  # None: retried until its deadline or for ever
+    last_failure: str | None
+    last_failed_at: str | None
+    next_attempt_at: str | None
+
+    def line(self) -> str:
+        text = f"{self.activity} attempt {self.attempt}"
+        if self.maximum_attempts:
+            text += f" of {self.maximum_attempts}"
+        if self.last_failure:
+            text += f", last failure {_clock(self.last_failed_at)}: {self.last_failure}"
+        if self.next_attempt_at:
+            text += f", next attempt {_clock(self.next_attempt_at)}"
+        return text
+
+
+@dataclass
+class PaymentView:
+    """One stuck payment: where it is, why, since and until when, and where to look."""
+
+    payment_id: str
+    workflow_id: str
+    state: str | None
+    waiting_for: str | None
+    step: str | None  # the status query's ``doing``; None if the query was not answered
+    why: str
+    since: str | None
+    gives_up_at: str | None
+    department: str | None
+    reference: str | None  # as sent (normalised when the status query was not answered)
+    amount_fils: int | None
+    amount: str | None
+    confirmation_attempt: int | None  # while confirming: the department's attempts so far
+    last_error: str | None  # and its last error
+    pending_activities: list[PendingActivity]
+    ui_url: str
+
+
+@dataclass(frozen=True)
+class StuckFilter:
+    older_than: timedelta
+    department: str | None = None
+    state: str | None = None
+    waiting_for: str | None = None
+    references: tuple[str, ...] = ()
+
+
+def stuck_query(f: StuckFilter, now: datetime) -> str:
+    """The visibility query for running payments whose current step began before
+    ``now - older_than``, narrowed by the filter's search attributes."""
+    clauses = [
+        f"WorkflowType = {_literal(PAYMENT_WORKFLOW_TYPE)}",
+        "ExecutionStatus = 'Running'",
+        f"{search.STEP_STARTED_AT.name} < {_literal((now - f.older_than).isoformat())}",
+    ]
+    for key, value in (
+        (search.DEPARTMENT, f.department),
+        (search.PAYMENT_STATE, f.state),
+        (search.WAITING_FOR, f.waiting_for),
+    ):
+        if value:
+            clauses.append(f"{key.name} = {_literal(value)}")
+    if f.references:
+        keys = ", ".join(_literal(reference_key(r)) for r in f.references)
+        clauses.append(f"{search.PAYMENT_REFERENCE.name} IN ({keys})")
+    return " AND ".join(clauses)
+
+
+def ui_url(settings: Settings, workflow_id: str) -> str:
+    """The payment's page in the Temporal UI (the UI opens the latest run)."""
+    namespace = quote(settings.temporal_namespace, safe="")
+    return f"{settings.temporal_ui_url}/namespaces/{namespace}/workflows/{quote(workflow_id)}"
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+async def find_stuck(
+    client: Client, settings: Settings, f: StuckFilter, limit: int
+) -> tuple[list[PaymentView], int]:
+    """The ``limit`` longest-stuck payments the filter finds, and how many it found."""
+    query = stuck_query(f, datetime.now(UTC))
+    found = [wf async for wf in client.list_workflows(query)]
+    found.sort(key=_step_started_at)
+    gate = asyncio.Semaphore(CONCURRENT_LOOKUPS)
+
+    async def look(wf: WorkflowExecution) -> PaymentView:
+        async with gate:
+            return await _view(client, settings, wf)
+
+    return list(await asyncio.gather(*(look(wf) for wf in found[:limit]))), len(found)
+
+
+async def _view(client: Client, settings: Settings, wf: WorkflowExecution) -> PaymentView:
+    attrs = wf.typed_search_attributes
+    handle = client.get_workflow_handle_for(PaymentWorkflow.run, wf.id)
+    desc = await handle.describe()
+    status, note = await _status(client, wf.id)
+    pending = await _pending_activities(client, desc)
+    since = attrs.get(search.STEP_STARTED_AT)
+    amount = status.amount if status else attrs.get(search.AMOUNT_FILS)
+    waiting_for = status.waiting_for if status else attrs.get(search.WAITING_FOR)
+    confirming = status if status and status.state == PaymentState.CONFIRMING else None
+    why = [f"waiting for {waiting_for}"] if waiting_for else []
+    if confirming and confirming.attempt:
+        why.append(f"confirmation attempt {confirming.attempt}")
+        if confirming.last_error:
+            why[-1] += f", last error {confirming.last_error}"
+    return PaymentView(
+        payment_id=status.payment_id if status else _payment_id(wf.id),
+        workflow_id=wf.id,
+        state=status.state if status else attrs.get(search.PAYMENT_STATE),
+        waiting_for=waiting_for,
+        step=status.doing if status else None,
+        why="; ".join(why + [p.line() for p in pending] + ([note] if note else [])),
+        since=status.step_started_at if status else (since.isoformat() if since else None),
+        gives_up_at=status.gives_up_at if status else None,
+        department=status.department if status else attrs.get(search.DEPARTMENT),
+        reference=status.reference if status else attrs.get(search.PAYMENT_REFERENCE),
+        amount_fils=amount,
+        amount=format_aed(amount) if amount is not None else None,
+        confirmation_attempt=confirming.attempt if confirming else None,
+        last_error=confirming.last_error if confirming else None,
+        pending_activities=pending,
+        ui_url=ui_url(settings, wf.id),
+    )
+
+
+async def _status(client: Client, workflow_id: str) -> tuple[PaymentStatus | None, str | None]:
+    """The payment's ``status`` query, or None and why it was not answered."""
+    handle = client.get_workflow_handle_for(PaymentWorkflow.run, workflow_id)
+    try:
+        return await handle.query(PaymentWorkflow.status, rpc_timeout=STATUS_QUERY_TIMEOUT), None
+    except (RPCError, WorkflowQueryFailedError) as err:
+        if isinstance(err, RPCError) and err.status == RPCStatusCode.UNAVAILABLE:
+            raise
+        return None, f"status query not answered (is a worker running?): {err}"
+
+
+async def _pending_activities(
+    client: Client, desc: WorkflowExecutionDescription
+) -> list[PendingActivity]:
+    return [await _pending(client, p) for p in desc.raw_description.pending_activities]
+
+
+async def _pending(client: Client, p: PendingActivityInfo) -> PendingActivity:
+    state = PendingActivityState.Name(p.state).removeprefix("PENDING_ACTIVITY_STATE_").lower()
+    has_failure = p.HasField("last_failure")
+    return PendingActivity(
+        activity=p.activity_type.name,
+        state=state,
+        attempt=p.attempt,
+        maximum_attempts=p.maximum_attempts or None,
+        last_failure=await _failure_message(client, p.last_failure) if has_failure else None,
+        last_failed_at=_time(p.last_attempt_complete_time) if has_failure else None,
+        next_attempt_at=(
+            _time(p.next_attempt_schedule_time)
+            if p.HasField("next_attempt_schedule_time")
+            else None
+        ),
+    )
+
+
+async def _failure_message(client: Client, failure: Failure) -> str:
+    """The failure's message, decoded through the client's codec (failure messages are
+    encrypted in history); as Temporal has it if this client cannot decode it."""
+    copy = Failure()
+    copy.CopyFrom(failure)
+    try:
+        return str(await client.data_converter.decode_failure(copy))
+    except Exception as err:  # noqa: BLE001 - e.g. a key this client does not hold
+        return f"{failure.message} (not decoded: {err})"
+
+
+async def show(client: Client, settings: Settings, payment: str) -> dict[str, Any]:
+    """Everything known about one payment: status, pending activities, audit trail."""
+    workflow_id = _workflow_id(payment)
+    desc = await _describe(client, settings, workflow_id)
+    status, note = await _status(client, workflow_id)
+    payment_id = status.payment_id if status else _payment_id(workflow_id)
+    pool = await create_pool(settings.require_database_url(), max_size=1)
+    try:
+        events = await store.list_events(pool, payment_id)
+    finally:
+        await pool.close()
+    return {
+        "payment_id": payment_id,
+        "workflow_id": workflow_id,
+        "workflow_status": desc.status.name.lower() if desc.status else None,
+        "status": dataclasses.asdict(status) if status else None,
+        "status_note": note,
+        "pending_activities": [
+            dataclasses.asdict(p) for p in await _pending_activities(client, desc)
+        ],
+        "events": [
+            {**dict(e), "occurred_at": e["occurred_at"].astimezone(UTC).isoformat()} for e in events
+        ],
+        "ui_url": ui_url(settings, workflow_id),
+    }
+
+
+# --- acting --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Action:
+    update: Any  # the PaymentWorkflow update that carries it (each takes its own input)
+    what: str  # for messages: "<operator> <what> <payment>"
+
+
+ACTIONS = {
+    "retry": Action(PaymentWorkflow.operator_retry_now, "asked for a retry now of"),
+    "cancel": Action(PaymentWorkflow.operator_cancel, "cancelled"),
+    "confirm": Action(
+        PaymentWorkflow.operator_record_confirmation, "recorded the department's confirmation of"
+    ),
+}
+
+
+async def act(
+    client: Client, settings: Settings, action: str, payment: str, arg: object
+) -> dict[str, Any]:
+    """Send an operator update; ``OpsError(REFUSED)`` with the validator's message if the
+    payment refuses it or has ended."""
+    workflow_id = _workflow_id(payment)
+    desc = await _describe(client, settings, workflow_id)
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        raise _ended(desc)
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        await handle.execute_update(ACTIONS[action].update, arg)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError):
+            raise OpsError(REFUSED, cause.type or "refused", cause.message) from None
+        raise OpsError(REFUSED, "refused", str(cause or err)) from None
+    except RPCError as err:
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise _ended(await _describe(client, settings, workflow_id)) from None
+        raise
+    status, note = await _status(client, workflow_id)
+    return {
+        "payment_id": status.payment_id if status else _payment_id(workflow_id),
+        "action": action,
+        "status": dataclasses.asdict(status) if status else None,
+        "status_note": note,
+        "ui_url": ui_url(settings, workflow_id),
+    }
+
+
+def _ended(desc: WorkflowExecutionDescription) -> OpsError:
+    state = desc.typed_search_attributes.get(search.PAYMENT_STATE) or "unknown"
+    how = desc.status.name.lower() if desc.status else "closed"
+    return OpsError(
+        REFUSED, "payment_ended", f"the payment has ended ({state}; its workflow {how})"
+    )
+
+
+async def _describe(
+    client: Client, settings: Settings, workflow_id: str
+) -> WorkflowExecutionDescription:
+    try:
+        return await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise OpsError(
+                NOT_FOUND,
+                "payment_not_found",
+                f"no payment workflow {workflow_id} in namespace {settings.temporal_namespace}",
+            ) from None
+        raise
+
+
+# --- the command line ----------------------------------------------------------------------
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``epay ops`` and its commands, under the ``epay`` parser's subcommands."""
+    raw = argparse.RawDescriptionHelpFormatter
+    ops = sub.add_parser(
+        "ops",
+        help="operators: find, explain and steer stuck payments",
+        description=__doc__,
+        epilog=EXIT_CODES,
+        formatter_class=raw,
+    )
+    osub = ops.add_subparsers(dest="action", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        parser = osub.add_parser(name, help=help, epilog=EXIT_CODES, formatter_class=raw)
+        parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+        return parser
+
+    stuck = command("stuck", "running payments whose current step began a while ago")
+    stuck.add_argument(
+        "--older-than",
+        type=_minutes,
+        default=timedelta(minutes=10),
+        metavar="MINUTES",
+        help="whose current step began at least this long ago (default 10)",
+    )
+    stuck.add_argument("--department", metavar="D")
+    stuck.add_argument("--state", choices=[s.value for s in PaymentState])
+    stuck.add_argument("--waiting-for", choices=sorted(set(WAITING_FOR.values())))
+    stuck.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="REF",
+        help="the department's reference (normalised as the API does); may be repeated",
+    )
+    stuck.add_argument("--limit", type=_positive, default=50, metavar="N", help="default 50")
+
+    shown = command("show", "one payment: status, pending calls, audit trail, UI link")
+    shown.add_argument("payment", metavar="PAYMENT_ID")
+
+    for name, help in (
+        ("retry", "confirming: ask the department again now, instead of at the next backoff"),
+        ("cancel", "before capture: undo what was done and end the payment cancelled"),
+        ("confirm", "confirming: record a confirmation the department gave out of band"),
+    ):
+        parser = command(name, help)
+        parser.add_argument("payment", metavar="PAYMENT_ID")
+        if name == "confirm":
+            parser.add_argument(
+                "--reference", required=True, help="the department's confirmation reference"
+            )
+        parser.add_argument("--operator", required=True, help="who you are (recorded)")
+        parser.add_argument("--reason", required=True, help="why (recorded)")
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run an ``epay ops`` command; returns its exit code."""
+    try:
+        try:
+            client = await connect(settings)
+        except RuntimeError as err:  # the SDK's "Failed client connect"
+            raise OpsError(UNREACHABLE, "temporal_unreachable", str(err)) from None
+        await _COMMANDS[args.action](client, settings, args)
+        return OK
+    except OpsError as err:
+        _fail(args, err)
+        return err.exit_code
+    except RPCError as err:
+        if err.status not in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            raise
+        _fail(args, OpsError(UNREACHABLE, "temporal_unreachable", str(err)))
+        return UNREACHABLE
+    except Exception:  # noqa: BLE001 - reported, then exit 1 (the CLI skips teardown)
+        traceback.print_exc()
+        return 1
+
+
+async def _stuck(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+    f = StuckFilter(
+        older_than=args.older_than,
+        department=args.department,
+        state=args.state,
+        waiting_for=args.waiting_for,
+        references=tuple(args.reference),
+    )
+    views, total = await find_stuck(client, settings, f, args.limit)
+    if args.json:
+        _print_json([dataclasses.asdict(v) for v in views])
+        return
+    age = f"{f.older_than.total_seconds() / 60:g} min"
+    if not views:
+        print(f"no running payment has been on its step for {age} or longer")
+        return
+    print(f"{total} on their step for {age} or longer; the {len(views)} longest:\n")
+    print(_table(views))
+
+
+async def _show(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+    shown = await show(client, settings, args.payment)
+    if args.json:
+        _print_json(shown)
+    else:
+        print(_describe_text(shown))
+
+
+async def _act(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+    arg: object
+    if args.action == "confirm":
+        arg = OutOfBandConfirmation(args.operator, args.reason, args.reference)
+    else:
+        arg = OperatorAction(args.operator, args.reason)
+    done = await act(client, settings, args.action, args.payment, arg)
+    if args.json:
+        _print_json(done)
+        return
+    print(f"{args.operator} {ACTIONS[args.action].what} {done['payment_id']}")
+    status = done["status"]
+    print(f"now {status['state']}: {status['doing']}" if status else done["status_note"])
+    print(done["ui_url"])
+
+
+_COMMANDS: dict[str, Callable[[Client, Settings, argparse.Namespace], Awaitable[None]]] = {
+    "stuck": _stuck,
+    "show": _show,
+    "retry": _act,
+    "cancel": _act,
+    "confirm": _act,
+}
+
+
+def _fail(args: argparse.Namespace, err: OpsError) -> None:
+    if args.json:
+        _print_json({"error": {"code": err.code, "message": str(err)}})
+    print(f"epay ops {args.action}: {err}", file=sys.stderr)
+
+
+# --- output --------------------------------------------------------------------------------
+
+_COLUMNS = (
+    "PAYMENT",
+    "STATE",
+    "WAITING FOR",
+    "SINCE (UTC)",
+    "FOR",
+    "GIVES UP (UTC)",
+    "DEPT",
+    "AMOUNT",
+)
+
+
+def _table(views: list[PaymentView]) -> str:
+    now = datetime.now(UTC)
+    rows = [
+        (
+            v.payment_id,
+            v.state or "-",
+            v.waiting_for or "-",
+            _stamp(v.since),
+            _age(now, v.since),
+            _stamp(v.gives_up_at),
+            v.department or "-",
+            v.amount or "-",
+        )
+        for v in views
+    ]
+    header, *lines = _columns([_COLUMNS, *rows])
+    out = [header]
+    for line, v in zip(lines, views, strict=True):
+        out.append(line)
+        out.append(f"    step: {v.step or '-'}")
+        out.append(f"    why:  {v.why or '-'}")
+        out.append(f"    {v.ui_url}")
+    return "\n".join(out)
+
+
+def _columns(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of cells as lines, each column as wide as its widest cell."""
+    widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+
+
+def _describe_text(shown: dict[str, Any]) -> str:
+    lines = [f"payment {shown['payment_id']} (workflow {shown['workflow_status']})"]
+    s = shown["status"]
+    if s:
+        method = s["method"]
+        lines += [
+            f"  {s['department']} {s['service_code']} {s['reference']} {format_aed(s['amount'])}",
+            f"  state:       {s['state']}, waiting for {s['waiting_for']}",
+            f"  step:        {s['doing']}",
+            f"  since:       {_utc(s['step_started_at'])}",
+            f"  gives up at: {_utc(s['gives_up_at'])}",
+        ]
+        if method:
+            lines.append(f"  method:      {method['type']} {method.get('last4') or ''}".rstrip())
+        flags = [k for k in ("cancel_requested", "compensating", "capture_decided") if s[k]]
+        if s["failure_code"] or flags:
+            lines.append(f"  failure:     {s['failure_code'] or '-'}  {' '.join(flags)}".rstrip())
+    else:
+        lines.append(f"  {shown['status_note']}")
+    lines.append("pending calls:")
+    pending = [PendingActivity(**p) for p in shown["pending_activities"]]
+    lines += [f"  {p.line()}" for p in pending] or ["  none"]
+    lines.append("audit trail:")
+    trail = [
+        (
+            _stamp(e["occurred_at"]),
+            e["event"],
+            f"{e['from_state'] or '-'} -> {e['to_state']}",
+            e["actor"],
+            e["detail"] or "",
+        )
+        for e in shown["events"]
+    ]
+    lines += [f"  {line}" for line in _columns(trail)]
+    lines.append(shown["ui_url"])
+    return "\n".join(lines)
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2))
+
+
+# --- small helpers -------------------------------------------------------------------------
+
+
+def _literal(value: str) -> str:
+    """A string in a visibility query. Departments, states and references never hold
+    quotes or backslashes (the API refuses them), so a value that does is a typing error."""
+    if any(c in value for c in "'\"\\"):
+        raise OpsError(USAGE, "usage", f"quotes and backslashes are not allowed: {value!r}")
+    return f"'{value}'"
+
+
+def _workflow_id(payment: str) -> str:
+    """A payment id (``pay_...``), or its workflow id as the Temporal UI shows it."""
+    return payment if payment.startswith("payment-") else payment_workflow_id(payment)
+
+
+def _payment_id(workflow_id: str) -> str:
+    return workflow_id.removeprefix("payment-")
+
+
+def _step_started_at(wf: WorkflowExecution) -> datetime:
+    return wf.typed_search_attributes.get(search.STEP_STARTED_AT) or datetime.max.replace(
+        tzinfo=UTC
+    )
+
+
+def _time(stamp: Timestamp) -> str:
+    return stamp.ToDatetime(tzinfo=UTC).isoformat()
+
+
+def _stamp(iso: str | None) -> str:
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if iso else "-"
+
+
+def _utc(iso: str | None) -> str:
+    return f"{_stamp(iso)} UTC" if iso else "-"
+
+
+def _clock(iso: str | None) -> str:
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%H:%M:%S") if iso else "?"
+
+
+def _age(now: datetime, iso: str | None) -> str:
+    if not iso:
+        return "-"
+    seconds = int((now - datetime.fromisoformat(iso)).total_seconds())
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes = seconds // 60
+    return f"{minutes}m" if minutes < 120 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _minutes(text: str) -> timedelta:
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = -1
+    if minutes < 0:
+        raise argparse.ArgumentTypeError(f"not a number of minutes: {text!r}")
+    return timedelta(minutes=minutes)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return int(text)
