@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test chaos record-histories lint install clean
+.PHONY: run test chaos record-histories screenshots lint install clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ chaos: install
 # Record the workflow histories every release must replay (tests/histories/, docs/design.md).
 record-histories: install
 	$(BIN)/pytest -q -p no:cacheprovider tests/histories/record.py
+
+# Refresh the runbook's screenshots of the Temporal UI (docs/images/, docs/operations.md).
+screenshots: install
+	EPAY_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q tests/test_temporal_ui.py
 
 lint: install
 	$(BIN)/ruff check .

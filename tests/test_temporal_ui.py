@@ -4,14 +4,18 @@ that says where it is, payloads decoded through the codec server for a signed-in
 only, and the operator's updates sent from "Send an Update".
 
 The session's Temporal dev server serves its UI for this module (tests/conftest.py). The
-screenshots the runbook shows are written to docs/images/ on every run.
+screenshots the runbook shows are written to a temporary folder, or to docs/images/ with
+EPAY_UPDATE_SCREENSHOTS=1 (``make screenshots``), so that a test run leaves the tree as it
+found it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,7 +48,11 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-IMAGES = ROOT / "docs" / "images"
+IMAGES = (
+    ROOT / "docs" / "images"
+    if os.environ.get("EPAY_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.mkdtemp(prefix="epay-ui-screenshots-"))
+)
 VIEWPORT: ViewportSize = {"width": 1920, "height": 1000}  # the list's columns fit
 # The list's columns an operator adds once per browser (the runbook says which).
 PAYMENT_COLUMNS = [
