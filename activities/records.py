@@ -54,6 +54,12 @@ class PaymentRecords:
             return await store.close_unpaid(self.pool, change)
 
     @activity.defn
+    async def release_unanswered_reservation(self, change: Transition) -> str:
+        """Release a reservation made too late for its caller (only if nothing followed)."""
+        with _illegal_transitions_are_final():
+            return await store.release_unanswered_reservation(self.pool, change)
+
+    @activity.defn
     async def settle(self, settlement: Settlement) -> Receipt:
         """Post the balanced ledger journal and issue the receipt, once."""
         with _illegal_transitions_are_final():

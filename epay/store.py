@@ -299,6 +299,19 @@ async def close_unpaid(pool: Pool, t: Transition) -> str:
         return state
 
 
+async def release_unanswered_reservation(pool: Pool, t: Transition) -> str:
+    """End a payment whose reservation's answer came too late for its caller.
+
+    Only a payment still merely ``reserved`` is ended. One that has moved on belongs to an
+    earlier run of its workflow that an operator reset to its first task in Temporal: its
+    workflow now ends without it, and the sweeper undoes what it holds at the partners.
+    """
+    state = await pool.fetchval("SELECT state FROM payments WHERE id = $1", t.payment_id)
+    if state is not None and state != PaymentState.RESERVED:
+        return str(state)
+    return await close_unpaid(pool, t)
+
+
 def ledger_postings(s: Settlement) -> list[tuple[str, int]]:
     """The balanced entries of a captured payment: debit the funds source, credit each line."""
     source = (

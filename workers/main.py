@@ -51,6 +51,7 @@ def payment_activities(
         records.record_transition,
         records.record_note,
         records.close_unpaid,
+        records.release_unanswered_reservation,
         records.settle,
         methods.authorise,
         methods.complete_challenge,

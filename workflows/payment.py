@@ -201,7 +201,7 @@ class PaymentWorkflow:
         # The API has told (or is about to tell) its caller that nothing was reserved.
         self._reservation = ReservationResult(ok=False, code=FailureCode.RESERVATION_FAILED)
         await self._local(
-            PaymentRecords.close_unpaid,
+            PaymentRecords.release_unanswered_reservation,
             Transition(req.payment_id, E.FAILED, failure_code=FailureCode.RESERVATION_FAILED),
             summary="undo a reservation whose answer came too late",
         )
