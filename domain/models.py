@@ -24,7 +24,9 @@ class PaymentRequest:
     lines: list[FeeLine]
     payment_window_seconds: int
     confirm_deadline_seconds: int = 1800
-    requested_at: float = 0.0  # when the API asked (Unix seconds); 0: no caller is waiting
+    # When the API asked (Unix seconds): for the record only. The workflow times its
+    # reservation by Temporal's own clock; the field stays so that older inputs still decode.
+    requested_at: float = 0.0
     description: str | None = None
     return_url: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
