@@ -17,12 +17,21 @@ from typing import NoReturn
 import httpx
 
 from epay import ops, secrets, store
-from epay.config import Settings
+from epay.config import Settings, SettingsError
 from epay.db import create_pool, migrate
 
 
 def _settings() -> Settings:
-    return Settings.from_env()
+    """The process's settings; a missing or unsafe one stops the command with one line."""
+    try:
+        return Settings.from_env()
+    except SettingsError as err:
+        raise SystemExit(f"epay: configuration: {err}") from None
+
+
+def _refuse_in_production(what: str) -> None:
+    if _settings().production:
+        raise SystemExit(f"epay: configuration: EPAY_ENV: {what} is refused in production")
 
 
 async def _migrate() -> None:
@@ -34,6 +43,8 @@ async def _seed(with_cards: bool) -> None:
     from epay.seed import seed_catalogue, seed_e_dirham_cards
 
     settings = _settings()
+    if with_cards:
+        _refuse_in_production("seeding the sandbox's e-Dirham cards (use --no-cards)")
     pool = await create_pool(settings.require_database_url())
     try:
         await seed_catalogue(pool, settings)
@@ -89,6 +100,7 @@ async def _departments(args: argparse.Namespace) -> None:
 
 def _sandbox_switch(args: argparse.Namespace) -> None:
     """Bring a sandbox system up or down through its admin endpoint."""
+    _refuse_in_production("the sandbox")
     settings = _settings()
     if args.action == "department":
         name = f"department {args.department}"
@@ -250,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         from api.app import create_app
 
-        uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+        uvicorn.run(create_app(_settings()), host=args.host, port=args.port, log_level="info")
     elif args.command == "worker":
         from workers.main import run_worker
 
@@ -279,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.action == "serve":
             from sandbox.__main__ import serve as serve_sandbox
 
+            _refuse_in_production("the sandbox")
             serve_sandbox(args.host, args.port, state_file=args.state_file)
         else:
             _sandbox_switch(args)

@@ -1,27 +1,303 @@
-"""Settings, read from the environment once, with defaults that run the local stack."""
+"""Settings: one typed model read from the environment, with defaults that run the local stack.
+
+Every process (API, workers, commands) reads the same variables; the README's configuration
+table lists them. ``EPAY_ENV=production`` fails closed: it refuses to start on a development
+default (a secret made on the fly, the sandbox, the embedded PostgreSQL, a plaintext URL),
+with a one-line message naming the variable at fault.
+"""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
+from typing import Any, Literal
 
-from epay.codec import PayloadKeys
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
+
+from epay.codec import PayloadKeyError, PayloadKeys
 from epay.secrets import hash_operator_token
 
 DEFAULT_STATE_DIR = Path(".epay")
+DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
+DEV_PAYLOAD_KEY_ID = "local"
+DEV_OPERATOR = "operator"
+# The file ``make run`` leaves in the state folder with the embedded server's address, so
+# that ``epay`` commands in another terminal find the database without exports.
+DATABASE_URL_FILE = "database_url"
+# A secret of 32 random bytes has about 27 distinct byte values; fewer than this many
+# means it was typed or padded, not drawn.
+MIN_DISTINCT_SECRET_BYTES = 16
+
+
+class SettingsError(ValueError):
+    """A setting is missing or unsafe; the message names the variable, on one line."""
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+def _env(name: str, **kwargs: Any) -> Any:
+    """A field read from the environment variable ``name``."""
+    return Field(validation_alias=name, **kwargs)
+
+
+class Settings(BaseSettings):
+    """Everything a process is configured with. Build it with :meth:`from_env` (the process
+    environment) or :meth:`from_env_mapping` (any mapping, for tests and tools)."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, extra="ignore", case_sensitive=True, populate_by_name=True
+    )
+
+    env: Environment = _env("EPAY_ENV", default=Environment.DEVELOPMENT)
+    state_dir: Path = _env("EPAY_STATE_DIR", default=DEFAULT_STATE_DIR)
+    database_url: str | None = _env("DATABASE_URL", default=None)
+
+    # Temporal: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS* and
+    # TEMPORAL_PROFILE / TEMPORAL_CONFIG_FILE are the SDK's own (temporalio.envconfig).
+    task_queue: str = _env("EPAY_TASK_QUEUE", default="epay-payments", min_length=1)
+    allow_plaintext_temporal: bool = _env("EPAY_ALLOW_PLAINTEXT_TEMPORAL", default=False)
+
+    public_url: str = _env("EPAY_PUBLIC_URL", default="http://127.0.0.1:8000")
+    sandbox_url: str | None = _env("EPAY_SANDBOX_URL", default=None)
+    acquirer_url: str = _env("EPAY_ACQUIRER_URL", default="")
+    issuer_url: str = _env("EPAY_ISSUER_URL", default="")
+    department_base_url: str = _env("EPAY_DEPARTMENT_BASE_URL", default="")
+
+    payment_window_seconds: int = _env("EPAY_PAYMENT_WINDOW_SECONDS", default=5400, gt=0)
+    http_timeout_seconds: float = _env("EPAY_HTTP_TIMEOUT_SECONDS", default=5.0, gt=0)
+    department_timeout_seconds: float = _env("EPAY_DEPARTMENT_TIMEOUT_SECONDS", default=10.0, gt=0)
+    department_confirm_deadline_seconds: int = _env(
+        "EPAY_DEPARTMENT_CONFIRM_DEADLINE_SECONDS", default=1800, gt=0
+    )
+
+    vault_key_b64: str | None = _env("EPAY_VAULT_KEY", default=None, repr=False)
+    token_secret_b64: str | None = _env("EPAY_TOKEN_SECRET", default=None, repr=False)
+    payload_keys_spec: str | None = _env("EPAY_PAYLOAD_KEYS", default=None, repr=False)
+    payload_active_key: str | None = _env("EPAY_PAYLOAD_ACTIVE_KEY", default=None)
+    operator_tokens_spec: str | None = _env("EPAY_OPERATOR_TOKENS", default=None, repr=False)
+    temporal_ui_origin: str = _env("EPAY_TEMPORAL_UI_ORIGIN", default="http://127.0.0.1:8233")
+    temporal_ui_url: str = _env("EPAY_TEMPORAL_UI_URL", default="http://127.0.0.1:8233")
+
+    # Workers (docs/design.md, "Worker roles and task queues"; docs/scaling.md).
+    worker_role: str = _env("EPAY_WORKER_ROLE", default="all")  # checked by epay worker
+    workflow_task_slots: int = _env("EPAY_WORKER_WORKFLOW_TASK_SLOTS", default=100, gt=0)
+    activity_slots: int = _env("EPAY_WORKER_ACTIVITY_SLOTS", default=100, gt=0)
+    local_activity_slots: int = _env("EPAY_WORKER_LOCAL_ACTIVITY_SLOTS", default=100, gt=0)
+    workflow_pollers: int = _env("EPAY_WORKER_WORKFLOW_POLLERS", default=5, gt=0)
+    activity_pollers: int = _env("EPAY_WORKER_ACTIVITY_POLLERS", default=5, gt=0)
+    sticky_cache_size: int = _env("EPAY_WORKER_STICKY_CACHE", default=1000, ge=0)
+    db_pool_size: int = _env("EPAY_DB_POOL_SIZE", default=0, ge=0)
+    acquirer_rate_limit: float | None = _env("EPAY_ACQUIRER_RATE_LIMIT", default=None, gt=0)
+    issuer_rate_limit: float | None = _env("EPAY_ISSUER_RATE_LIMIT", default=None, gt=0)
+    departments_rate_limit: float | None = _env("EPAY_DEPARTMENTS_RATE_LIMIT", default=None, gt=0)
+    health_port: int | None = _env("EPAY_HEALTH_PORT", default=None, ge=1, le=65535)
+
+    # Telemetry (docs/observability.md).
+    metrics_port: int | None = _env("EPAY_METRICS_PORT", default=None, ge=1, le=65535)
+    log_format: Literal["json", "text"] = _env("EPAY_LOG_FORMAT", default="json")
+    otlp_endpoint: str | None = _env("OTEL_EXPORTER_OTLP_ENDPOINT", default=None)
+
+    _vault_key: bytes = PrivateAttr()
+    _token_secret: bytes = PrivateAttr()
+    _payload_keys: PayloadKeys = PrivateAttr()
+    _operator_tokens: dict[str, bytes] = PrivateAttr()
+    _temporal: ClientConnectConfig = PrivateAttr()
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls.from_env_mapping(os.environ)
+
+    @classmethod
+    def from_env_mapping(cls, environ: Mapping[str, str]) -> Settings:
+        """The settings a process with ``environ`` as its environment would have."""
+        try:
+            settings = cls.model_validate(dict(environ))
+        except ValidationError as err:
+            first = err.errors()[0]
+            name = ".".join(str(part) for part in first["loc"]) or "settings"
+            raise SettingsError(f"{name}: {first['msg']}") from None
+        settings._derive(environ)
+        return settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_unset(cls, data: Any) -> Any:
+        """An empty variable means the same as an unset one (``DATABASE_URL=`` included)."""
+        if isinstance(data, Mapping):
+            return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
+        return data
+
+    def _derive(self, environ: Mapping[str, str]) -> None:
+        """Decode the secrets, resolve the partner URLs and the Temporal connection, and in
+        production refuse anything that is a development default or unsafe."""
+        production = self.env == Environment.PRODUCTION
+        if production:
+            self._refuse_development_defaults()
+        sandbox = (self.sandbox_url or "http://127.0.0.1:8100").rstrip("/")
+        defaults = {
+            "acquirer_url": f"{sandbox}/acquirer",
+            "issuer_url": f"{sandbox}/issuer",
+            "department_base_url": f"{sandbox}/departments",
+        }
+        for name, default in defaults.items():
+            object.__setattr__(self, name, (getattr(self, name) or default).rstrip("/"))
+        object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
+        object.__setattr__(self, "temporal_ui_url", self.temporal_ui_url.rstrip("/"))
+        if self.database_url is None and not production:
+            saved = self.state_dir / DATABASE_URL_FILE
+            if saved.is_file():
+                object.__setattr__(self, "database_url", saved.read_text().strip() or None)
+
+        self._vault_key = self._secret("EPAY_VAULT_KEY", self.vault_key_b64, "vault_key")
+        if len(self._vault_key) != 32:
+            raise SettingsError("EPAY_VAULT_KEY: must be 32 bytes, base64-encoded")
+        self._token_secret = self._secret(
+            "EPAY_TOKEN_SECRET", self.token_secret_b64, "token_secret"
+        )
+        keys = self.payload_keys_spec or (
+            f"{DEV_PAYLOAD_KEY_ID}:{_dev_secret('payload_key', self.state_dir)}"
+        )
+        try:
+            self._payload_keys = PayloadKeys.parse(keys, self.payload_active_key)
+        except PayloadKeyError as err:
+            raise SettingsError(str(err)) from None
+        self._operator_tokens = _operator_tokens(self.operator_tokens_spec, self.state_dir)
+        self._temporal = _temporal_connection(environ)
+        if production:
+            self._refuse_weak_secrets()
+            self._refuse_plaintext_temporal(environ)
+
+    def _secret(self, name: str, value: str | None, dev_name: str) -> bytes:
+        try:
+            return base64.b64decode(value or _dev_secret(dev_name, self.state_dir), validate=True)
+        except binascii.Error:
+            raise SettingsError(f"{name}: is not base64") from None
+
+    def _refuse_development_defaults(self) -> None:
+        required = {
+            "DATABASE_URL": self.database_url,
+            "EPAY_VAULT_KEY": self.vault_key_b64,
+            "EPAY_TOKEN_SECRET": self.token_secret_b64,
+            "EPAY_PAYLOAD_KEYS": self.payload_keys_spec,
+            "EPAY_OPERATOR_TOKENS": self.operator_tokens_spec,
+            "EPAY_ACQUIRER_URL": self.acquirer_url,
+            "EPAY_ISSUER_URL": self.issuer_url,
+            "EPAY_DEPARTMENT_BASE_URL": self.department_base_url,
+        }
+        for name, value in required.items():
+            if not value:
+                raise SettingsError(f"{name}: must be set explicitly in production")
+        if self.sandbox_url:
+            raise SettingsError("EPAY_SANDBOX_URL: the sandbox is refused in production")
+        urls = {
+            "EPAY_PUBLIC_URL": self.public_url,
+            "EPAY_ACQUIRER_URL": self.acquirer_url,
+            "EPAY_ISSUER_URL": self.issuer_url,
+            "EPAY_DEPARTMENT_BASE_URL": self.department_base_url,
+        }
+        for name, url in urls.items():
+            if not url.lower().startswith("https://"):
+                raise SettingsError(f"{name}: must be an https:// URL in production, not {url!r}")
+        if _is_embedded_database(self.database_url or "", self.state_dir):
+            raise SettingsError(
+                "DATABASE_URL: the embedded PostgreSQL of make run is refused in production"
+            )
+
+    def _refuse_weak_secrets(self) -> None:
+        named = {"EPAY_VAULT_KEY": self._vault_key, "EPAY_TOKEN_SECRET": self._token_secret}
+        named |= {f"EPAY_PAYLOAD_KEYS ({kid})": k for kid, k in self._payload_keys.keys.items()}
+        for name, secret in named.items():
+            if len(secret) < 32 or len(set(secret)) < MIN_DISTINCT_SECRET_BYTES:
+                raise SettingsError(f"{name}: too weak; use 32 random bytes, base64-encoded")
+        seen: dict[bytes, str] = {}
+        for name, secret in named.items():
+            if secret in seen:
+                raise SettingsError(f"{name}: the same secret as {seen[secret]}; use one each")
+            seen[secret] = name
+
+    def _refuse_plaintext_temporal(self, environ: Mapping[str, str]) -> None:
+        if not self._temporal.get("tls") and not self.allow_plaintext_temporal:
+            raise SettingsError(
+                "TEMPORAL_TLS: Temporal without TLS is refused in production (set TEMPORAL_TLS, "
+                "client certificates or TEMPORAL_API_KEY; or EPAY_ALLOW_PLAINTEXT_TEMPORAL=true "
+                "behind a mesh that encrypts)"
+            )
+        if _truthy(environ.get("TEMPORAL_TLS_DISABLE_HOST_VERIFICATION")):
+            raise SettingsError("TEMPORAL_TLS_DISABLE_HOST_VERIFICATION: refused in production")
+
+    # --- what the processes use --------------------------------------------------------
+
+    @property
+    def production(self) -> bool:
+        return self.env == Environment.PRODUCTION
+
+    @property
+    def vault_key(self) -> bytes:
+        return self._vault_key
+
+    @property
+    def token_secret(self) -> bytes:
+        return self._token_secret
+
+    @property
+    def payload_keys(self) -> PayloadKeys:
+        return self._payload_keys
+
+    @property
+    def operator_tokens(self) -> Mapping[str, bytes]:
+        """Operators by name, each with the SHA-256 of their token (never the token)."""
+        return self._operator_tokens
+
+    @property
+    def temporal_address(self) -> str:
+        return str(self._temporal.get("target_host") or DEFAULT_TEMPORAL_ADDRESS)
+
+    @property
+    def temporal_namespace(self) -> str:
+        return str(self._temporal.get("namespace") or "default")
+
+    @property
+    def temporal_connect_config(self) -> ClientConnectConfig:
+        """Keyword arguments for ``Client.connect``: address, namespace, TLS, API key, gRPC
+        metadata, as the SDK's environment configuration reads them."""
+        config: ClientConnectConfig = {
+            **self._temporal,
+            "target_host": self.temporal_address,
+            "namespace": self.temporal_namespace,
+        }
+        return config
+
+    @property
+    def temporal_ui_origins(self) -> tuple[str, ...]:
+        return tuple(
+            origin.strip().rstrip("/")
+            for origin in self.temporal_ui_origin.split(",")
+            if origin.strip()
+        )
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise RuntimeError("DATABASE_URL is not set (make run starts an embedded PostgreSQL)")
+        return self.database_url
 
 
 def _dev_secret(name: str, state_dir: Path) -> str:
     """A secret for the local stack, made once and kept in the state folder.
 
     Production sets ``EPAY_VAULT_KEY``, ``EPAY_TOKEN_SECRET``, ``EPAY_PAYLOAD_KEYS`` and
-    ``EPAY_OPERATOR_TOKENS``; a laptop gets its own random ones so that nothing secret is ever
-    committed.
+    ``EPAY_OPERATOR_TOKENS`` (and refuses to start without them); a laptop gets its own random
+    ones so that nothing secret is ever committed.
     """
     path = state_dir / "secrets.json"
     known = json.loads(path.read_text()) if path.exists() else {}
@@ -33,26 +309,13 @@ def _dev_secret(name: str, state_dir: Path) -> str:
     return str(known[name])
 
 
-DEV_PAYLOAD_KEY_ID = "local"
-DEV_OPERATOR = "operator"
-
-
-def _payload_keys(environ: Mapping[str, str], state_dir: Path) -> PayloadKeys:
-    keys = environ.get("EPAY_PAYLOAD_KEYS")
-    if not keys:
-        keys = f"{DEV_PAYLOAD_KEY_ID}:{_dev_secret('payload_key', state_dir)}"
-    return PayloadKeys.parse(keys, environ.get("EPAY_PAYLOAD_ACTIVE_KEY") or None)
-
-
 def dev_operator_token(state_dir: Path) -> str:
     """The local stack's operator token (operator ``operator``), used when
     ``EPAY_OPERATOR_TOKENS`` is unset."""
     return _dev_secret("operator_token", state_dir)
 
 
-def _operator_tokens(environ: Mapping[str, str], state_dir: Path) -> dict[str, bytes]:
-    """Operators by name, each with the SHA-256 of their token (never the token itself)."""
-    configured = environ.get("EPAY_OPERATOR_TOKENS")
+def _operator_tokens(configured: str | None, state_dir: Path) -> dict[str, bytes]:
     if not configured:
         return {DEV_OPERATOR: hash_operator_token(dev_operator_token(state_dir))}
     tokens: dict[str, bytes] = {}
@@ -63,83 +326,29 @@ def _operator_tokens(environ: Mapping[str, str], state_dir: Path) -> dict[str, b
         except ValueError:
             tokens[name] = b""
         if not name or len(tokens[name]) != 32:
-            raise ValueError(
+            raise SettingsError(
                 f"EPAY_OPERATOR_TOKENS: {entry!r} is not of the form name:<SHA-256 of the "
                 "token, hex> (epay operators create-token NAME prints one)"
             )
     return tokens
 
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str | None
-    temporal_address: str
-    temporal_namespace: str
-    task_queue: str
-    public_url: str
-    acquirer_url: str
-    issuer_url: str
-    department_base_url: str
-    payment_window_seconds: int
-    http_timeout_seconds: float
-    department_timeout_seconds: float
-    department_confirm_deadline_seconds: int
-    vault_key: bytes = field(repr=False)
-    token_secret: bytes = field(repr=False)
-    payload_keys: PayloadKeys = field(repr=False)
-    operator_tokens: Mapping[str, bytes] = field(repr=False)
-    temporal_ui_origins: tuple[str, ...]
-    temporal_ui_url: str  # links to a payment's page (epay ops)
-    state_dir: Path = DEFAULT_STATE_DIR
+def _temporal_connection(environ: Mapping[str, str]) -> ClientConnectConfig:
+    """The Temporal connection from the SDK's environment configuration (TEMPORAL_* and an
+    optional TOML profile), read from ``environ`` rather than the process's environment; an
+    empty variable is unset there too."""
+    given = {name: value for name, value in environ.items() if value.strip()}
+    try:
+        profile = ClientConfigProfile.load(override_env_vars=given)
+    except Exception as err:  # noqa: BLE001 - the SDK raises several kinds; name the cause
+        raise SettingsError(f"TEMPORAL_*: {err}".splitlines()[0]) from None
+    return profile.to_client_connect_config()
 
-    @classmethod
-    def from_env(cls) -> Settings:
-        return cls.from_env_mapping(os.environ)
 
-    @classmethod
-    def from_env_mapping(cls, environ: Mapping[str, str]) -> Settings:
-        def _env(name: str, default: str) -> str:
-            return environ.get(name, default)
+def _is_embedded_database(dsn: str, state_dir: Path) -> bool:
+    """The embedded server listens on a Unix socket inside make run's state folder."""
+    return "pgdata" in dsn or str(state_dir.resolve()) in dsn
 
-        state_dir = Path(_env("EPAY_STATE_DIR", str(DEFAULT_STATE_DIR)))
-        sandbox = _env("EPAY_SANDBOX_URL", "http://127.0.0.1:8100").rstrip("/")
-        vault_key = base64.b64decode(
-            environ.get("EPAY_VAULT_KEY") or _dev_secret("vault_key", state_dir)
-        )
-        if len(vault_key) != 32:
-            raise ValueError("EPAY_VAULT_KEY must be 32 bytes, base64-encoded")
-        token_secret = base64.b64decode(
-            environ.get("EPAY_TOKEN_SECRET") or _dev_secret("token_secret", state_dir)
-        )
-        return cls(
-            database_url=environ.get("DATABASE_URL") or None,
-            temporal_address=_env("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
-            temporal_namespace=_env("TEMPORAL_NAMESPACE", "default"),
-            task_queue=_env("EPAY_TASK_QUEUE", "epay-payments"),
-            public_url=_env("EPAY_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
-            acquirer_url=_env("EPAY_ACQUIRER_URL", f"{sandbox}/acquirer").rstrip("/"),
-            issuer_url=_env("EPAY_ISSUER_URL", f"{sandbox}/issuer").rstrip("/"),
-            department_base_url=_env("EPAY_DEPARTMENT_BASE_URL", f"{sandbox}/departments"),
-            payment_window_seconds=int(_env("EPAY_PAYMENT_WINDOW_SECONDS", "5400")),
-            http_timeout_seconds=float(_env("EPAY_HTTP_TIMEOUT_SECONDS", "5")),
-            department_timeout_seconds=float(_env("EPAY_DEPARTMENT_TIMEOUT_SECONDS", "10")),
-            department_confirm_deadline_seconds=int(
-                _env("EPAY_DEPARTMENT_CONFIRM_DEADLINE_SECONDS", "1800")
-            ),
-            vault_key=vault_key,
-            token_secret=token_secret,
-            payload_keys=_payload_keys(environ, state_dir),
-            operator_tokens=_operator_tokens(environ, state_dir),
-            temporal_ui_origins=tuple(
-                origin.strip().rstrip("/")
-                for origin in _env("EPAY_TEMPORAL_UI_ORIGIN", "http://127.0.0.1:8233").split(",")
-                if origin.strip()
-            ),
-            state_dir=state_dir,
-            temporal_ui_url=_env("EPAY_TEMPORAL_UI_URL", "http://127.0.0.1:8233").rstrip("/"),
-        )
 
-    def require_database_url(self) -> str:
-        if not self.database_url:
-            raise RuntimeError("DATABASE_URL is not set (make run starts an embedded PostgreSQL)")
-        return self.database_url
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes"}

@@ -23,9 +23,10 @@ def data_converter(keys: PayloadKeys) -> DataConverter:
 
 
 async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    """A client on the configured cluster: address, namespace, TLS or mTLS and API key come
+    from the SDK's environment configuration (``TEMPORAL_*``, see ``Settings``)."""
     return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
+        **settings.temporal_connect_config,
         data_converter=data_converter(settings.payload_keys),
         runtime=runtime,
     )

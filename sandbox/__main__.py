@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 
 import uvicorn
@@ -18,7 +19,9 @@ def serve(
     slow_seconds: float | None = None,
     state_file: str | None = None,
 ) -> None:
-    """Serve the sandbox with uvicorn until interrupted."""
+    """Serve the sandbox with uvicorn until interrupted (never beside a production ePay)."""
+    if os.environ.get("EPAY_ENV", "").strip().lower() == "production":
+        raise SystemExit("the sandbox is refused where EPAY_ENV=production")
     app = create_app(
         lost_answer_delay=lost_answer_delay, slow_seconds=slow_seconds, state_file=state_file
     )

@@ -1,0 +1,211 @@
+"""Settings: one typed model, errors that name the variable, production that fails closed."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from epay.config import DATABASE_URL_FILE, Settings, SettingsError
+from epay.secrets import hash_operator_token
+from tests.support import BIN, ROOT
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def production_env(state_dir: Path, **overrides: str) -> dict[str, str]:
+    """A complete, safe production configuration; each test spoils one thing of it."""
+    env = {
+        "EPAY_ENV": "production",
+        "EPAY_STATE_DIR": str(state_dir),
+        "DATABASE_URL": "postgresql://epay@db.internal:5432/epay?sslmode=verify-full",
+        "EPAY_VAULT_KEY": _b64(secrets.token_bytes(32)),
+        "EPAY_TOKEN_SECRET": _b64(secrets.token_bytes(32)),
+        "EPAY_PAYLOAD_KEYS": f"2026-12:{_b64(secrets.token_bytes(32))}",
+        "EPAY_OPERATOR_TOKENS": f"alice:{hash_operator_token('t0ken').hex()}",
+        "EPAY_PUBLIC_URL": "https://pay.example.gov.ae",
+        "EPAY_ACQUIRER_URL": "https://acquirer.example.com/v1",
+        "EPAY_ISSUER_URL": "https://edirham.example.gov.ae/api",
+        "EPAY_DEPARTMENT_BASE_URL": "https://departments.example.gov.ae",
+        "TEMPORAL_ADDRESS": "epay.a1b2c.tmprl.cloud:7233",
+        "TEMPORAL_NAMESPACE": "epay.a1b2c",
+        "TEMPORAL_API_KEY": "temporal-api-key",
+    }
+    return env | overrides
+
+
+def test_a_complete_production_configuration_starts(tmp_path: Path) -> None:
+    settings = Settings.from_env_mapping(production_env(tmp_path))
+    assert settings.production
+    connect = settings.temporal_connect_config
+    assert connect["target_host"] == "epay.a1b2c.tmprl.cloud:7233"
+    assert connect["namespace"] == "epay.a1b2c"
+    assert connect.get("api_key") == "temporal-api-key" and connect.get("tls")
+    # Production makes no development secret on the fly.
+    assert not (tmp_path / "secrets.json").exists()
+
+
+WEAK = _b64(b"correct horse battery staple!!!!")  # 32 bytes, typed, not drawn
+SHORT = _b64(secrets.token_bytes(16))
+
+
+@pytest.mark.parametrize(
+    ("spoil", "named"),
+    [
+        ({"EPAY_VAULT_KEY": ""}, "EPAY_VAULT_KEY: must be set explicitly in production"),
+        ({"EPAY_TOKEN_SECRET": ""}, "EPAY_TOKEN_SECRET: must be set explicitly"),
+        ({"EPAY_PAYLOAD_KEYS": ""}, "EPAY_PAYLOAD_KEYS: must be set explicitly"),
+        ({"EPAY_OPERATOR_TOKENS": ""}, "EPAY_OPERATOR_TOKENS: must be set explicitly"),
+        ({"DATABASE_URL": ""}, "DATABASE_URL: must be set explicitly"),
+        ({"EPAY_ACQUIRER_URL": ""}, "EPAY_ACQUIRER_URL: must be set explicitly"),
+        ({"EPAY_SANDBOX_URL": "https://sandbox.example"}, "EPAY_SANDBOX_URL: the sandbox"),
+        ({"EPAY_ISSUER_URL": "http://edirham.example/api"}, "EPAY_ISSUER_URL: must be an https"),
+        ({"EPAY_PUBLIC_URL": "http://pay.example"}, "EPAY_PUBLIC_URL: must be an https"),
+        (
+            {"EPAY_DEPARTMENT_BASE_URL": "http://127.0.0.1:8100/departments"},
+            "EPAY_DEPARTMENT_BASE_URL: must be an https",
+        ),
+        (
+            {"DATABASE_URL": "postgresql://postgres:@/epay?host=/srv/.epay/pgdata"},
+            "DATABASE_URL: the embedded PostgreSQL",
+        ),
+        ({"EPAY_VAULT_KEY": WEAK}, "EPAY_VAULT_KEY: too weak"),
+        ({"EPAY_TOKEN_SECRET": SHORT}, "EPAY_TOKEN_SECRET: too weak"),
+        ({"EPAY_PAYLOAD_KEYS": f"k1:{WEAK}"}, r"EPAY_PAYLOAD_KEYS \(k1\): too weak"),
+        ({"TEMPORAL_API_KEY": ""}, "TEMPORAL_TLS: Temporal without TLS is refused"),
+        (
+            {"TEMPORAL_TLS_DISABLE_HOST_VERIFICATION": "true"},
+            "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION: refused",
+        ),
+    ],
+)
+def test_production_refuses_each_unsafe_setting_naming_it(
+    spoil: dict[str, str], named: str, tmp_path: Path
+) -> None:
+    with pytest.raises(SettingsError, match=named) as refused:
+        Settings.from_env_mapping(production_env(tmp_path, **spoil))
+    assert "\n" not in str(refused.value)
+
+
+def test_production_refuses_one_secret_used_twice(tmp_path: Path) -> None:
+    key = _b64(secrets.token_bytes(32))
+    env = production_env(tmp_path, EPAY_VAULT_KEY=key, EPAY_TOKEN_SECRET=key)
+    with pytest.raises(SettingsError, match="EPAY_TOKEN_SECRET: the same secret as EPAY_VAULT"):
+        Settings.from_env_mapping(env)
+
+
+def test_plaintext_temporal_is_allowed_in_production_only_when_said(tmp_path: Path) -> None:
+    env = production_env(tmp_path, TEMPORAL_API_KEY="", EPAY_ALLOW_PLAINTEXT_TEMPORAL="true")
+    assert Settings.from_env_mapping(env).temporal_connect_config.get("tls") is None
+
+
+def test_mutual_tls_comes_from_the_sdk_environment_configuration(tmp_path: Path) -> None:
+    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    env = production_env(
+        tmp_path,
+        TEMPORAL_API_KEY="",
+        TEMPORAL_TLS_CLIENT_CERT_PATH=str(cert),
+        TEMPORAL_TLS_CLIENT_KEY_PATH=str(key),
+        TEMPORAL_TLS_SERVER_NAME="temporal.internal",
+    )
+    tls: Any = Settings.from_env_mapping(env).temporal_connect_config["tls"]
+    assert tls.client_cert == cert.read_bytes() and tls.client_private_key == key.read_bytes()
+    assert tls.domain == "temporal.internal"
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"EPAY_ENV": "prod"}, "EPAY_ENV: Input should be 'development' or 'production'"),
+        ({"EPAY_WORKER_ACTIVITY_SLOTS": "many"}, "EPAY_WORKER_ACTIVITY_SLOTS: Input should be"),
+        ({"EPAY_WORKER_ACTIVITY_SLOTS": "0"}, "EPAY_WORKER_ACTIVITY_SLOTS: Input should be greater"),
+        ({"EPAY_METRICS_PORT": "70000"}, "EPAY_METRICS_PORT: Input should be less than"),
+        ({"EPAY_PAYMENT_WINDOW_SECONDS": "-5"}, "EPAY_PAYMENT_WINDOW_SECONDS: Input should be"),
+        ({"EPAY_LOG_FORMAT": "xml"}, "EPAY_LOG_FORMAT: Input should be 'json' or 'text'"),
+        ({"EPAY_VAULT_KEY": "not base64!"}, "EPAY_VAULT_KEY: is not base64"),
+        ({"EPAY_VAULT_KEY": _b64(b"short")}, "EPAY_VAULT_KEY: must be 32 bytes"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_its_variable(
+    environ: dict[str, str], named: str, tmp_path: Path
+) -> None:
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_env_mapping({"EPAY_STATE_DIR": str(tmp_path), **environ})
+
+
+def test_development_defaults_run_the_local_stack(tmp_path: Path) -> None:
+    settings = Settings.from_env_mapping({"EPAY_STATE_DIR": str(tmp_path), "DATABASE_URL": ""})
+    assert not settings.production and settings.database_url is None
+    assert settings.acquirer_url == "http://127.0.0.1:8100/acquirer"
+    assert settings.temporal_address == "127.0.0.1:7233"
+    assert settings.temporal_namespace == "default"
+    assert len(settings.vault_key) == 32
+    assert settings.worker_role == "all" and settings.log_format == "json"
+    again = Settings.from_env_mapping({"EPAY_STATE_DIR": str(tmp_path)})
+    assert again.vault_key == settings.vault_key  # made once, kept in the state folder
+
+
+def test_the_sandbox_url_is_the_base_of_the_partner_urls(tmp_path: Path) -> None:
+    settings = Settings.from_env_mapping(
+        {
+            "EPAY_STATE_DIR": str(tmp_path),
+            "EPAY_SANDBOX_URL": "http://127.0.0.1:9100/",
+            "EPAY_ISSUER_URL": "http://issuer.test/api/",
+        }
+    )
+    assert settings.acquirer_url == "http://127.0.0.1:9100/acquirer"
+    assert settings.department_base_url == "http://127.0.0.1:9100/departments"
+    assert settings.issuer_url == "http://issuer.test/api"
+
+
+def test_commands_find_the_database_make_run_left_behind(tmp_path: Path) -> None:
+    (tmp_path / DATABASE_URL_FILE).write_text("postgresql://postgres:@/epay?host=/x\n")
+    found = Settings.from_env_mapping({"EPAY_STATE_DIR": str(tmp_path)})
+    assert found.database_url == "postgresql://postgres:@/epay?host=/x"
+    given = Settings.from_env_mapping(
+        {"EPAY_STATE_DIR": str(tmp_path), "DATABASE_URL": "postgresql://db/epay"}
+    )
+    assert given.database_url == "postgresql://db/epay"  # an explicit setting wins
+
+
+def test_secrets_stay_out_of_the_settings_repr(tmp_path: Path) -> None:
+    env = production_env(tmp_path)
+    shown = repr(Settings.from_env_mapping(env))
+    for name in ("EPAY_VAULT_KEY", "EPAY_TOKEN_SECRET", "EPAY_PAYLOAD_KEYS", "TEMPORAL_API_KEY"):
+        assert env[name].split(":")[-1] not in shown
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["api"], ["worker"], ["migrate"], ["codec-server"], ["ops", "stuck"]],
+)
+def test_each_process_refuses_to_start_with_one_line_naming_the_setting(
+    command: list[str], tmp_path: Path
+) -> None:
+    env = dict(os.environ) | production_env(tmp_path, EPAY_TOKEN_SECRET="")
+    done = subprocess.run(
+        [str(BIN / "epay"), *command], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        "epay: configuration: EPAY_TOKEN_SECRET: must be set explicitly in production"
+    ], done.stderr
+
+
+@pytest.mark.parametrize("command", [["sandbox", "serve"], ["seed"]])
+def test_production_refuses_the_sandbox(command: list[str], tmp_path: Path) -> None:
+    env = dict(os.environ) | production_env(tmp_path)
+    done = subprocess.run(
+        [str(BIN / "epay"), *command], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "is refused in production" in done.stderr and "Traceback" not in done.stderr
