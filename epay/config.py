@@ -26,6 +26,7 @@ from epay.codec import PayloadKeyError, PayloadKeys
 from epay.secrets import hash_operator_token
 
 DEFAULT_STATE_DIR = Path(".epay")
+DEV_SECRET = "made once into the state folder's `secrets.json` (development only)"
 DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
 DEV_PAYLOAD_KEY_ID = "local"
 DEV_OPERATOR = "operator"
@@ -46,9 +47,17 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
-def _env(name: str, **kwargs: Any) -> Any:
-    """A field read from the environment variable ``name``."""
-    return Field(validation_alias=name, **kwargs)
+def _env(name: str, default: Any, *, shown: str | None = None, **kwargs: Any) -> Any:
+    """A field read from the environment variable ``name``; its docstring says what it sets,
+    and ``shown`` the default as docs/configuration.md shows it when the value alone would
+    not tell (``python -m epay.config`` prints that table)."""
+    if shown is None:
+        shown = (
+            "unset"
+            if default is None
+            else f"`{str(default).lower() if isinstance(default, bool) else default}`"
+        )
+    return Field(default, validation_alias=name, json_schema_extra={"shown": shown}, **kwargs)
 
 
 class Settings(BaseSettings):
@@ -56,57 +65,117 @@ class Settings(BaseSettings):
     environment) or :meth:`from_env_mapping` (any mapping, for tests and tools)."""
 
     model_config = SettingsConfigDict(
-        frozen=True, extra="ignore", case_sensitive=True, populate_by_name=True
+        frozen=True,
+        extra="ignore",
+        case_sensitive=True,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
     )
 
-    env: Environment = _env("EPAY_ENV", default=Environment.DEVELOPMENT)
-    state_dir: Path = _env("EPAY_STATE_DIR", default=DEFAULT_STATE_DIR)
-    database_url: str | None = _env("DATABASE_URL", default=None)
+    env: Environment = _env("EPAY_ENV", Environment.DEVELOPMENT)
+    """`production` fails closed: it refuses every development default and unsafe value
+    (a missing secret, the sandbox, the embedded PostgreSQL, a plaintext URL), naming it."""
+    state_dir: Path = _env("EPAY_STATE_DIR", DEFAULT_STATE_DIR)
+    """Where `make run` keeps its state, logs, database address and development secrets."""
+    database_url: str | None = _env(
+        "DATABASE_URL", None, shown="the address `make run` left in the state folder"
+    )
+    """PostgreSQL DSN for the API, workers and commands; required in production."""
 
-    # Temporal: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS* and
-    # TEMPORAL_PROFILE / TEMPORAL_CONFIG_FILE are the SDK's own (temporalio.envconfig).
-    task_queue: str = _env("EPAY_TASK_QUEUE", default="epay-payments", min_length=1)
-    allow_plaintext_temporal: bool = _env("EPAY_ALLOW_PLAINTEXT_TEMPORAL", default=False)
+    task_queue: str = _env("EPAY_TASK_QUEUE", "epay-payments", min_length=1)
+    """The workflow task queue the API starts payments on; each partner kind's activity
+    queue is derived from it (`<queue>-acquirer`, `-issuer`, `-departments`, `-records`)."""
+    allow_plaintext_temporal: bool = _env("EPAY_ALLOW_PLAINTEXT_TEMPORAL", False)
+    """Production only: allow Temporal without TLS (behind a service mesh that encrypts)."""
 
-    public_url: str = _env("EPAY_PUBLIC_URL", default="http://127.0.0.1:8000")
-    sandbox_url: str | None = _env("EPAY_SANDBOX_URL", default=None)
-    acquirer_url: str = _env("EPAY_ACQUIRER_URL", default="")
-    issuer_url: str = _env("EPAY_ISSUER_URL", default="")
-    department_base_url: str = _env("EPAY_DEPARTMENT_BASE_URL", default="")
+    public_url: str = _env("EPAY_PUBLIC_URL", "http://127.0.0.1:8000")
+    """Base of the `next_url` links handed to payers; https in production."""
+    sandbox_url: str | None = _env("EPAY_SANDBOX_URL", None, shown="`http://127.0.0.1:8100`")
+    """Base of the three partner URLs below when they are not set; refused in production."""
+    acquirer_url: str = _env("EPAY_ACQUIRER_URL", "", shown="`$EPAY_SANDBOX_URL/acquirer`")
+    """The card acquirer; required and https in production."""
+    issuer_url: str = _env("EPAY_ISSUER_URL", "", shown="`$EPAY_SANDBOX_URL/issuer`")
+    """The e-Dirham issuer; required and https in production."""
+    department_base_url: str = _env(
+        "EPAY_DEPARTMENT_BASE_URL", "", shown="`$EPAY_SANDBOX_URL/departments`"
+    )
+    """Where `epay seed` points each department's confirmation URL (`<base>/<DEPT>`);
+    required and https in production."""
 
-    payment_window_seconds: int = _env("EPAY_PAYMENT_WINDOW_SECONDS", default=5400, gt=0)
-    http_timeout_seconds: float = _env("EPAY_HTTP_TIMEOUT_SECONDS", default=5.0, gt=0)
-    department_timeout_seconds: float = _env("EPAY_DEPARTMENT_TIMEOUT_SECONDS", default=10.0, gt=0)
+    payment_window_seconds: int = _env("EPAY_PAYMENT_WINDOW_SECONDS", 5400, gt=0)
+    """How long a payer has to pay before the payment expires (90 minutes)."""
+    http_timeout_seconds: float = _env("EPAY_HTTP_TIMEOUT_SECONDS", 5.0, gt=0)
+    """Timeout of each call to the acquirer and the issuer."""
+    department_timeout_seconds: float = _env("EPAY_DEPARTMENT_TIMEOUT_SECONDS", 10.0, gt=0)
+    """Timeout of each call to a department's system."""
     department_confirm_deadline_seconds: int = _env(
-        "EPAY_DEPARTMENT_CONFIRM_DEADLINE_SECONDS", default=1800, gt=0
+        "EPAY_DEPARTMENT_CONFIRM_DEADLINE_SECONDS", 1800, gt=0
     )
+    """How long an unreachable department is retried before the payment fails
+    `department_unavailable`."""
 
-    vault_key_b64: str | None = _env("EPAY_VAULT_KEY", default=None, repr=False)
-    token_secret_b64: str | None = _env("EPAY_TOKEN_SECRET", default=None, repr=False)
-    payload_keys_spec: str | None = _env("EPAY_PAYLOAD_KEYS", default=None, repr=False)
-    payload_active_key: str | None = _env("EPAY_PAYLOAD_ACTIVE_KEY", default=None)
-    operator_tokens_spec: str | None = _env("EPAY_OPERATOR_TOKENS", default=None, repr=False)
-    temporal_ui_origin: str = _env("EPAY_TEMPORAL_UI_ORIGIN", default="http://127.0.0.1:8233")
-    temporal_ui_url: str = _env("EPAY_TEMPORAL_UI_URL", default="http://127.0.0.1:8233")
+    vault_key_b64: str | None = _env("EPAY_VAULT_KEY", None, shown=DEV_SECRET, repr=False)
+    """Base64 of the 32-byte AES-256-GCM key of the card vault, the same on every API and
+    worker host; required in production."""
+    token_secret_b64: str | None = _env("EPAY_TOKEN_SECRET", None, shown=DEV_SECRET, repr=False)
+    """Base64 of 32 or more random bytes that sign payers' payment tokens and the API's
+    update proofs; required in production."""
+    payload_keys_spec: str | None = _env(
+        "EPAY_PAYLOAD_KEYS", None, shown=f"`local:<key>`, {DEV_SECRET}", repr=False
+    )
+    """The keys of the payload codec, `id:<base64 of 32 bytes>,...` (ids: letters, digits,
+    `. _ -`); every listed key decrypts ([rotation](design.md#encrypted-payloads)); required
+    in production."""
+    payload_active_key: str | None = _env(
+        "EPAY_PAYLOAD_ACTIVE_KEY", None, shown="the last id in `EPAY_PAYLOAD_KEYS`"
+    )
+    """The key that encrypts new payloads."""
+    operator_tokens_spec: str | None = _env(
+        "EPAY_OPERATOR_TOKENS", None, shown=f"operator `operator`, token {DEV_SECRET}", repr=False
+    )
+    """Who may use the codec server: `name:<SHA-256 of the token, hex>,...` (`epay operators
+    create-token NAME` makes a token and its entry); required in production."""
+    temporal_ui_origin: str = _env("EPAY_TEMPORAL_UI_ORIGIN", "http://127.0.0.1:8233")
+    """The Temporal Web UI's origin (comma-separated if several), the only one the codec
+    server answers cross-origin."""
+    temporal_ui_url: str = _env("EPAY_TEMPORAL_UI_URL", "http://127.0.0.1:8233")
+    """The Temporal Web UI, for the links `epay ops` prints to each payment's page."""
 
     # Workers (docs/design.md, "Worker roles and task queues"; docs/scaling.md).
-    worker_role: str = _env("EPAY_WORKER_ROLE", default="all")  # checked by epay worker
-    workflow_task_slots: int = _env("EPAY_WORKER_WORKFLOW_TASK_SLOTS", default=100, gt=0)
-    activity_slots: int = _env("EPAY_WORKER_ACTIVITY_SLOTS", default=100, gt=0)
-    local_activity_slots: int = _env("EPAY_WORKER_LOCAL_ACTIVITY_SLOTS", default=100, gt=0)
-    workflow_pollers: int = _env("EPAY_WORKER_WORKFLOW_POLLERS", default=5, gt=0)
-    activity_pollers: int = _env("EPAY_WORKER_ACTIVITY_POLLERS", default=5, gt=0)
-    sticky_cache_size: int = _env("EPAY_WORKER_STICKY_CACHE", default=1000, ge=0)
-    db_pool_size: int = _env("EPAY_DB_POOL_SIZE", default=0, ge=0)
-    acquirer_rate_limit: float | None = _env("EPAY_ACQUIRER_RATE_LIMIT", default=None, gt=0)
-    issuer_rate_limit: float | None = _env("EPAY_ISSUER_RATE_LIMIT", default=None, gt=0)
-    departments_rate_limit: float | None = _env("EPAY_DEPARTMENTS_RATE_LIMIT", default=None, gt=0)
-    health_port: int | None = _env("EPAY_HEALTH_PORT", default=None, ge=1, le=65535)
+    worker_role: str = _env("EPAY_WORKER_ROLE", "all")
+    """What `epay worker` polls when `--role` is not given: `workflows`, `acquirer`,
+    `issuer`, `departments`, `records` or `all`."""
+    workflow_task_slots: int = _env("EPAY_WORKER_WORKFLOW_TASK_SLOTS", 100, gt=0)
+    """Workflow tasks a worker runs at once."""
+    activity_slots: int = _env("EPAY_WORKER_ACTIVITY_SLOTS", 100, gt=0)
+    """Activities (partner calls, remote database steps) a worker runs at once."""
+    local_activity_slots: int = _env("EPAY_WORKER_LOCAL_ACTIVITY_SLOTS", 100, gt=0)
+    """Database steps (local activities) a workflow worker runs at once."""
+    workflow_pollers: int = _env("EPAY_WORKER_WORKFLOW_POLLERS", 5, gt=0)
+    """Concurrent long polls on the workflow task queue."""
+    activity_pollers: int = _env("EPAY_WORKER_ACTIVITY_POLLERS", 5, gt=0)
+    """Concurrent long polls on each activity task queue."""
+    sticky_cache_size: int = _env("EPAY_WORKER_STICKY_CACHE", 1000, ge=0)
+    """Workflows a worker keeps in memory between their tasks (Temporal's sticky cache)."""
+    db_pool_size: int = _env("EPAY_DB_POOL_SIZE", 0, ge=0, shown="`0`: sized to the slots")
+    """PostgreSQL connections per process."""
+    acquirer_rate_limit: float | None = _env("EPAY_ACQUIRER_RATE_LIMIT", None, gt=0)
+    """Card acquirer calls per second across the whole acquirer task queue."""
+    issuer_rate_limit: float | None = _env("EPAY_ISSUER_RATE_LIMIT", None, gt=0)
+    """e-Dirham issuer calls per second across the whole issuer task queue."""
+    departments_rate_limit: float | None = _env("EPAY_DEPARTMENTS_RATE_LIMIT", None, gt=0)
+    """Department calls per second across the whole departments task queue."""
+    health_port: int | None = _env("EPAY_HEALTH_PORT", None, ge=1, le=65535)
+    """A worker's liveness and readiness port (`/healthz`, `/readyz`)."""
 
     # Telemetry (docs/observability.md).
-    metrics_port: int | None = _env("EPAY_METRICS_PORT", default=None, ge=1, le=65535)
-    log_format: Literal["json", "text"] = _env("EPAY_LOG_FORMAT", default="json")
-    otlp_endpoint: str | None = _env("OTEL_EXPORTER_OTLP_ENDPOINT", default=None)
+    metrics_port: int | None = _env("EPAY_METRICS_PORT", None, ge=1, le=65535)
+    """The process's Prometheus endpoint: the Temporal SDK's metrics and ePay's own."""
+    log_format: Literal["json", "text"] = _env("EPAY_LOG_FORMAT", "json")
+    """`json` (one object a line, with the payment, workflow, run, activity and request ids
+    where there are some) or `text`."""
+    otlp_endpoint: str | None = _env("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    """OTLP/HTTP endpoint that receives the OpenTelemetry traces."""
 
     _vault_key: bytes = PrivateAttr()
     _token_secret: bytes = PrivateAttr()
@@ -352,3 +421,49 @@ def _is_embedded_database(dsn: str, state_dir: Path) -> bool:
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes"}
+
+
+# The Temporal SDK's own variables (temporalio.envconfig), listed with ePay's.
+TEMPORAL_VARIABLES = [
+    ("TEMPORAL_ADDRESS", f"`{DEFAULT_TEMPORAL_ADDRESS}`", "Temporal frontend, `host:port`."),
+    ("TEMPORAL_NAMESPACE", "`default`", "Temporal namespace."),
+    (
+        "TEMPORAL_API_KEY",
+        "unset",
+        "API key (Temporal Cloud or a cluster with API key authorisation); turns TLS on.",
+    ),
+    ("TEMPORAL_TLS", "unset", "`true` for TLS with the system's trust store."),
+    (
+        "TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH",
+        "unset",
+        "The client certificate and key for mutual TLS (or `..._DATA` with the PEM itself).",
+    ),
+    (
+        "TEMPORAL_TLS_SERVER_CA_CERT_PATH, TEMPORAL_TLS_SERVER_NAME",
+        "unset",
+        "The CA that signed the server's certificate, and the name to check it against.",
+    ),
+    (
+        "TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE",
+        "unset",
+        "A profile of the SDK's TOML client configuration instead of the variables.",
+    ),
+]
+
+
+def settings_table() -> str:
+    """The configuration table of docs/configuration.md, from the model itself."""
+    rows = ["| variable | default | what it sets |", "| --- | --- | --- |"]
+    for field in Settings.model_fields.values():
+        extra = field.json_schema_extra
+        shown = extra.get("shown") if isinstance(extra, dict) else None
+        what = " ".join((field.description or "").split())
+        rows.append(f"| `{field.validation_alias}` | {shown} | {what} |")
+    for names, shown, what in TEMPORAL_VARIABLES:
+        variables = ", ".join(f"`{name}`" for name in names.split(", "))
+        rows.append(f"| {variables} | {shown} | {what} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from epay.config import DATABASE_URL_FILE, Settings, SettingsError
+from epay.config import DATABASE_URL_FILE, Settings, SettingsError, settings_table
 from epay.secrets import hash_operator_token
 from tests.support import BIN, ROOT
 
@@ -127,7 +127,10 @@ def test_mutual_tls_comes_from_the_sdk_environment_configuration(tmp_path: Path)
     [
         ({"EPAY_ENV": "prod"}, "EPAY_ENV: Input should be 'development' or 'production'"),
         ({"EPAY_WORKER_ACTIVITY_SLOTS": "many"}, "EPAY_WORKER_ACTIVITY_SLOTS: Input should be"),
-        ({"EPAY_WORKER_ACTIVITY_SLOTS": "0"}, "EPAY_WORKER_ACTIVITY_SLOTS: Input should be greater"),
+        (
+            {"EPAY_WORKER_ACTIVITY_SLOTS": "0"},
+            "EPAY_WORKER_ACTIVITY_SLOTS: Input should be greater",
+        ),
         ({"EPAY_METRICS_PORT": "70000"}, "EPAY_METRICS_PORT: Input should be less than"),
         ({"EPAY_PAYMENT_WINDOW_SECONDS": "-5"}, "EPAY_PAYMENT_WINDOW_SECONDS: Input should be"),
         ({"EPAY_LOG_FORMAT": "xml"}, "EPAY_LOG_FORMAT: Input should be 'json' or 'text'"),
@@ -209,3 +212,8 @@ def test_production_refuses_the_sandbox(command: list[str], tmp_path: Path) -> N
     )
     assert done.returncode != 0
     assert "is refused in production" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_configuration_page_shows_the_table_the_model_prints() -> None:
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    assert settings_table() in page, "run: .venv/bin/python -m epay.config"
