@@ -16,6 +16,7 @@ from typing import NoReturn
 
 import httpx
 
+from domain.queues import Role
 from epay import ops, secrets, store
 from epay.config import Settings, SettingsError
 from epay.db import create_pool, migrate
@@ -188,7 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
 
-    sub.add_parser("worker", help="run a worker: payment workflows and activities")
+    worker = sub.add_parser("worker", help="run a worker: the task queues of its role")
+    worker.add_argument(
+        "--role",
+        choices=[role.value for role in Role],
+        default=None,
+        help="the queues to poll (default: EPAY_WORKER_ROLE, else all); see docs/design.md, "
+        "'Worker roles and task queues'",
+    )
     sub.add_parser("migrate", help="apply database migrations (safe to repeat)")
     seed = sub.add_parser("seed", help="seed departments, services and sandbox e-Dirham cards")
     seed.add_argument("--no-cards", action="store_true", help="skip the sandbox issuer's cards")
@@ -266,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "worker":
         from workers.main import run_worker
 
-        asyncio.run(run_worker(_settings()))
+        asyncio.run(run_worker(_settings(), role=args.role))
     elif args.command == "migrate":
         asyncio.run(_migrate())
     elif args.command == "seed":

@@ -155,8 +155,16 @@ class Stack:
             )
         return self.codec_url
 
-    def start_worker(self) -> Process:
-        worker = self.spawn("worker", str(BIN / "epay"), "worker")
+    def start_worker(self, role: str | None = None, **env: str) -> Process:
+        """An ``epay worker`` (``--role role``; default ``all``) with ``env`` over the stack's,
+        once it polls."""
+        worker = self.spawn(
+            f"worker-{role}" if role else "worker",
+            str(BIN / "epay"),
+            "worker",
+            *(["--role", role] if role else []),
+            env=self.env | env,
+        )
         wait_until(lambda: "worker polling" in worker.log(), timeout=60, what="worker", proc=worker)
         self.workers.append(worker)
         return worker

@@ -51,9 +51,11 @@ from domain.models import (
 )
 from domain.money import fee_lines
 from domain.proofs import commitments, update_proof
+from domain.queues import Role, roles_in, task_queue
 from domain.search import SEARCH_ATTRIBUTES
 from domain.states import PaymentState, transition
 from tests.support import BIN
+from workers.main import SERVED
 from workflows import payment as payment_workflow
 from workflows.payment import PaymentWorkflow
 
@@ -228,8 +230,33 @@ def request(**overrides: Any) -> PaymentRequest:
     return PaymentRequest(**(fields | overrides))
 
 
+def routed_workers(
+    client: Client, workflow_queue: str, fakes: list[Callable[..., Any]], **worker_options: Any
+) -> list[Worker]:
+    """The fakes served as ``epay worker`` serves the real activities, each on its role's
+    queue (a call sent to the wrong queue finds no fake, and its test times out)."""
+
+    def served(role: Role) -> list[Callable[..., Any]]:
+        names = {definition.__name__ for definition in SERVED[role]}
+        return [fake for fake in fakes if fake.__name__ in names]
+
+    return [
+        Worker(
+            client,
+            task_queue=task_queue(workflow_queue, role),
+            workflows=[PaymentWorkflow],
+            activities=served(role),
+            no_remote_activities=True,
+            **worker_options,
+        )
+        if role is Role.WORKFLOWS
+        else Worker(client, task_queue=task_queue(workflow_queue, role), activities=served(role))
+        for role in roles_in(Role.ALL)
+    ]
+
+
 class Run:
-    """One payment workflow on its own task queue, served by a worker with the fakes."""
+    """One payment workflow on its own task queue, served by workers with the fakes."""
 
     def __init__(
         self,
@@ -243,17 +270,14 @@ class Run:
         self.partners = partners
         self.req = req
         self.task_queue = f"saga-{uuid.uuid4().hex[:8]}"
-        self.worker = Worker(
-            client,
-            task_queue=self.task_queue,
-            workflows=[PaymentWorkflow],
-            activities=activities or partners.activities(),
-            **worker_options,
+        self.workers = routed_workers(
+            client, self.task_queue, activities or partners.activities(), **worker_options
         )
         self.handle: WorkflowHandle[Any, Any] | None = None
 
     async def __aenter__(self) -> Run:
-        await self.worker.__aenter__()
+        for worker in self.workers:
+            await worker.__aenter__()
         self.handle = await self.client.start_workflow(
             PaymentWorkflow.run,
             self.req,
@@ -266,7 +290,8 @@ class Run:
     async def __aexit__(self, *exc: object) -> None:
         for gate in self.partners.gates.values():  # a failed test must not hang the worker
             gate.set()
-        await self.worker.__aexit__(None, None, None)
+        for worker in self.workers:
+            await worker.__aexit__(None, None, None)
 
     @property
     def wf(self) -> WorkflowHandle[Any, Any]:
@@ -550,13 +575,13 @@ async def test_a_database_outage_of_hours_backs_off_to_minutes(
     record = fakes[1]
 
     @activity.defn(name="record_transition")
-    async def flaky_record(change: Transition) -> str:
+    async def record_transition(change: Transition) -> str:
         if change.event == "authorised" and activity.info().attempt < down_for:
             raise ApplicationError("database unreachable")
         result: str = await record(change)
         return result
 
-    fakes[1] = flaky_record
+    fakes[1] = record_transition
     async with Run(env.client, partners, request(), fakes) as run:
         await run.submit()
         outcome = await run.outcome()

@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         Transition,
     )
     from domain.proofs import proven
+    from domain.queues import Role, payment_method_role, task_queue
     from domain.references import reference_key
     from domain.states import (
         CANCELLABLE_STATES,
@@ -220,6 +221,7 @@ class PaymentWorkflow:
             PaymentMethods.authorise,
             AuthoriseRequest(req.payment_id, method.type, self._submission.vault_token, req.total),
             summary="authorise the payment method",
+            role=payment_method_role(method.type),
             failure_code=FailureCode.AUTHORISATION_FAILED,
             start_to_close_timeout=timedelta(seconds=30),
             schedule_to_close_timeout=timedelta(minutes=10),
@@ -254,6 +256,7 @@ class PaymentWorkflow:
             PaymentMethods.complete_challenge,
             ChallengeAnswer(self._req.payment_id, auth.authorisation_id or "", self._otp or ""),
             summary="complete the 3-D Secure challenge",
+            role=Role.ACQUIRER,  # 3-D Secure is a card's
             failure_code=FailureCode.AUTHORISATION_FAILED,
             start_to_close_timeout=timedelta(seconds=30),
             schedule_to_close_timeout=timedelta(minutes=10),
@@ -275,6 +278,7 @@ class PaymentWorkflow:
                 DepartmentSystems.confirm_with_department,
                 self._department_request(),
                 summary="confirm with the department",
+                role=Role.DEPARTMENTS,
                 failure_code=FailureCode.DEPARTMENT_UNAVAILABLE,
                 abandon_on_cancel=True,
                 start_to_close_timeout=timedelta(seconds=15),
@@ -288,6 +292,7 @@ class PaymentWorkflow:
                     DepartmentSystems.confirm_with_department,
                     self._department_request(),
                     summary=f"confirm with the department (attempt {self._attempt})",
+                    role=Role.DEPARTMENTS,
                     failure_code=FailureCode.DEPARTMENT_UNAVAILABLE,
                     abandon_on_cancel=True,
                     retry_policy=ONE_ATTEMPT,
@@ -340,6 +345,7 @@ class PaymentWorkflow:
             PaymentMethods.capture,
             FundsRequest(req.payment_id, method.type, authorisation_id, req.total),
             summary="capture the funds",
+            role=payment_method_role(method.type),
             failure_code=FailureCode.CAPTURE_FAILED,
             start_to_close_timeout=timedelta(seconds=30),
         )
@@ -567,6 +573,7 @@ class PaymentWorkflow:
                 self._req.payment_id, method, self._authorisation_id or "", self._req.total
             ),
             summary="void the authorisation",
+            task_queue=_queue(payment_method_role(method)),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=COMPENSATION_RETRY,
         )
@@ -578,6 +585,7 @@ class PaymentWorkflow:
             DepartmentSystems.revoke_department_confirmation,
             self._department_request(),
             summary="revoke the department's confirmation",
+            task_queue=_queue(Role.DEPARTMENTS),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=COMPENSATION_RETRY,
         )
@@ -662,12 +670,14 @@ class PaymentWorkflow:
         arg: A,
         *,
         summary: str,
+        role: Role,
         failure_code: FailureCode,
         abandon_on_cancel: bool = False,
         retry_policy: RetryPolicy = OUTSIDE_CALL_RETRY,
         **timeouts: Any,
     ) -> T:
-        """Call the outside world through an activity, retrying transient trouble.
+        """Call the outside world through an activity on ``role``'s task queue, retrying
+        transient trouble.
 
         A call that fails for good (or runs out of time) ends the payment with
         ``failure_code``; with a retry policy of one attempt, trouble worth retrying
@@ -677,7 +687,12 @@ class PaymentWorkflow:
         """
         task = asyncio.ensure_future(
             workflow.execute_activity_method(
-                activity, arg, summary=summary, retry_policy=retry_policy, **timeouts
+                activity,
+                arg,
+                summary=summary,
+                task_queue=_queue(role),
+                retry_policy=retry_policy,
+                **timeouts,
             )
         )
         try:
@@ -769,6 +784,11 @@ def _stopped_by_cancel(err: FailureError) -> bool:
     """An activity stopped because the workflow was cancelled in Temporal: the SDK reports
     it as the activity's failure, but it is the operator's cancel, not the partner's answer."""
     return isinstance(err, CancelledError) or isinstance(err.cause, CancelledError)
+
+
+def _queue(role: Role) -> str:
+    """The task queue of ``role``'s activities, derived from this workflow's own."""
+    return task_queue(workflow.info().task_queue, role)
 
 
 def _partner(method_type: str) -> str:

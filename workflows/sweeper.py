@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         Settlement,
         Transition,
     )
+    from domain.queues import Role, payment_method_role, task_queue
     from domain.states import Actor, AuditNote, PaymentEvent, PaymentState
     from domain.sweeper import (
         STOPPED_BY_OPERATOR,
@@ -78,6 +79,7 @@ class SweeperWorkflow:
             Sweeps.delete_expired_card_data,
             req.card_data_max_age_seconds,
             summary="delete card data past the payment window",
+            task_queue=_queue(Role.RECORDS),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=SWEEP_QUERY_RETRY,
         )
@@ -85,6 +87,7 @@ class SweeperWorkflow:
             Sweeps.find_stranded_payments,
             FindStranded(grace_seconds=req.grace_seconds, limit=req.batch),
             summary="find open payments whose workflow has closed",
+            task_queue=_queue(Role.RECORDS),
             start_to_close_timeout=timedelta(minutes=5),
             heartbeat_timeout=timedelta(minutes=1),
             retry_policy=SWEEP_QUERY_RETRY,
@@ -122,6 +125,7 @@ class SweeperWorkflow:
                 PaymentMethods.void_authorisation,
                 FundsRequest(p.payment_id, p.method_type, p.authorisation_id or "", p.amount),
                 f"void the authorisation of {p.payment_id}",
+                payment_method_role(p.method_type),
             )
             done.append("authorisation voided")
         if p.state == PaymentState.CONFIRMING:
@@ -131,6 +135,7 @@ class SweeperWorkflow:
                     p.payment_id, p.department, p.reference, p.service_code, p.amount
                 ),
                 f"revoke the department's confirmation of {p.payment_id}",
+                Role.DEPARTMENTS,
             )
             done.append("department confirmation revoked")
         detail = f"{_workflow_ended(p)}; {', '.join(done) or 'nothing was open at the partners'}"
@@ -154,6 +159,7 @@ class SweeperWorkflow:
             DepartmentSystems.revoke_department_confirmation,
             DepartmentRequest(p.payment_id, p.department, p.reference, p.service_code, p.amount),
             f"revoke the department's confirmation of {p.payment_id}",
+            Role.DEPARTMENTS,
         )
         detail = f"{_workflow_ended(p)} before the department took the revocation; revoked"
         await self._record(
@@ -187,6 +193,7 @@ class SweeperWorkflow:
             PaymentMethods.capture,
             FundsRequest(p.payment_id, p.method_type, p.authorisation_id, p.amount),
             f"capture the funds of {p.payment_id}",
+            payment_method_role(p.method_type),
         )
         receipt = await self._record(
             PaymentRecords.settle, Settlement(p.payment_id, p.department, p.method_type, p.lines)
@@ -194,20 +201,30 @@ class SweeperWorkflow:
         return SweptPayment(p.payment_id, SweepOutcome.SUCCEEDED, f"receipt {receipt.number}")
 
     async def _partner_call(
-        self, activity: Callable[[Any, A], Awaitable[None]], arg: A, summary: str
+        self, activity: Callable[[Any, A], Awaitable[None]], arg: A, summary: str, partner: Role
     ) -> None:
         await workflow.execute_activity_method(
             activity,
             arg,
             summary=summary,
+            task_queue=_queue(partner),
             start_to_close_timeout=PARTNER_CALL_TIMEOUT,
             retry_policy=PAYMENT_STEP_RETRY,
         )
 
     async def _record(self, activity: Callable[[Any, A], Awaitable[T]], arg: A) -> T:
         return await workflow.execute_activity_method(
-            activity, arg, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=PAYMENT_STEP_RETRY
+            activity,
+            arg,
+            task_queue=_queue(Role.RECORDS),
+            start_to_close_timeout=RECORD_TIMEOUT,
+            retry_policy=PAYMENT_STEP_RETRY,
         )
+
+
+def _queue(role: Role) -> str:
+    """The task queue of ``role``'s activities, derived from this workflow's own."""
+    return task_queue(workflow.info().task_queue, role)
 
 
 def _workflow_ended(p: StrandedPayment) -> str:
