@@ -1,4 +1,8 @@
-"""The issuing departments' own systems, reached over HTTP at each department's URL."""
+"""The issuing departments' own systems, reached over HTTP at each department's URL.
+
+Each confirmation attempt counts in ``epay_department_confirmation_attempts_total`` by
+department and outcome, and each revocation, once, in ``epay_compensations_total``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import compensation_begun
 from domain.failures import FailureCode
 from domain.models import DepartmentAnswer, DepartmentRequest
 from epay import store
@@ -25,6 +30,22 @@ class DepartmentSystems:
 
         The department keys its confirmation by payment id, so asking twice confirms once.
         """
+        outcome = "unavailable"  # until the department answers
+        try:
+            answer = await self._ask_to_confirm(req)
+            outcome = "confirmed" if answer.confirmed else "rejected"
+            return answer
+        except ApplicationError:
+            outcome = "error"
+            raise
+        finally:
+            activity.logger.info("department %s: %s", req.department, outcome)
+            activity.metric_meter().create_counter(
+                "epay_department_confirmation_attempts",
+                "Attempts to confirm a payment with its department, by outcome",
+            ).add(1, {"department": req.department, "outcome": outcome})
+
+    async def _ask_to_confirm(self, req: DepartmentRequest) -> DepartmentAnswer:
         url = await store.department_confirm_url(self.pool, req.department)
         response = await self.http.post(
             f"{url}/confirmations",
@@ -54,6 +75,7 @@ class DepartmentSystems:
     async def revoke_department_confirmation(self, req: DepartmentRequest) -> None:
         """Withdraw a confirmation for a payment that will not be captured (a compensation,
         retried until done, like ``void_authorisation``)."""
+        compensation_begun(department=req.department)
         url = await store.department_confirm_url(self.pool, req.department)
         response = await self.http.delete(
             f"{url}/confirmations/{req.payment_id}",
@@ -66,3 +88,4 @@ class DepartmentSystems:
             raise ApplicationError(
                 f"department answered {response.status_code}", type="revocation_refused"
             )
+        activity.logger.info("department %s took the revocation", req.department)

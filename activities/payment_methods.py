@@ -15,6 +15,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import compensation_begun
 from domain.failures import DECLINE_CODES
 from domain.models import (
     AuthorisationResult,
@@ -71,7 +72,9 @@ class PaymentMethods:
             url, json=body, headers={"Idempotency-Key": _authorise_key(req.payment_id)}
         )
         del card, body  # card data leaves memory with this call
-        return _authorisation_result(response)
+        result = _authorisation_result(response)
+        activity.logger.info("%s authorisation: %s", req.method_type, _outcome(result))
+        return result
 
     @activity.defn
     async def complete_challenge(self, answer: ChallengeAnswer) -> AuthorisationResult:
@@ -81,7 +84,9 @@ class PaymentMethods:
             json={"otp": answer.otp},
             headers={"Idempotency-Key": f"{answer.payment_id}:3ds"},
         )
-        return _authorisation_result(response, answer.authorisation_id)
+        result = _authorisation_result(response, answer.authorisation_id)
+        activity.logger.info("3-D Secure challenge: %s", _outcome(result))
+        return result
 
     def _funds_url(self, req: FundsRequest, action: str) -> str:
         if req.method_type == "e_dirham":
@@ -103,6 +108,7 @@ class PaymentMethods:
         )
         raise_for_transient(response)
         if response.status_code < 400:
+            activity.logger.info("%s captured", req.method_type)
             return
         code = error_code(response)
         if code in CAPTURE_REFUSALS:
@@ -119,6 +125,7 @@ class PaymentMethods:
         A compensation must end up done, so even a refusal is retried: it stays visible as a
         retrying activity, with the refusal as its last failure, until an operator steps in.
         """
+        compensation_begun(method=req.method_type)
         if req.authorisation_id:
             response = await self.http.post(
                 self._funds_url(req, "void"), headers={"Idempotency-Key": f"{req.payment_id}:void"}
@@ -131,6 +138,7 @@ class PaymentMethods:
         raise_for_transient(response)
         if response.status_code >= 400:
             raise ApplicationError(f"void refused: {error_code(response)}", type="void_refused")
+        activity.logger.info("%s authorisation voided", req.method_type)
 
 
 # The acquirer's and issuer's explicit, final refusals of a capture.
@@ -139,6 +147,10 @@ CAPTURE_REFUSALS = frozenset({"not_capturable", "amount_too_large"})
 
 def _authorise_key(payment_id: str) -> str:
     return f"{payment_id}:authorise"
+
+
+def _outcome(result: AuthorisationResult) -> str:
+    return result.failure_code or result.status.value
 
 
 def _authorisation_result(

@@ -33,14 +33,18 @@ class PaymentRecords:
     async def reserve_fee(self, req: PaymentRequest) -> ReservationResult:
         """Create the payment and lock its reference for this payment alone."""
         info = activity.info()
-        return await store.reserve_fee(
+        result = await store.reserve_fee(
             self.pool, req, info.workflow_id or req.payment_id, info.current_attempt_scheduled_time
         )
+        activity.logger.info("fee %s", "reserved" if result.ok else f"not reserved: {result.code}")
+        return result
 
     @activity.defn
     async def record_transition(self, change: Transition) -> str:
         with _illegal_transitions_are_final():
-            return await store.record_transition(self.pool, change)
+            state = await store.record_transition(self.pool, change)
+        activity.logger.info("%s: now %s", change.event, state)
+        return state
 
     @activity.defn
     async def record_note(self, entry: AuditEntry) -> None:
@@ -51,7 +55,9 @@ class PaymentRecords:
     async def close_unpaid(self, change: Transition) -> str:
         """Record the end state, release the reservation and forget the card data."""
         with _illegal_transitions_are_final():
-            return await store.close_unpaid(self.pool, change)
+            state = await store.close_unpaid(self.pool, change)
+        activity.logger.info("%s: ended %s, reservation released", change.event, state)
+        return state
 
     @activity.defn
     async def release_unanswered_reservation(self, change: Transition) -> str:
@@ -63,7 +69,9 @@ class PaymentRecords:
     async def settle(self, settlement: Settlement) -> Receipt:
         """Post the balanced ledger journal and issue the receipt, once."""
         with _illegal_transitions_are_final():
-            return await store.settle(self.pool, settlement)
+            receipt = await store.settle(self.pool, settlement)
+        activity.logger.info("settled: receipt %s", receipt.number)
+        return receipt
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,11 +11,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 
 from api import departments, payer
 from api.context import Context, Ctx
-from api.errors import install_error_handlers
+from api.errors import INTERNAL_ERROR, install_error_handlers, problem_body
 from api.limits import BodySizeLimit
+from epay import telemetry
 from epay.config import Settings
 from epay.db import create_pool
 from epay.temporal import connect
@@ -22,10 +25,10 @@ from epay.temporal import connect
 log = logging.getLogger("epay.api")
 
 
-async def _connect_with_retry(settings: Settings, attempts: int = 30) -> Client:
+async def _connect_with_retry(settings: Settings, runtime: Runtime, attempts: int = 30) -> Client:
     for attempt in range(1, attempts + 1):
         try:
-            return await connect(settings)
+            return await connect(settings, runtime=runtime)
         except Exception:  # noqa: BLE001 - Temporal may still be starting
             if attempt == attempts:
                 raise
@@ -38,14 +41,17 @@ async def _connect_with_retry(settings: Settings, attempts: int = 30) -> Client:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
+    process = telemetry.setup(settings, telemetry.SERVICE_API)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        telemetry.adopt_server_logs()  # uvicorn has configured its loggers by now
         pool = await create_pool(settings.require_database_url(), max_size=20)
-        temporal = await _connect_with_retry(settings)
+        temporal = await _connect_with_retry(settings, process.runtime)
         app.state.ctx = Context(settings=settings, pool=pool, temporal=temporal)
         yield
         await pool.close()
+        process.shutdown()
 
     app = FastAPI(
         title="ePay",
@@ -58,6 +64,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(
+        telemetry.RequestTelemetry,
+        meter=process.meter,
+        internal_error=json.dumps(problem_body(INTERNAL_ERROR)).encode(),
+    )
+    telemetry.instrument_app(app, process.provider)
     app.include_router(departments.router)
     app.include_router(payer.router)
 

@@ -51,6 +51,11 @@ def problem_body(error: ApiError) -> dict[str, Any]:
     return body
 
 
+# What an unexpected exception is answered with (``epay.telemetry.RequestTelemetry`` answers it,
+# and logs the exception's type and the request id alone).
+INTERNAL_ERROR = ApiError(500, "internal_error", "Something went wrong on our side.")
+
+
 def problem(error: ApiError) -> JSONResponse:
     return JSONResponse(problem_body(error), status_code=error.status, media_type=PROBLEM_JSON)
 
@@ -144,8 +149,3 @@ def install_error_handlers(app: FastAPI) -> None:
                 title="Service unavailable",
             )
         )
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
-        return problem(ApiError(500, "internal_error", "Something went wrong on our side."))

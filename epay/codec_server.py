@@ -33,7 +33,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.common import MetricMeter
 
+from epay import telemetry
 from epay.codec import EncryptionCodec, PayloadKeyError
 from epay.config import Settings
 from epay.secrets import hash_operator_token
@@ -115,7 +117,7 @@ cookie is only sent there.</p>
     )
 
 
-def create_codec_app(settings: Settings) -> FastAPI:
+def create_codec_app(settings: Settings, meter: MetricMeter = MetricMeter.noop) -> FastAPI:
     codec = EncryptionCodec(settings.payload_keys)
     operators = Operators(settings)
     allowed_origins = set(settings.temporal_ui_origins)
@@ -127,6 +129,14 @@ def create_codec_app(settings: Settings) -> FastAPI:
         allow_methods=["POST"],
         allow_headers=["Content-Type", "X-Namespace", "Authorization"],
         max_age=600,
+    )
+    app.add_middleware(
+        telemetry.RequestTelemetry,
+        meter=meter,
+        internal_error=bytes(_problem(500, "internal_error", "Something went wrong.").body),
+    )
+    payloads = meter.create_counter(
+        "epay_codec_payloads", "Payloads decoded or encoded for operators, by direction"
     )
 
     def operator_of(request: Request) -> str | Response:
@@ -167,6 +177,7 @@ def create_codec_app(settings: Settings) -> FastAPI:
             converted = await run(received.payloads)
         except PayloadKeyError as exc:
             return _problem(400, "payload_key_unknown", str(exc))
+        payloads.add(len(converted), {"direction": direction})
         namespace = request.headers.get("x-namespace") or request.path_params.get("namespace")
         log.info(
             "operator %s: %s %d payloads (namespace %s)",
@@ -229,4 +240,9 @@ def create_codec_app(settings: Settings) -> FastAPI:
 def serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
-    uvicorn.run(create_codec_app(settings), host=host, port=port, log_level="info")
+    process = telemetry.setup(settings, telemetry.SERVICE_CODEC_SERVER)
+    app = create_codec_app(settings, process.meter)
+    telemetry.instrument_app(app, process.provider)
+    # The process's logging stays as set up: JSON lines, and one access line a request
+    # from RequestTelemetry instead of uvicorn's.
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)

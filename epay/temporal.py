@@ -10,6 +10,7 @@ from temporalio.runtime import Runtime
 
 from epay.codec import EncryptionCodec, PayloadKeys
 from epay.config import Settings
+from epay.telemetry import temporal_interceptors
 
 
 def data_converter(keys: PayloadKeys) -> DataConverter:
@@ -24,10 +25,13 @@ def data_converter(keys: PayloadKeys) -> DataConverter:
 
 async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
     """A client on the configured cluster: address, namespace, TLS or mTLS and API key come
-    from the SDK's environment configuration (``TEMPORAL_*``, see ``Settings``)."""
+    from the SDK's environment configuration (``TEMPORAL_*``, see ``Settings``). Its calls,
+    and the workers made from it, are traced (``epay.telemetry``); ``runtime`` is the
+    process's (its Prometheus endpoint), else the SDK's default."""
     return await Client.connect(
         **settings.temporal_connect_config,
         data_converter=data_converter(settings.payload_keys),
+        interceptors=temporal_interceptors(),
         runtime=runtime,
     )
 
