@@ -17,7 +17,7 @@ from typing import NoReturn
 import httpx
 
 from domain.queues import Role
-from epay import ops, secrets, store
+from epay import bench, ops, secrets, store
 from epay.config import Settings, SettingsError
 from epay.db import create_pool, migrate
 
@@ -257,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     sch.add_argument("--every", type=float, default=5, metavar="MINUTES")
     swsub.add_parser("run", help="run one sweep now and print what it did")
     ops.add_parser(sub)
+    bench.add_parser(sub)
     return parser
 
 
@@ -295,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         _exit_without_teardown()
     elif args.command == "ops":
         _exit_without_teardown(asyncio.run(ops.run(args, _settings())))
+    elif args.command == "bench":
+        _exit_without_teardown(bench.main(args))
     elif args.command == "sandbox":
         if args.action == "serve":
             from sandbox.__main__ import serve as serve_sandbox
