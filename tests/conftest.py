@@ -23,6 +23,7 @@ from domain.search import dev_server_args
 from epay.config import Settings
 from epay.secrets import hash_operator_token, new_operator_token
 from epay.temporal import connect
+from tests.otlp_receiver import OtlpReceiver
 from tests.support import (
     BIN,
     Process,
@@ -81,11 +82,24 @@ class Stack:
         self.workers: list[Process] = []
         self.processes: list[Process] = []
         self.sandbox_process: Process | None = None
+        self.metrics_ports: dict[Process, int] = {}
+        self.traces: OtlpReceiver | None = None  # what the processes export, if anything
 
     def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> Process:
-        proc = Process(name, list(args), env or self.env, self.log_dir)
+        """A process of the stack, with a Prometheus port of its own (``metrics``)."""
+        port = free_port()
+        proc = Process(
+            name, list(args), (env or self.env) | {"EPAY_METRICS_PORT": str(port)}, self.log_dir
+        )
         self.processes.append(proc)
+        self.metrics_ports[proc] = port
         return proc
+
+    def metrics(self, proc: Process) -> str:
+        """What ``proc`` serves Prometheus on its ``/metrics``."""
+        response = httpx.get(f"http://127.0.0.1:{self.metrics_ports[proc]}/metrics", timeout=10)
+        response.raise_for_status()
+        return response.text
 
     def start_temporal(self, db_filename: Path | None = None) -> Process:
         """The Temporal dev server on its port; with ``db_filename`` its state outlives it."""
@@ -289,6 +303,7 @@ def stack_env(dsn: str, log_dir: Path, **overrides: str) -> dict[str, str]:
             EPAY_STATE_DIR=str(log_dir / "state"),
             SANDBOX_SLOW_SECONDS=str(SLOW_SECONDS),
             SANDBOX_LOST_ANSWER_DELAY=str(LOST_ANSWER_DELAY),
+            OTEL_BSP_SCHEDULE_DELAY="200",  # spans reach a receiver within a fifth of a second
         )
         | overrides
     )
@@ -297,8 +312,13 @@ def stack_env(dsn: str, log_dir: Path, **overrides: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     log_dir = Path(tempfile.mkdtemp(prefix="epay-test-logs-"))
+    traces = OtlpReceiver()
+    receiver = traces.start()
     with temporary_database() as dsn:
-        s = Stack(stack_env(dsn, log_dir), dsn, log_dir)
+        s = Stack(
+            stack_env(dsn, log_dir, OTEL_EXPORTER_OTLP_ENDPOINT=traces.endpoint), dsn, log_dir
+        )
+        s.traces = traces
         try:
             temporal = s.start_temporal()
             sandbox = s.start_sandbox()
@@ -323,3 +343,4 @@ def stack() -> Iterator[Stack]:
         finally:
             for proc in reversed(s.processes):
                 proc.stop()
+            receiver.shutdown()

@@ -29,6 +29,7 @@ from activities.payment_methods import PaymentMethods
 from activities.records import PaymentRecords
 from activities.sweeper import Sweeps
 from domain.queues import Role, roles_in, task_queue
+from epay import telemetry
 from epay.config import Settings
 from epay.db import create_pool
 from epay.temporal import connect
@@ -236,8 +237,10 @@ async def run_worker(
     settings: Settings, *, role: str | None = None, stop: asyncio.Event | None = None
 ) -> None:
     """Run the Workers of ``role`` (default ``EPAY_WORKER_ROLE``) until SIGTERM or SIGINT,
-    answering probes on ``EPAY_HEALTH_PORT`` if set."""
+    answering probes on ``EPAY_HEALTH_PORT`` if set. A process that runs the records role
+    also counts the stuck payments (``epay_payments_stuck``) from the read model."""
     chosen = worker_role(role or settings.worker_role)
+    process = telemetry.setup(settings, telemetry.worker_service(chosen.value))
     roles = roles_in(chosen)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -262,8 +265,11 @@ async def run_worker(
 
     health = await serve_health(settings.health_port, ready) if settings.health_port else None
     limits = http_limits(roles, settings)
+    stuck = None
+    if Role.RECORDS in roles:
+        stuck = asyncio.create_task(telemetry.report_stuck_payments(pool, process.meter))
     try:
-        client = await connect(settings)
+        client = await connect(settings, runtime=process.runtime)
         async with AsyncExitStack() as opened:
             http = None
             if limits is not None:
@@ -280,7 +286,10 @@ async def run_worker(
             draining = True
             log.info("stopping: draining tasks in flight (up to %s)", DRAIN_TIMEOUT)
     finally:
+        if stuck is not None:
+            stuck.cancel()
         await pool.close()
         if health is not None:
             health.close()
+        process.shutdown()
     log.info("worker stopped")

@@ -155,6 +155,7 @@ class PaymentWorkflow:
     @workflow.run
     async def run(self, req: PaymentRequest) -> PaymentOutcome:
         self._req = req
+        _count("epay_payments_started", "Payments started", department=req.department)
         self._visible = workflow.patched(OPERATOR_VIEW)
         self._deadline = workflow.info().workflow_start_time + timedelta(
             seconds=req.payment_window_seconds
@@ -164,6 +165,7 @@ class PaymentWorkflow:
             self._reservation = await self._reserve_fee(req)
             if not self._reservation.ok:
                 self._show(f"not started: {self._reservation.code}")
+                self._count_end("rejected", self._reservation.code)
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 return PaymentOutcome(state="rejected", failure_code=self._reservation.code)
             self._set_state(PaymentState.RESERVED)
@@ -625,9 +627,21 @@ class PaymentWorkflow:
         workflow.set_current_details(f"{self._state or 'new'}: {doing}{when}")
 
     def _set_state(self, state: PaymentState) -> None:
-        """The payment's new state, published as search attributes for operators to filter."""
+        """The payment's new state, published as search attributes for operators to filter,
+        logged and measured (the time spent in the step it leaves, and its end)."""
+        left, since = self._state, self._step_started_at
         self._state = state
         self._step_started_at = workflow.now()
+        workflow.logger.info("%s -> %s", left or "new", state)
+        if left is not None and since is not None:
+            workflow.metric_meter().create_histogram_timedelta(
+                "epay_payment_step_seconds", "Time payments spent in each step", "s"
+            ).record(
+                self._step_started_at - since,
+                {"step": left.value, "department": self._req.department},
+            )
+        if state.is_terminal:
+            self._count_end(state.value, self._failure_code)
         if not self._visible:
             return  # a payment started before search attributes were published
         req = self._req
@@ -648,6 +662,16 @@ class PaymentWorkflow:
         if self._failure_code:
             updates.append(search.FAILURE_CODE.value_set(self._failure_code))
         workflow.upsert_search_attributes(updates)
+
+    def _count_end(self, state: str, failure_code: str | None) -> None:
+        _count(
+            "epay_payments_ended",
+            "Payments ended, by end state, failure code and method",
+            department=self._req.department,
+            state=state,
+            failure_code=failure_code or "none",
+            method=self._submission.method.type if self._submission else "none",
+        )
 
     async def _wait_for_payer(self, arrived: Callable[[], bool]) -> None:
         """Wait for the payer until the payment window closes; a cancel ends the wait."""
@@ -778,6 +802,13 @@ class PaymentWorkflow:
         return DepartmentRequest(
             req.payment_id, req.department, req.reference, req.service_code, req.total
         )
+
+
+def _count(name: str, description: str, **labels: str) -> None:
+    """One more in counter ``name`` (docs/observability.md). The SDK's workflow metric meter
+    records nothing while a workflow replays, so a payment counts once however often its
+    history is replayed."""
+    workflow.metric_meter().create_counter(name, description).add(1, labels)
 
 
 def _stopped_by_cancel(err: FailureError) -> bool:
