@@ -78,7 +78,12 @@ PAYMENT_TIMEOUT = 120.0  # seconds a payment may take before the bench gives up 
 HISTORY_SAMPLE = 20  # ePay histories fetched per payment method
 STATS_SETTLE = 11.0  # seconds: PostgreSQL publishes an idle backend's counters within 10 s
 STACK_ROLES = ("api", "worker", "temporal")  # the processes measured on the ePay side
-PROCESS_NAMES = {"api": "API", "worker": "worker", "temporal": "Temporal server"}
+PROCESS_NAMES = {
+    "api": "API",
+    "worker": "worker",
+    "temporal": "Temporal server",
+    "bench": "bench driver",
+}
 
 
 # --- figures -----------------------------------------------------------------------------
@@ -258,30 +263,43 @@ def parse_pids(text: str) -> dict[str, list[int]]:
 # --- the database ------------------------------------------------------------------------
 
 
-async def database_counters(dsn: str) -> dict[str, int]:
+async def database_counters(dsn: str) -> dict[str, Any]:
+    """The database's transactions and rows so far, and the rows each table has had read by
+    sequential scans (those grow with the table, where an index scan would not)."""
     conn = await asyncpg.connect(dsn)
     try:
-        row = await conn.fetchrow(
+        totals = await conn.fetchrow(
             """SELECT xact_commit + xact_rollback AS transactions, tup_returned AS rows_scanned,
                       tup_inserted + tup_updated + tup_deleted AS rows_written
                FROM pg_stat_database WHERE datname = current_database()"""
         )
+        tables = await conn.fetch("SELECT relname, seq_tup_read FROM pg_stat_user_tables")
     finally:
         await conn.close()
-    assert row is not None
-    return dict(row)
+    assert totals is not None
+    return {**totals, "by_table": {t["relname"]: t["seq_tup_read"] for t in tables}}
 
 
 def database_figures(
-    before: dict[str, int], after: dict[str, int], payments: int
+    before: dict[str, Any], after: dict[str, Any], payments: int
 ) -> dict[str, Any]:
+    def per_payment(a: int, b: int) -> float:
+        return round((a - b) / payments, 1)
+
+    scanned = {
+        table: per_payment(rows, before["by_table"].get(table, 0))
+        for table, rows in after["by_table"].items()
+    }
     return {
         "measured": "pg_stat_database of the stack's database over the ePay phase: proxies, "
         "not a count of SQL statements",
         **{
-            f"{name}_per_payment": round((after[name] - before[name]) / payments, 1)
-            for name in before
+            f"{name}_per_payment": per_payment(after[name], before[name])
+            for name in ("transactions", "rows_scanned", "rows_written")
         },
+        "rows_read_by_sequential_scans_per_payment": dict(
+            sorted(((t, n) for t, n in scanned.items() if n), key=lambda tn: -tn[1])[:3]
+        ),
     }
 
 
@@ -598,7 +616,9 @@ async def run_floor(
     floor = FloorPipeline(client, floor_queue(settings))
     try:
         await drive(WARMUP, concurrency, floor.pay)
-        meter = ProcessMeter({"worker": [worker.pid], "temporal": temporal_pids})
+        meter = ProcessMeter(
+            {"worker": [worker.pid], "temporal": temporal_pids, "bench": [os.getpid()]}
+        )
         outcomes = await drive(payments, concurrency, floor.pay, "floor")
         processes = meter.report(payments)
     finally:
@@ -622,7 +642,7 @@ async def run_epay(
     """The ePay phase, with the database's counters around it when the bench can read them."""
     dsn = settings.database_url
     before = await database_counters(dsn) if dsn else None
-    meter = ProcessMeter(pids)
+    meter = ProcessMeter(pids | {"bench": [os.getpid()]})
     outcomes = await drive(payments, concurrency, pipeline.pay, "ePay")
     processes = meter.report(payments)
     database = None
@@ -770,15 +790,16 @@ def _num(value: float | None) -> str:
     return f"{value:,.2f}" if abs(value) < 10 else f"{value:,.1f}"
 
 
-LATENCY_HEADER = f"{'p50':>7}{'p95':>7}{'p99':>7}"
+CELL = 9
+LATENCY_HEADER = "".join(f"{p:>{CELL}}" for p in ("p50", "p95", "p99"))
 
 
 def _row(name: str, succeeded: str, per_second: float | None, figures: Sequence[Any]) -> str:
     """One line of the pipelines' table: the six latencies, then the history events."""
-    cells = [f"{_num(v):>7}" for v in figures]
+    cells = [f"{_num(v):>{CELL}}" for v in figures]
     return (
-        f"{name:14}{succeeded:>11}{_num(per_second):>9}   {''.join(cells[:3])}   "
-        f"{''.join(cells[3:6])}   {''.join(cells[6:])}"
+        f"{name:14}{succeeded:>11}{_num(per_second):>9} {''.join(cells[:3])} "
+        f"{''.join(cells[3:6])} {''.join(cells[6:])}"
     )
 
 
@@ -802,9 +823,10 @@ def render(report: dict[str, Any]) -> str:
         f"{m['temporalio']}, Temporal server {m['temporal_server']}; load average "
         f"{m['load_average_before'][0]} before, {m['load_average_after'][0]} after",
         "",
-        f"{'':34}   {'create->reserved ms':^21}   {'authorise->succeeded':^21}   history events",
-        f"{'':14}{'succeeded':>11}{'pay/s':>9}   {LATENCY_HEADER}   {LATENCY_HEADER}   "
-        f"{'e-Dirham':>8} {'card':>6}",
+        f"{'':34} {'create->reserved ms':>{3 * CELL}} {'authorise->succeeded ms':>{3 * CELL}} "
+        f"{'history events':>{2 * CELL}}",
+        f"{'':14}{'succeeded':>11}{'pay/s':>9} {LATENCY_HEADER} {LATENCY_HEADER} "
+        f"{'e-Dirham':>{CELL}}{'card':>{CELL}}",
         _row(
             "ePay",
             f"{epay['succeeded']}/{epay['payments']}",
@@ -853,7 +875,15 @@ def render(report: dict[str, Any]) -> str:
             f"database per ePay payment ({db['measured']}):\n  "
             f"{_num(db['transactions_per_payment'])} transactions, "
             f"{_num(db['rows_scanned_per_payment'])} rows scanned, "
-            f"{_num(db['rows_written_per_payment'])} rows written"
+            f"{_num(db['rows_written_per_payment'])} rows written; most read by sequential "
+            "scans: "
+            + (
+                ", ".join(
+                    f"{table} {_num(rows)}"
+                    for table, rows in db["rows_read_by_sequential_scans_per_payment"].items()
+                )
+                or "none"
+            )
             if db
             else "database: not measured (no DATABASE_URL)"
         ),
@@ -946,3 +976,4 @@ def _on_started_stack(args: argparse.Namespace) -> dict[str, Any]:
 
 if __name__ == "__main__":  # the floor's worker, started by run_floor()
     asyncio.run(serve_floor())
+    os._exit(0)  # at once: the SDK's threads may abort a normal teardown (sdk-python#300)

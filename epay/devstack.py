@@ -235,7 +235,16 @@ class DevStack:
         )
         self._wait("codec server", self._healthy(f"{self.codec_url}/healthz"), codec)
         self.say("scheduling the sweeper ...")
-        subprocess.run([str(BIN / "epay"), "sweeper", "schedule"], env=self.env, check=True)
+        scheduled = subprocess.run(
+            [str(BIN / "epay"), "sweeper", "schedule"],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.say(scheduled.stdout.rstrip())
+        if scheduled.returncode != 0:
+            raise SystemExit("the sweeper could not be scheduled")
 
     def _stop(self, exc: BaseException | None) -> None:
         if isinstance(exc, KeyboardInterrupt):

@@ -53,11 +53,14 @@ def test_bench_drives_epay_and_the_floor_and_reports_their_figures(stack: Stack)
     assert floor["history_events"]["floor"]["sampled"] == PAYMENTS
     assert floor["history_events"]["floor"]["min"] > 0
 
-    # The stack's own processes were found by their command lines, and measured.
-    assert set(epay["processes"]) == {"api", "worker", "temporal"}
-    assert set(floor["processes"]) == {"worker", "temporal"}
-    for process in [*epay["processes"].values(), *floor["processes"].values()]:
-        assert process["cpu_ms_per_payment"] > 0 and process["peak_rss_mb"] > 0
+    # The stack's own processes were found by their command lines, and measured; so was
+    # the bench's own process, which may use less than a clock tick in so short a run.
+    assert set(epay["processes"]) == {"api", "worker", "temporal", "bench"}
+    assert set(floor["processes"]) == {"worker", "temporal", "bench"}
+    for phase in (epay, floor):
+        for role, process in phase["processes"].items():
+            assert process["peak_rss_mb"] > 0
+            assert process["cpu_ms_per_payment"] > 0 or role == "bench"
     assert epay["processes"]["temporal"]["pids"] == floor["processes"]["temporal"]["pids"]
 
     database = epay["database"]
