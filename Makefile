@@ -3,12 +3,15 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test chaos record-histories screenshots lint install clean
+.PHONY: run test chaos bench record-histories screenshots lint install lock clean
 
-$(BIN)/.installed: pyproject.toml
+# The whole tree comes pinned from requirements-dev.lock (make lock writes it from
+# pyproject.toml); ePay itself is installed on top, editable, without resolving again.
+$(BIN)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 install: $(BIN)/.installed
@@ -22,6 +25,10 @@ test: install
 chaos: install
 	$(BIN)/python -m tests.chaos --payments 300
 
+# ePay against the Temporal floor on a stack of its own (docs/performance.md).
+bench: install
+	$(BIN)/epay bench --start-stack --payments 1000
+
 # Record the workflow histories every release must replay (tests/histories/, docs/design.md).
 record-histories: install
 	$(BIN)/pytest -q -p no:cacheprovider tests/histories/record.py
@@ -34,6 +41,14 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+
+# Pin the whole dependency tree again after a change to pyproject.toml: requirements.lock for
+# the production image, requirements-dev.lock for make run, make test and CI.
+LOCK := $(BIN)/pip-compile --quiet --strip-extras --allow-unsafe --no-header \
+	--no-emit-index-url --no-emit-find-links
+lock: install
+	$(LOCK) --output-file requirements.lock pyproject.toml
+	$(LOCK) --extra dev --output-file requirements-dev.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) .epay .pytest_cache .mypy_cache .ruff_cache
