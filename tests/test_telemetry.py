@@ -31,6 +31,7 @@ from tests.chaos import luhn_complete
 from tests.conftest import Stack, card, e_dirham, new_reference, token_of
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.support import Process, wait_until
+from tests.test_sweeper import quiet, sweep, swept, terminate
 
 WORKER_SERVICE = telemetry.worker_service("all")
 SANDBOX_CARDS = [v for k, v in vars(acquirer).items() if k.startswith("CARD_")] + [
@@ -216,6 +217,19 @@ def test_the_worker_counts_stuck_payments_by_step(stack: Stack) -> None:
     finally:
         with stack.client() as c:
             c.post(f"/v1/payments/{payment['id']}/cancel")
+
+
+def test_the_worker_counts_the_payments_the_sweeper_ends(stack: Stack) -> None:
+    payment = stack.created()
+    before = stack.metrics(worker_process(stack))
+    terminate(stack, payment)
+    quiet(stack, payment["id"])
+    assert swept(sweep(stack), payment["id"]) is not None
+    after = stack.metrics(worker_process(stack))
+    cancelled = {"department": "DM", "outcome": "cancelled"}
+    assert total(after, "epay_payments_swept_total", **cancelled) >= (
+        total(before, "epay_payments_swept_total", **cancelled) + 1
+    )
 
 
 def test_the_codec_server_serves_its_metrics(stack: Stack) -> None:

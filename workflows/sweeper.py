@@ -94,7 +94,12 @@ class SweeperWorkflow:
         )
         summary.stranded = len(stranded)
         for payment in stranded:
-            summary.add(await self._sweep(payment))
+            swept = await self._sweep(payment)
+            # docs/observability.md; the SDK's meter records nothing while a sweep replays.
+            workflow.metric_meter().create_counter(
+                "epay_payments_swept", "Stranded payments the sweeper handled, by outcome"
+            ).add(1, {"department": payment.department, "outcome": swept.outcome.value})
+            summary.add(swept)
         return summary
 
     async def _sweep(self, payment: StrandedPayment) -> SweptPayment:
