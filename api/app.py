@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -10,8 +9,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from temporalio.client import Client
-from temporalio.runtime import Runtime
 
 from api import departments, payer
 from api.context import Context, Ctx
@@ -20,23 +17,9 @@ from api.limits import BodySizeLimit
 from epay import telemetry
 from epay.config import Settings
 from epay.db import create_pool
-from epay.temporal import connect
+from epay.temporal import connect_when_reachable
 
 log = logging.getLogger("epay.api")
-
-
-async def _connect_with_retry(settings: Settings, runtime: Runtime, attempts: int = 30) -> Client:
-    for attempt in range(1, attempts + 1):
-        try:
-            return await connect(settings, runtime=runtime)
-        except Exception:  # noqa: BLE001 - Temporal may still be starting
-            if attempt == attempts:
-                raise
-            log.warning(
-                "Temporal at %s not reachable yet (try %d)", settings.temporal_address, attempt
-            )
-            await asyncio.sleep(1)
-    raise AssertionError("unreachable")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -47,7 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         telemetry.adopt_server_logs()  # uvicorn has configured its loggers by now
         pool = await create_pool(settings.require_database_url(), max_size=20)
-        temporal = await _connect_with_retry(settings, process.runtime)
+        temporal = await connect_when_reachable(settings, runtime=process.runtime)
         app.state.ctx = Context(settings=settings, pool=pool, temporal=temporal)
         yield
         await pool.close()

@@ -271,7 +271,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         from api.app import create_app
 
-        uvicorn.run(create_app(_settings()), host=args.host, port=args.port, log_level="info")
+        # The app configures logging itself (epay.telemetry): JSON lines from the first one.
+        uvicorn.run(
+            create_app(_settings()),
+            host=args.host,
+            port=args.port,
+            log_config=None,
+            access_log=False,
+        )
     elif args.command == "worker":
         from workers.main import run_worker
 

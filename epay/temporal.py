@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 
 from temporalio.client import Client
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
@@ -11,6 +13,8 @@ from temporalio.runtime import Runtime
 from epay.codec import EncryptionCodec, PayloadKeys
 from epay.config import Settings
 from epay.telemetry import temporal_interceptors
+
+log = logging.getLogger("epay.temporal")
 
 
 def data_converter(keys: PayloadKeys) -> DataConverter:
@@ -34,6 +38,24 @@ async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Clie
         interceptors=temporal_interceptors(),
         runtime=runtime,
     )
+
+
+async def connect_when_reachable(
+    settings: Settings, *, runtime: Runtime | None = None, attempts: int = 30
+) -> Client:
+    """:func:`connect`, retried once a second while Temporal is not reachable yet (it may be
+    starting beside this process, or restarting), before giving up with its error."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await connect(settings, runtime=runtime)
+        except RuntimeError:  # the SDK's "Failed client connect" for an unreachable server
+            if attempt == attempts:
+                raise
+            log.warning(
+                "Temporal at %s not reachable yet (try %d)", settings.temporal_address, attempt
+            )
+            await asyncio.sleep(1)
+    raise AssertionError("unreachable")
 
 
 def payment_workflow_id(payment_id: str) -> str:

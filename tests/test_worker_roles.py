@@ -31,7 +31,7 @@ from domain.sweeper import SweepOutcome, SweepRequest, SweepSummary
 from epay.codec import PayloadKeys
 from epay.temporal import data_converter
 from tests.conftest import Stack, card, e_dirham, new_reference
-from tests.support import Process, free_port, http_ok, run_sync, wait_until
+from tests.support import BIN, Process, free_port, http_ok, run_sync, wait_until
 from workflows.payment import PaymentWorkflow
 from workflows.sweeper import SweeperWorkflow
 
@@ -277,6 +277,29 @@ def test_a_worker_without_its_database_is_alive_but_not_ready(stack: Stack) -> N
     )
     try:
         wait_until(http_ok(f"http://127.0.0.1:{port}/healthz"), timeout=30, what="liveness")
+        assert http_status(f"http://127.0.0.1:{port}/readyz") == 503
+    finally:
+        worker.stop()
+
+
+def test_a_worker_started_before_temporal_waits_for_it(stack: Stack) -> None:
+    """A worker pod may start before the Temporal frontend answers: it waits, not crashes."""
+    port = free_port()
+    worker = stack.spawn(
+        "worker-before-temporal",
+        str(BIN / "epay"),
+        "worker",
+        env=stack.env
+        | {"TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}", "EPAY_HEALTH_PORT": str(port)},
+    )
+    try:
+        wait_until(
+            lambda: "not reachable yet (try 2)" in worker.log(),
+            timeout=30,
+            what="a second try",
+            proc=worker,
+        )
+        assert worker.alive() and "Traceback" not in worker.log()
         assert http_status(f"http://127.0.0.1:{port}/readyz") == 503
     finally:
         worker.stop()

@@ -32,7 +32,7 @@ from domain.queues import Role, roles_in, task_queue
 from epay import telemetry
 from epay.config import Settings
 from epay.db import create_pool
-from epay.temporal import connect
+from epay.temporal import connect_when_reachable
 from workers.health import serve_health
 from workflows.payment import PaymentWorkflow
 from workflows.sweeper import SweeperWorkflow
@@ -269,7 +269,7 @@ async def run_worker(
     if Role.RECORDS in roles:
         stuck = asyncio.create_task(telemetry.report_stuck_payments(pool, process.meter))
     try:
-        client = await connect(settings, runtime=process.runtime)
+        client = await connect_when_reachable(settings, runtime=process.runtime)
         async with AsyncExitStack() as opened:
             http = None
             if limits is not None:
