@@ -13,9 +13,10 @@ data converter, and prints both and their ratios. How each figure is measured:
   nothing (run it on the stack's machine: one clock); the floor, from its reserve
   activity's completion to its settle activity's, in history.
 - payments/s: those that succeeded over the time from the first start to the last end.
-- CPU and memory of the API, worker and Temporal server processes: utime + stime
-  (``/proc/<pid>/stat``) over the phase, per payment; peak RSS (``VmHWM``) at its end, and how
-  much it grew during the phase, per payment. Several processes of a role are summed.
+- CPU and memory of the API, worker, Temporal server and sandbox processes, and of the bench
+  itself (all share the machine): utime + stime (``/proc/<pid>/stat``) over the phase, per
+  payment; peak RSS (``VmHWM``) at its end, and how much it grew during the phase, per
+  payment. Several processes of a role are summed. PostgreSQL's are not measured.
 - history events: ePay, a sample of each method's workflow histories; the floor, all.
 - database: ``pg_stat_database`` counters of the stack's database over the ePay phase:
   transactions and rows, labelled proxies of SQL statements (PostgreSQL counts statements
@@ -77,11 +78,12 @@ POLL_INTERVAL = 0.05  # seconds between looks at the department's list of paymen
 PAYMENT_TIMEOUT = 120.0  # seconds a payment may take before the bench gives up on it
 HISTORY_SAMPLE = 20  # ePay histories fetched per payment method
 STATS_SETTLE = 11.0  # seconds: PostgreSQL publishes an idle backend's counters within 10 s
-STACK_ROLES = ("api", "worker", "temporal")  # the processes measured on the ePay side
+STACK_ROLES = ("api", "worker", "temporal", "sandbox")  # the processes of a stack measured
 PROCESS_NAMES = {
     "api": "API",
     "worker": "worker",
     "temporal": "Temporal server",
+    "sandbox": "sandbox (the partners)",
     "bench": "bench driver",
 }
 
@@ -204,33 +206,41 @@ def _option(argv: Sequence[str], name: str, default: str) -> str:
     return argv[argv.index(name) + 1] if name in argv[:-1] else default
 
 
-def _epay_command(argv: Sequence[str]) -> str | None:
-    """``api`` or ``worker`` for an ``epay api`` or ``epay worker`` process."""
+def _stack_role(argv: Sequence[str]) -> str | None:
+    """What a process of an ePay stack is, by its command line."""
+    if argv and Path(argv[0]).name == "temporal" and "start-dev" in argv:
+        return "temporal"
     for i, arg in enumerate(argv[:-1]):
-        if Path(arg).name == "epay" and argv[i + 1] in ("api", "worker"):
+        if arg == "-m" and argv[i + 1] == "sandbox":
+            return "sandbox"
+        if Path(arg).name == "epay" and argv[i + 1] in ("api", "worker", "sandbox"):
             return argv[i + 1]
     return None
 
 
 def find_stack_processes(settings: Settings, api_url: str) -> dict[str, list[int]]:
-    """The API, worker and Temporal server processes of the stack the settings point at,
-    by their command lines; several stacks may run on one machine, so an API must listen on
-    the API's port, and an API or worker must have the stack's Temporal address and task
+    """The API, worker, Temporal server and sandbox processes of the stack the settings
+    point at, by their command lines. Several stacks may run on one machine: a server must
+    listen on the stack's port, and a worker must have the stack's Temporal address and task
     queue in its environment."""
     found: dict[str, list[int]] = {role: [] for role in STACK_ROLES}
-    temporal_port = settings.temporal_address.rsplit(":", 1)[1]
-    api_port = str(urlsplit(api_url).port or 80)
+    ports = {  # role: (the stack's port, the process's default)
+        "temporal": (settings.temporal_address.rsplit(":", 1)[1], "7233"),
+        "api": (str(urlsplit(api_url).port or 80), "8000"),
+        "sandbox": (str(urlsplit(settings.issuer_url).port or 80), "8100"),
+    }
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             argv = [a.decode() for a in (proc / "cmdline").read_bytes().split(b"\0")[:-1]]
-            if argv and Path(argv[0]).name == "temporal" and "start-dev" in argv:
-                if _option(argv, "--port", "7233") == temporal_port:
-                    found["temporal"].append(int(proc.name))
+            role = _stack_role(argv)
+            if role is None:
                 continue
-            command = _epay_command(argv)
-            if command is None:
+            if role in ports:
+                port, default = ports[role]
+                if _option(argv, "--port", default) == port:
+                    found[role].append(int(proc.name))
                 continue
             environ = dict(
                 entry.decode().partition("=")[::2]
@@ -239,11 +249,10 @@ def find_stack_processes(settings: Settings, api_url: str) -> dict[str, list[int
             )
         except OSError:  # gone, or not ours to read
             continue
-        same_stack = (environ.get("TEMPORAL_ADDRESS") or "127.0.0.1:7233") == (
-            settings.temporal_address
-        ) and (environ.get("EPAY_TASK_QUEUE") or "epay-payments") == settings.task_queue
-        if same_stack and (command == "worker" or _option(argv, "--port", "8000") == api_port):
-            found[command].append(int(proc.name))
+        if (environ.get("TEMPORAL_ADDRESS") or "127.0.0.1:7233") == settings.temporal_address and (
+            environ.get("EPAY_TASK_QUEUE") or "epay-payments"
+        ) == settings.task_queue:
+            found[role].append(int(proc.name))
     return found
 
 
@@ -254,7 +263,7 @@ def parse_pids(text: str) -> dict[str, list[int]]:
         role, _, pid = entry.partition("=")
         if role not in pids or not pid.isdigit():
             raise argparse.ArgumentTypeError(
-                f"{entry!r} is not ROLE=PID (roles: api, worker, temporal)"
+                f"{entry!r} is not ROLE=PID (roles: {', '.join(STACK_ROLES)})"
             )
         pids[role].append(int(pid))
     return pids
@@ -923,7 +932,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bench.add_argument(
         "--pids",
         type=parse_pids,
-        help="api=PID,worker=PID,...,temporal=PID (default: found by their command lines)",
+        help="api=PID,worker=PID,...,temporal=PID,sandbox=PID (default: found by their "
+        "command lines)",
     )
     bench.add_argument("--json", action="store_true", help="print JSON for machines")
 

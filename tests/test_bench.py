@@ -55,7 +55,7 @@ def test_bench_drives_epay_and_the_floor_and_reports_their_figures(stack: Stack)
 
     # The stack's own processes were found by their command lines, and measured; so was
     # the bench's own process, which may use less than a clock tick in so short a run.
-    assert set(epay["processes"]) == {"api", "worker", "temporal", "bench"}
+    assert set(epay["processes"]) == {"api", "worker", "temporal", "sandbox", "bench"}
     assert set(floor["processes"]) == {"worker", "temporal", "bench"}
     for phase in (epay, floor):
         for role, process in phase["processes"].items():
@@ -85,4 +85,5 @@ def test_pids_are_given_by_role() -> None:
         "api": [10],
         "worker": [11, 12],
         "temporal": [13],
+        "sandbox": [],
     }
