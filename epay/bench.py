@@ -79,6 +79,7 @@ PAYMENT_TIMEOUT = 120.0  # seconds a payment may take before the bench gives up 
 HISTORY_SAMPLE = 20  # ePay histories fetched per payment method
 STATS_SETTLE = 11.0  # seconds: PostgreSQL publishes an idle backend's counters within 10 s
 STACK_ROLES = ("api", "worker", "temporal", "sandbox")  # the processes of a stack measured
+COST_ROLES = ("api", "worker")  # ePay's own processes: what the cost target is about
 PROCESS_NAMES = {
     "api": "API",
     "worker": "worker",
@@ -757,7 +758,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     throughput = figures["payments_per_second"]
     latency = figures["authorise_to_succeeded_p50"]
     cpu = [
-        p.get("cpu_ms_per_payment") for role, p in epay["processes"].items() if role != "temporal"
+        epay["processes"][r].get("cpu_ms_per_payment") for r in COST_ROLES if r in epay["processes"]
     ]
     cost = round(sum(c for c in cpu if c is not None), 1) if cpu else None
 

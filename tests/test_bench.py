@@ -68,6 +68,8 @@ def test_bench_drives_epay_and_the_floor_and_reports_their_figures(stack: Stack)
     assert epay["api_calls_per_payment"] >= 2  # a create and an authorise at least
     assert all(value is not None for value in report["ratios"].values())
     assert [t["met"] for t in report["targets"]][2:] == [None, None]  # not at concurrency 1
+    cost = sum(epay["processes"][role]["cpu_ms_per_payment"] for role in ("api", "worker"))
+    assert report["targets"][3]["value"] == round(cost, 1)
 
 
 def test_percentiles_are_nearest_rank_in_milliseconds() -> None:
