@@ -100,11 +100,14 @@ COMPENSATION_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
 )
 # Workflow changes that alter the commands of a running payment are guarded by a patch id
-# (docs/design.md, "Safe upgrades"): histories recorded before it replay the old way.
+# (docs/design.md, "Safe upgrades"): histories recorded before it replay the old way. Once no
+# payment started before a patch can still be running, the patch is deprecated and its old
+# branch removed: a deprecated patch writes no marker (nor Temporal's TemporalChangeVersion
+# search attribute), so it costs new payments no history event.
+# Deprecated: the payer's money released first; search attributes upserted at every state
+# change (domain.search); the department confirmation asked attempt by attempt.
 PAYER_FIRST_COMPENSATION = "payer-first-compensation"
-# Search attributes upserted at every state change (domain.search).
 OPERATOR_VIEW = "operator-view"
-# The department confirmation asked attempt by attempt, so that operators can steer it.
 STEERABLE_CONFIRMATION = "steerable-confirmation"
 ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)
 CONFIRM_BACKOFF = timedelta(seconds=1)  # doubling between attempts, up to:
@@ -156,7 +159,7 @@ class PaymentWorkflow:
     async def run(self, req: PaymentRequest) -> PaymentOutcome:
         self._req = req
         _count("epay_payments_started", "Payments started", department=req.department)
-        self._visible = workflow.patched(OPERATOR_VIEW)
+        workflow.deprecate_patch(OPERATOR_VIEW)
         self._deadline = workflow.info().workflow_start_time + timedelta(
             seconds=req.payment_window_seconds
         )
@@ -273,19 +276,7 @@ class PaymentWorkflow:
         a confirmation the department gave out of band."""
         req = self._req
         gives_up_at = workflow.now() + patience
-        if not workflow.patched(STEERABLE_CONFIRMATION):
-            # Payments started before the change: one call that retries on its own.
-            self._show(f"confirming with {req.department}", until=gives_up_at)
-            return await self._call(
-                DepartmentSystems.confirm_with_department,
-                self._department_request(),
-                summary="confirm with the department",
-                role=Role.DEPARTMENTS,
-                failure_code=FailureCode.DEPARTMENT_UNAVAILABLE,
-                abandon_on_cancel=True,
-                start_to_close_timeout=timedelta(seconds=15),
-                schedule_to_close_timeout=patience,
-            )
+        workflow.deprecate_patch(STEERABLE_CONFIRMATION)
         while True:
             self._attempt += 1
             self._show(self._confirming(), until=gives_up_at)
@@ -472,7 +463,6 @@ class PaymentWorkflow:
     def _require_steerable_confirmation(self, what: str) -> None:
         if (
             self._state != PaymentState.CONFIRMING
-            or self._attempt == 0  # a payment started before steerable confirmation
             or self._out_of_band is not None
             or self._cancel is not None
             or self._capture_decided
@@ -525,13 +515,7 @@ class PaymentWorkflow:
         """
         self._ending = True
         self._show(f"compensating before ending {end.event}: releasing the payer's money first")
-        if not workflow.patched(PAYER_FIRST_COMPENSATION):
-            # Payments started before the change: compensations in reverse order.
-            if self._department_asked:
-                await self._revoke()
-            if self._funds_may_be_held:
-                await self._void()
-            return await self._close_unpaid(end)
+        workflow.deprecate_patch(PAYER_FIRST_COMPENSATION)
         revoke = asyncio.ensure_future(self._revoke()) if self._department_asked else None
         if self._funds_may_be_held:
             await self._void()
@@ -642,8 +626,6 @@ class PaymentWorkflow:
             )
         if state.is_terminal:
             self._count_end(state.value, self._failure_code)
-        if not self._visible:
-            return  # a payment started before search attributes were published
         req = self._req
         updates: list[SearchAttributeUpdate[Any]] = [
             search.PAYMENT_STATE.value_set(state.value),
