@@ -16,8 +16,12 @@ data converter, and prints both and their ratios. How each figure is measured:
 - CPU and memory of the API, worker, Temporal server and sandbox processes, and of the bench
   itself (all share the machine): utime + stime (``/proc/<pid>/stat``) over the phase, per
   payment; peak RSS (``VmHWM``) at its end, and how much it grew during the phase, per
-  payment. Several processes of a role are summed. PostgreSQL's are not measured.
-- history events: ePay, a sample of each method's workflow histories; the floor, all.
+  payment. Several processes of one name are summed. A worker of the role ``all`` is
+  ``worker``, one of another role ``worker-<role>`` (``--split-roles`` starts one of each).
+  PostgreSQL's are not measured.
+- history events: ePay, a sample of each method's workflow histories; the floor, all. From
+  the same sample, ePay's tasks per payment: workflow tasks and local activities (the
+  ``workflows`` role's) and activities by the role whose queue they were scheduled on.
 - database: ``pg_stat_database`` counters of the stack's database over the ePay phase:
   transactions and rows, labelled proxies of SQL statements (PostgreSQL counts statements
   only with ``pg_stat_statements``, which neither the embedded nor the developers' server
@@ -50,12 +54,13 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 
 from activities.floor import STEPS
 from domain.cards import luhn_ok
 from domain.money import fee_lines, total
+from domain.queues import Role, roles_in, task_queue
 from domain.states import PaymentState
 from epay.config import Settings
 from epay.temporal import connect
@@ -79,7 +84,6 @@ PAYMENT_TIMEOUT = 120.0  # seconds a payment may take before the bench gives up 
 HISTORY_SAMPLE = 20  # ePay histories fetched per payment method
 STATS_SETTLE = 11.0  # seconds: PostgreSQL publishes an idle backend's counters within 10 s
 STACK_ROLES = ("api", "worker", "temporal", "sandbox")  # the processes of a stack measured
-COST_ROLES = ("api", "worker")  # ePay's own processes: what the cost target is about
 PROCESS_NAMES = {
     "api": "API",
     "worker": "worker",
@@ -87,6 +91,20 @@ PROCESS_NAMES = {
     "sandbox": "sandbox (the partners)",
     "bench": "bench driver",
 }
+
+
+def worker_process(role: str) -> str:
+    """What the bench calls a worker process of ``role``: ``worker`` for ``all`` (one process
+    polls every queue), else ``worker-<role>``."""
+    return "worker" if role == Role.ALL else f"worker-{role}"
+
+
+WORKER_PROCESSES = tuple(worker_process(role) for role in (Role.ALL, *roles_in(Role.ALL)))
+
+
+def is_epay_process(name: str) -> bool:
+    """The API and the workers: ePay's own processes, what the cost target is about."""
+    return name == "api" or name in WORKER_PROCESSES
 
 
 # --- figures -----------------------------------------------------------------------------
@@ -208,7 +226,8 @@ def _option(argv: Sequence[str], name: str, default: str) -> str:
 
 
 def _stack_role(argv: Sequence[str]) -> str | None:
-    """What a process of an ePay stack is, by its command line."""
+    """What a process of an ePay stack is, by its command line: ``api``, ``worker``,
+    ``temporal`` or ``sandbox`` (a worker's role is in its ``--role`` or environment)."""
     if argv and Path(argv[0]).name == "temporal" and "start-dev" in argv:
         return "temporal"
     for i, arg in enumerate(argv[:-1]):
@@ -219,11 +238,17 @@ def _stack_role(argv: Sequence[str]) -> str | None:
     return None
 
 
+def worker_process_of(argv: Sequence[str], environ: dict[str, str]) -> str:
+    """The name of an ``epay worker`` process, by the role it runs: its ``--role``, else its
+    ``EPAY_WORKER_ROLE``, else ``all`` (what ``epay worker`` does)."""
+    return worker_process(_option(argv, "--role", environ.get("EPAY_WORKER_ROLE") or Role.ALL))
+
+
 def find_stack_processes(settings: Settings, api_url: str) -> dict[str, list[int]]:
     """The API, worker, Temporal server and sandbox processes of the stack the settings
-    point at, by their command lines. Several stacks may run on one machine: a server must
-    listen on the stack's port, and a worker must have the stack's Temporal address and task
-    queue in its environment."""
+    point at, by their command lines; workers by their role (:func:`worker_process_of`).
+    Several stacks may run on one machine: a server must listen on the stack's port, and a
+    worker must have the stack's Temporal address and task queue in its environment."""
     found: dict[str, list[int]] = {role: [] for role in STACK_ROLES}
     ports = {  # role: (the stack's port, the process's default)
         "temporal": (settings.temporal_address.rsplit(":", 1)[1], "7233"),
@@ -253,20 +278,22 @@ def find_stack_processes(settings: Settings, api_url: str) -> dict[str, list[int
         if (environ.get("TEMPORAL_ADDRESS") or "127.0.0.1:7233") == settings.temporal_address and (
             environ.get("EPAY_TASK_QUEUE") or "epay-payments"
         ) == settings.task_queue:
-            found[role].append(int(proc.name))
+            found.setdefault(worker_process_of(argv, environ), []).append(int(proc.name))
     return found
 
 
 def parse_pids(text: str) -> dict[str, list[int]]:
-    """``api=12,worker=34,worker=35,temporal=56``."""
+    """``api=12,worker=34,worker=35,temporal=56``, or a worker by its role:
+    ``worker-issuer=78``."""
+    names = (*STACK_ROLES, *WORKER_PROCESSES[1:])
     pids: dict[str, list[int]] = {role: [] for role in STACK_ROLES}
     for entry in filter(None, (e.strip() for e in text.split(","))):
         role, _, pid = entry.partition("=")
-        if role not in pids or not pid.isdigit():
+        if role not in names or not pid.isdigit():
             raise argparse.ArgumentTypeError(
-                f"{entry!r} is not ROLE=PID (roles: {', '.join(STACK_ROLES)})"
+                f"{entry!r} is not NAME=PID (names: {', '.join(names)})"
             )
-        pids[role].append(int(pid))
+        pids.setdefault(role, []).append(int(pid))
     return pids
 
 
@@ -506,12 +533,34 @@ async def create_bench_card(
     return number
 
 
-async def history_events(client: Client, workflow_ids: Iterable[str]) -> list[int]:
-    ids = list(workflow_ids)
-    histories = await gather_limited(
-        (client.get_workflow_handle(wf).fetch_history() for wf in ids), limit=10
+async def fetch_histories(client: Client, workflow_ids: Iterable[str]) -> list[WorkflowHistory]:
+    return await gather_limited(
+        (client.get_workflow_handle(wf).fetch_history() for wf in workflow_ids), limit=10
     )
-    return [len(h.events) for h in histories]
+
+
+def role_tasks(history: WorkflowHistory, workflow_queue: str) -> dict[str, int]:
+    """What one payment's history asked of each worker role: the ``workflows`` role's
+    workflow tasks and local activities (their markers), and the activities scheduled on each
+    role's queue."""
+    role_of_queue = {task_queue(workflow_queue, role): role.value for role in roles_in(Role.ALL)}
+    counts = {"workflow_tasks": 0, "local_activities": 0}
+    for event in history.events:
+        if event.HasField("workflow_task_completed_event_attributes"):
+            counts["workflow_tasks"] += 1
+        elif event.HasField("marker_recorded_event_attributes"):
+            counts["local_activities"] += 1
+        elif event.HasField("activity_task_scheduled_event_attributes"):
+            queue = event.activity_task_scheduled_event_attributes.task_queue.name
+            role = role_of_queue.get(queue, queue)
+            counts[role] = counts.get(role, 0) + 1
+    return counts
+
+
+def tasks_summary(counts: Sequence[dict[str, int]]) -> dict[str, float]:
+    """The mean of each count over the sampled payments."""
+    keys = dict.fromkeys(k for c in counts for k in c)
+    return {k: round(sum(c.get(k, 0) for c in counts) / len(counts), 2) for k in keys}
 
 
 async def gather_limited(aws: Iterable[Awaitable[T]], limit: int) -> list[T]:
@@ -663,15 +712,25 @@ async def run_epay(
     for o in outcomes:
         if o.state == PaymentState.SUCCEEDED and o.workflow_id:
             sampled[o.method].append(o.workflow_id)
-    events = {
-        method: events_summary(await history_events(client, ids[:HISTORY_SAMPLE]))
+    histories = {
+        method: await fetch_histories(client, ids[:HISTORY_SAMPLE])
         for method, ids in sampled.items()
+    }
+    events = {
+        method: events_summary([len(h.events) for h in sample])
+        for method, sample in histories.items()
+    }
+    tasks = {
+        method: tasks_summary([role_tasks(h, settings.task_queue) for h in sample])
+        for method, sample in histories.items()
+        if sample
     }
     return phase_figures(outcomes) | {
         "by_method": {
             method: sum(o.method == method for o in outcomes) for method in ("e_dirham", "card")
         },
         "history_events": events,
+        "tasks_per_payment": tasks,
         "processes": processes,
         "database": database,
         "api_calls_per_payment": pipeline.calls_per_payment(payments),
@@ -757,9 +816,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     e_dirham = epay["history_events"]["e_dirham"]["mean"]
     throughput = figures["payments_per_second"]
     latency = figures["authorise_to_succeeded_p50"]
-    cpu = [
-        epay["processes"][r].get("cpu_ms_per_payment") for r in COST_ROLES if r in epay["processes"]
-    ]
+    cpu = [p.get("cpu_ms_per_payment") for n, p in epay["processes"].items() if is_epay_process(n)]
     cost = round(sum(c for c in cpu if c is not None), 1) if cpu else None
 
     def met(value: float | None, ok: Callable[[float], bool]) -> bool | None:
@@ -868,7 +925,7 @@ def render(report: dict[str, Any]) -> str:
     ]
     for phase, figures in (("ePay", epay), ("floor", floor)):
         for role, p in figures["processes"].items():
-            name = f"{phase} {PROCESS_NAMES[role]} (pid {', '.join(map(str, p['pids']))})"
+            name = f"{phase} {PROCESS_NAMES.get(role, role)} (pid {', '.join(map(str, p['pids']))})"
             if "error" in p:
                 lines.append(f"{name:40}{p['error']}")
                 continue
@@ -878,6 +935,11 @@ def render(report: dict[str, Any]) -> str:
             )
     if not epay["processes"]:
         lines.append("  (no API, worker or Temporal process found: give them with --pids)")
+    lines += ["", "tasks per ePay payment (sampled histories; workflow tasks and local activities"]
+    lines += ["run in the workflows role, activities in the role of their queue):"]
+    for method, tasks in epay["tasks_per_payment"].items():
+        counts = ", ".join(f"{name.replace('_', ' ')} {_num(n)}" for name, n in tasks.items())
+        lines.append(f"  {method.replace('_', '-')}: {counts}")
     db = epay["database"]
     lines += [
         "",
@@ -931,10 +993,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="start a stack of its own on free ports and embedded defaults, stop it after",
     )
     bench.add_argument(
+        "--split-roles",
+        action="store_true",
+        help="with --start-stack: a worker process per role (workflows, acquirer, issuer, "
+        "departments, records) instead of one of the role all, each measured on its own",
+    )
+    bench.add_argument(
         "--pids",
         type=parse_pids,
-        help="api=PID,worker=PID,...,temporal=PID,sandbox=PID (default: found by their "
-        "command lines)",
+        help="api=PID,worker=PID,...,temporal=PID,sandbox=PID, a worker by its role as "
+        "worker-issuer=PID (default: found by their command lines)",
     )
     bench.add_argument("--json", action="store_true", help="print JSON for machines")
 
@@ -943,6 +1011,8 @@ def main(args: argparse.Namespace) -> int:
     """Run the bench; 0 when every payment of both pipelines succeeded, else 1."""
     if args.payments < 1 or args.concurrency < 1:
         raise SystemExit("epay bench: --payments and --concurrency must be at least 1")
+    if args.split_roles and not args.start_stack:
+        raise SystemExit("epay bench: --split-roles starts the workers: it needs --start-stack")
     logging.getLogger().setLevel(logging.WARNING)  # not a line per request
     report = _on_started_stack(args) if args.start_stack else _on_running_stack(args)
     print(json.dumps(report, indent=2) if args.json else render(report), flush=True)
@@ -964,9 +1034,12 @@ def _on_started_stack(args: argparse.Namespace) -> dict[str, Any]:
     from epay.devstack import DevStack, Ports
 
     state_dir = Path(tempfile.mkdtemp(prefix="epay-bench-"))
+    roles = roles_in(Role.ALL) if args.split_roles else (Role.ALL,)
     try:
-        with DevStack(Ports.free(), state_dir, say=note) as stack:
-            pids = args.pids or {role: stack.pids()[role] for role in STACK_ROLES}
+        with DevStack(Ports.free(), state_dir, say=note, worker_roles=roles) as stack:
+            started = stack.pids()
+            measured = ("api", *WORKER_PROCESSES, "temporal", "sandbox")
+            pids = args.pids or {name: started[name] for name in measured if name in started}
             report = asyncio.run(
                 bench(
                     stack.settings(),
@@ -981,7 +1054,9 @@ def _on_started_stack(args: argparse.Namespace) -> dict[str, Any]:
         note(f"the bench's stack left its logs in {state_dir / 'logs'}")
         raise
     shutil.rmtree(state_dir, ignore_errors=True)
-    report["run"]["api"] = "a stack of its own (--start-stack)"
+    report["run"]["api"] = "a stack of its own (--start-stack" + (
+        ", --split-roles)" if args.split_roles else ")"
+    )
     return report
 
 

@@ -9,7 +9,8 @@ and the seed, then the sandbox (state kept in ``.epay/sandbox.db``), a worker, t
 decoded payloads in the UI. Ctrl-C stops everything it started.
 
 ``DevStack`` is that stack as a context manager, on any ports and state folder: ``epay
-bench --start-stack`` runs one of its own on free ports.
+bench --start-stack`` runs one of its own on free ports (with ``--split-roles``, one worker
+process per role, as in production, instead of the one ``all`` worker).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +31,9 @@ from typing import Any
 import asyncpg
 import httpx
 
+from domain.queues import Role
 from domain.search import dev_server_args
+from epay.bench import worker_process
 from epay.cli import create_key
 from epay.config import DATABASE_URL_FILE, Settings, dev_operator_token
 from epay.db import create_pool, migrate
@@ -103,17 +106,20 @@ class DevStack:
 
     On entering, this process's environment becomes the stack's (its database, Temporal and
     sandbox addresses), so that what runs in it next reaches the stack. ``say`` reports the
-    progress."""
+    progress. ``worker_roles`` are the roles of its worker processes, one process each,
+    named as ``epay bench`` reports them (``worker`` for ``all``, else ``worker-<role>``)."""
 
     def __init__(
         self,
         ports: Ports | None = None,
         state_dir: Path = STATE,
         say: Callable[[str], None] = lambda line: print(line, flush=True),
+        worker_roles: Sequence[Role] = (Role.ALL,),
     ) -> None:
         self.ports = ports or Ports()
         self.state_dir = state_dir
         self.say = say
+        self.worker_roles = tuple(worker_roles)
         self.logs = state_dir / "logs"
         self.env: dict[str, str] = {}
         self.api_key = ""
@@ -223,13 +229,22 @@ class DevStack:
         self.api_key = asyncio.run(self._dm_api_key(settings))
 
         self._wait("Temporal", lambda: not _port_free(self.ports.temporal), temporal)
-        self.say("starting a worker and the API ...")
-        worker = self._spawn("worker", str(BIN / "epay"), "worker")
+        roles = ", ".join(role.value for role in self.worker_roles)
+        self.say(f"starting the workers (role {roles}) and the API ...")
+        workers = {
+            worker_process(role): self._spawn(
+                worker_process(role),
+                str(BIN / "epay"),
+                "worker",
+                # make run's worker as it always was: EPAY_WORKER_ROLE, else all
+                *(() if role is Role.ALL else ("--role", role.value)),
+            )
+            for role in self.worker_roles
+        }
         api = self._spawn("api", str(BIN / "epay"), "api", "--port", str(self.ports.api))
         self._wait("API", self._healthy(f"{self.api_url}/readyz"), api, timeout=90)
-        self._wait(
-            "worker", lambda: "worker polling" in (self.logs / "worker.log").read_text(), worker
-        )
+        for name, worker in workers.items():
+            self._wait(name, self._polling(self.logs / f"{name}.log"), worker)
         codec = self._spawn(
             "codec-server", str(BIN / "epay"), "codec-server", "--port", str(self.ports.codec)
         )
@@ -290,6 +305,11 @@ class DevStack:
     @staticmethod
     def _healthy(url: str) -> Callable[[], bool]:
         return lambda: httpx.get(url).is_success
+
+    @staticmethod
+    def _polling(log: Path) -> Callable[[], bool]:
+        """Whether the worker writing ``log`` polls its task queues yet."""
+        return lambda: "worker polling" in log.read_text()
 
     def _embedded_postgres(self) -> str:
         """Start the embedded server and leave its address where the ``epay`` commands look

@@ -6,8 +6,16 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
 
-from epay.bench import parse_pids, percentiles
+from epay.bench import (
+    ProcessMeter,
+    find_stack_processes,
+    parse_pids,
+    percentiles,
+    worker_process_of,
+)
+from epay.config import Settings
 from tests.conftest import Stack
 from tests.support import BIN, ROOT
 
@@ -51,6 +59,14 @@ def test_bench_drives_epay_and_the_floor_and_reports_their_figures(stack: Stack)
         events = epay["history_events"][method]
         assert events["sampled"] == PAYMENTS // 2 and events["min"] > 0
     assert floor["history_events"]["floor"]["sampled"] == PAYMENTS
+    # Each method's partner calls went to its own role's queue: an authorise and a capture at
+    # least, then one department confirmation; the database steps ran as local activities.
+    tasks = epay["tasks_per_payment"]
+    assert tasks["e_dirham"]["issuer"] >= 2 and "acquirer" not in tasks["e_dirham"]
+    assert tasks["card"]["acquirer"] >= 2 and "issuer" not in tasks["card"]
+    for method in ("e_dirham", "card"):
+        assert tasks[method]["departments"] >= 1
+        assert tasks[method]["workflow_tasks"] > 0 and tasks[method]["local_activities"] > 0
     assert floor["history_events"]["floor"]["min"] > 0
 
     # The stack's own processes were found by their command lines, and measured; so was
@@ -89,3 +105,35 @@ def test_pids_are_given_by_role() -> None:
         "temporal": [13],
         "sandbox": [],
     }
+
+
+def test_pids_of_workers_are_given_by_their_role() -> None:
+    pids = parse_pids("worker-issuer=20,worker-issuer=21,worker-workflows=22,api=23")
+    assert (pids["worker-issuer"], pids["worker-workflows"], pids["api"]) == ([20, 21], [22], [23])
+
+
+def test_a_worker_process_is_named_by_its_role() -> None:
+    epay = "/srv/epay/.venv/bin/epay"
+    assert worker_process_of([epay, "worker", "--role", "issuer"], {}) == "worker-issuer"
+    assert worker_process_of([epay, "worker"], {"EPAY_WORKER_ROLE": "records"}) == "worker-records"
+    assert worker_process_of([epay, "worker", "--role", "all"], {}) == "worker"
+    assert worker_process_of([epay, "worker"], {}) == "worker"
+
+
+def test_a_running_stacks_workers_are_found_and_measured_per_role(stack: Stack) -> None:
+    """A worker of one role, on a task queue of its own next to the session's: the bench
+    finds it by its command line as ``worker-records``, apart from the session's ``all``
+    worker (on another queue), and measures it under that name."""
+    queue = f"epay-bench-{uuid.uuid4().hex[:6]}"
+    worker = stack.start_worker("records", EPAY_TASK_QUEUE=queue)
+    try:
+        settings = Settings.from_env_mapping(stack.env | {"EPAY_TASK_QUEUE": queue})
+        found = find_stack_processes(settings, stack.api_url)
+        assert found["worker-records"] == [worker.proc.pid]
+        assert found["worker"] == []
+        report = ProcessMeter(found).report(payments=1)
+    finally:
+        worker.stop()
+    assert report["worker-records"]["pids"] == [worker.proc.pid]
+    assert report["worker-records"]["peak_rss_mb"] > 0
+    assert "worker" not in report
