@@ -20,8 +20,9 @@ data converter, and prints both and their ratios. How each figure is measured:
   ``worker``, one of another role ``worker-<role>`` (``--split-roles`` starts one of each).
   PostgreSQL's are not measured.
 - history events: ePay, a sample of each method's workflow histories; the floor, all. From
-  the same sample, ePay's tasks per payment: workflow tasks and local activities (the
-  ``workflows`` role's) and activities by the role whose queue they were scheduled on.
+  the same sample, ePay's tasks per payment by role: workflow tasks and local activities
+  (the ``workflows`` role's), activities by the role whose queue they were scheduled on, and
+  how long one waited for a worker and ran (the times history records).
 - database: ``pg_stat_database`` counters of the stack's database over the ePay phase:
   transactions and rows, labelled proxies of SQL statements (PostgreSQL counts statements
   only with ``pg_stat_statements``, which neither the embedded nor the developers' server
@@ -53,6 +54,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
+from google.protobuf.timestamp_pb2 import Timestamp
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
@@ -90,6 +93,12 @@ PROCESS_NAMES = {
     "temporal": "Temporal server",
     "sandbox": "sandbox (the partners)",
     "bench": "bench driver",
+}
+
+
+TASK_NAMES = {
+    "workflow_tasks": "workflow tasks (workflows role)",
+    "local_activities": "local activities (inside those tasks)",
 }
 
 
@@ -539,28 +548,54 @@ async def fetch_histories(client: Client, workflow_ids: Iterable[str]) -> list[W
     )
 
 
-def role_tasks(history: WorkflowHistory, workflow_queue: str) -> dict[str, int]:
-    """What one payment's history asked of each worker role: the ``workflows`` role's
-    workflow tasks and local activities (their markers), and the activities scheduled on each
-    role's queue."""
+def role_tasks(history: WorkflowHistory, workflow_queue: str) -> dict[str, dict[str, float]]:
+    """What one payment's history asked of each worker role, by kind of task: the
+    ``workflows`` role's workflow tasks, and the activities completed on each role's queue;
+    for each, how many, and the milliseconds they waited for a worker (scheduled to started)
+    and ran (started to completed). Local activities run inside the workflow tasks: their
+    markers are counted, their time is the workflow tasks'."""
     role_of_queue = {task_queue(workflow_queue, role): role.value for role in roles_in(Role.ALL)}
-    counts = {"workflow_tasks": 0, "local_activities": 0}
+    by_id = {event.event_id: event for event in history.events}
+    tasks: dict[str, dict[str, float]] = {"workflow_tasks": {}, "local_activities": {}}
+
+    def done(kind: str, scheduled_id: int, started_id: int, completed: HistoryEvent) -> None:
+        scheduled, started = by_id[scheduled_id].event_time, by_id[started_id].event_time
+        figures = tasks.setdefault(kind, {})
+        figures["count"] = figures.get("count", 0) + 1
+        figures["wait_ms"] = figures.get("wait_ms", 0) + _ms(started) - _ms(scheduled)
+        figures["run_ms"] = figures.get("run_ms", 0) + _ms(completed.event_time) - _ms(started)
+
     for event in history.events:
         if event.HasField("workflow_task_completed_event_attributes"):
-            counts["workflow_tasks"] += 1
+            task = event.workflow_task_completed_event_attributes
+            done("workflow_tasks", task.scheduled_event_id, task.started_event_id, event)
+        elif event.HasField("activity_task_completed_event_attributes"):
+            activity = event.activity_task_completed_event_attributes
+            scheduled = by_id[activity.scheduled_event_id].activity_task_scheduled_event_attributes
+            role = role_of_queue.get(scheduled.task_queue.name, scheduled.task_queue.name)
+            done(role, activity.scheduled_event_id, activity.started_event_id, event)
         elif event.HasField("marker_recorded_event_attributes"):
-            counts["local_activities"] += 1
-        elif event.HasField("activity_task_scheduled_event_attributes"):
-            queue = event.activity_task_scheduled_event_attributes.task_queue.name
-            role = role_of_queue.get(queue, queue)
-            counts[role] = counts.get(role, 0) + 1
-    return counts
+            tasks["local_activities"]["count"] = tasks["local_activities"].get("count", 0) + 1
+    return tasks
 
 
-def tasks_summary(counts: Sequence[dict[str, int]]) -> dict[str, float]:
-    """The mean of each count over the sampled payments."""
-    keys = dict.fromkeys(k for c in counts for k in c)
-    return {k: round(sum(c.get(k, 0) for c in counts) / len(counts), 2) for k in keys}
+def _ms(time: Timestamp) -> float:
+    return time.ToMicroseconds() / 1000
+
+
+def tasks_summary(histories: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
+    """Per kind of task over the sampled payments: tasks per payment, and the mean wait and
+    run of one task in milliseconds."""
+    summary: dict[str, dict[str, Any]] = {}
+    for kind in dict.fromkeys(k for h in histories for k in h):
+        count = sum(h.get(kind, {}).get("count", 0) for h in histories)
+        figures: dict[str, Any] = {"per_payment": round(count / len(histories), 2)}
+        if kind != "local_activities":
+            for name in ("wait_ms", "run_ms"):
+                total = sum(h.get(kind, {}).get(name, 0) for h in histories)
+                figures[name] = round(total / count, 1) if count else None
+        summary[kind] = figures
+    return summary
 
 
 async def gather_limited(aws: Iterable[Awaitable[T]], limit: int) -> list[T]:
@@ -935,11 +970,18 @@ def render(report: dict[str, Any]) -> str:
             )
     if not epay["processes"]:
         lines.append("  (no API, worker or Temporal process found: give them with --pids)")
-    lines += ["", "tasks per ePay payment (sampled histories; workflow tasks and local activities"]
-    lines += ["run in the workflows role, activities in the role of their queue):"]
+    lines += [
+        "",
+        f"{'tasks of an ePay payment, by role (sampled histories)':54}{'per payment':>12}"
+        f"{'wait ms':>9}{'run ms':>9}",
+    ]
     for method, tasks in epay["tasks_per_payment"].items():
-        counts = ", ".join(f"{name.replace('_', ' ')} {_num(n)}" for name, n in tasks.items())
-        lines.append(f"  {method.replace('_', '-')}: {counts}")
+        for kind, t in tasks.items():
+            name = TASK_NAMES.get(kind, f"activities on the {kind} role's queue")
+            lines.append(
+                f"  {method.replace('_', '-') + ' ' + name:52}{_num(t['per_payment']):>12}"
+                f"{_num(t.get('wait_ms')):>9}{_num(t.get('run_ms')):>9}"
+            )
     db = epay["database"]
     lines += [
         "",

@@ -62,11 +62,15 @@ def test_bench_drives_epay_and_the_floor_and_reports_their_figures(stack: Stack)
     # Each method's partner calls went to its own role's queue: an authorise and a capture at
     # least, then one department confirmation; the database steps ran as local activities.
     tasks = epay["tasks_per_payment"]
-    assert tasks["e_dirham"]["issuer"] >= 2 and "acquirer" not in tasks["e_dirham"]
-    assert tasks["card"]["acquirer"] >= 2 and "issuer" not in tasks["card"]
+    assert tasks["e_dirham"]["issuer"]["per_payment"] >= 2 and "acquirer" not in tasks["e_dirham"]
+    assert tasks["card"]["acquirer"]["per_payment"] >= 2 and "issuer" not in tasks["card"]
     for method in ("e_dirham", "card"):
-        assert tasks[method]["departments"] >= 1
-        assert tasks[method]["workflow_tasks"] > 0 and tasks[method]["local_activities"] > 0
+        assert tasks[method]["departments"]["per_payment"] >= 1
+        assert tasks[method]["local_activities"]["per_payment"] > 0
+        for kind, task in tasks[method].items():
+            assert task["per_payment"] > 0
+            if kind != "local_activities":  # they run inside the workflow tasks
+                assert task["wait_ms"] >= 0 and task["run_ms"] > 0
     assert floor["history_events"]["floor"]["min"] > 0
 
     # The stack's own processes were found by their command lines, and measured; so was
