@@ -100,12 +100,12 @@ COMPENSATION_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
 )
 # Workflow changes that alter the commands of a running payment are guarded by a patch id
-# (docs/design.md, "Safe upgrades"): histories recorded before it replay the old way. Once no
-# payment started before a patch can still be running, the patch is deprecated and its old
-# branch removed: a deprecated patch writes no marker (nor Temporal's TemporalChangeVersion
-# search attribute), so it costs new payments no history event.
-# Deprecated: the payer's money released first; search attributes upserted at every state
-# change (domain.search); the department confirmation asked attempt by attempt.
+# (docs/design.md, "Safe upgrades"): histories recorded before it replay the old way. A patch
+# retires in two releases: its old branch goes and the call becomes deprecate_patch (which
+# still writes the marker, flagged deprecated), then the call goes too.
+# Deprecated, to be deleted next release: the payer's money released first; search
+# attributes upserted at every state change (domain.search); the department confirmation
+# asked attempt by attempt.
 PAYER_FIRST_COMPENSATION = "payer-first-compensation"
 OPERATOR_VIEW = "operator-view"
 STEERABLE_CONFIRMATION = "steerable-confirmation"
