@@ -96,6 +96,7 @@ PROCESS_NAMES = {
 }
 
 
+LOCAL_ACTIVITY_MARKER = "core_local_activity"  # the SDK's; a patch's marker is "core_patch"
 TASK_NAMES = {
     "workflow_tasks": "workflow tasks (workflows role)",
     "local_activities": "local activities (inside those tasks)",
@@ -553,7 +554,7 @@ def role_tasks(history: WorkflowHistory, workflow_queue: str) -> dict[str, dict[
     ``workflows`` role's workflow tasks, and the activities completed on each role's queue;
     for each, how many, and the milliseconds they waited for a worker (scheduled to started)
     and ran (started to completed). Local activities run inside the workflow tasks: their
-    markers are counted, their time is the workflow tasks'."""
+    markers are counted (not those of patches), their time is the workflow tasks'."""
     role_of_queue = {task_queue(workflow_queue, role): role.value for role in roles_in(Role.ALL)}
     by_id = {event.event_id: event for event in history.events}
     tasks: dict[str, dict[str, float]] = {"workflow_tasks": {}, "local_activities": {}}
@@ -574,7 +575,7 @@ def role_tasks(history: WorkflowHistory, workflow_queue: str) -> dict[str, dict[
             scheduled = by_id[activity.scheduled_event_id].activity_task_scheduled_event_attributes
             role = role_of_queue.get(scheduled.task_queue.name, scheduled.task_queue.name)
             done(role, activity.scheduled_event_id, activity.started_event_id, event)
-        elif event.HasField("marker_recorded_event_attributes"):
+        elif event.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER:
             tasks["local_activities"]["count"] = tasks["local_activities"].get("count", 0) + 1
     return tasks
 

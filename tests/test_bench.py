@@ -8,16 +8,21 @@ import json
 import subprocess
 import uuid
 
+from temporalio.client import WorkflowHistory
+
 from epay.bench import (
     ProcessMeter,
     find_stack_processes,
     parse_pids,
     percentiles,
+    role_tasks,
     worker_process_of,
 )
 from epay.config import Settings
 from tests.conftest import Stack
 from tests.support import BIN, ROOT
+
+HISTORIES = ROOT / "tests" / "histories"
 
 PAYMENTS = 4
 
@@ -141,3 +146,16 @@ def test_a_running_stacks_workers_are_found_and_measured_per_role(stack: Stack) 
     assert report["worker-records"]["pids"] == [worker.proc.pid]
     assert report["worker-records"]["peak_rss_mb"] > 0
     assert "worker" not in report
+
+
+def test_a_payments_tasks_are_counted_by_role_from_its_history() -> None:
+    """A recorded happy-path e-Dirham payment (workflow queue ``epay-test-a02dbd``): five
+    workflow tasks, two issuer calls and a department's confirmation on their queues, and its
+    local activities told apart from its patches' markers."""
+    path = HISTORIES / "v4_succeeded_e_dirham.json"
+    history = WorkflowHistory.from_json("payment", path.read_text())
+    tasks = role_tasks(history, "epay-test-a02dbd")
+    counts = {kind: task["count"] for kind, task in tasks.items()}
+    assert counts == {"workflow_tasks": 5, "local_activities": 5, "issuer": 2, "departments": 1}
+    for kind in ("workflow_tasks", "issuer", "departments"):
+        assert tasks[kind]["wait_ms"] >= 0 and tasks[kind]["run_ms"] > 0
