@@ -22,6 +22,7 @@ from pydantic import Field, PrivateAttr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
 
+from domain.queues import Role
 from epay.codec import PayloadKeyError, PayloadKeys
 from epay.secrets import hash_operator_token
 
@@ -142,7 +143,7 @@ class Settings(BaseSettings):
     """The Temporal Web UI, for the links `epay ops` prints to each payment's page."""
 
     # Workers (docs/design.md, "Worker roles and task queues"; docs/scaling.md).
-    worker_role: str = _env("EPAY_WORKER_ROLE", "all")
+    worker_role: Role = _env("EPAY_WORKER_ROLE", Role.ALL)
     """What `epay worker` polls when `--role` is not given: `workflows`, `acquirer`,
     `issuer`, `departments`, `records` or `all`."""
     workflow_task_slots: int = _env("EPAY_WORKER_WORKFLOW_TASK_SLOTS", 100, gt=0)

@@ -134,6 +134,7 @@ def test_mutual_tls_comes_from_the_sdk_environment_configuration(tmp_path: Path)
         ({"EPAY_METRICS_PORT": "70000"}, "EPAY_METRICS_PORT: Input should be less than"),
         ({"EPAY_PAYMENT_WINDOW_SECONDS": "-5"}, "EPAY_PAYMENT_WINDOW_SECONDS: Input should be"),
         ({"EPAY_LOG_FORMAT": "xml"}, "EPAY_LOG_FORMAT: Input should be 'json' or 'text'"),
+        ({"EPAY_WORKER_ROLE": "payments"}, "EPAY_WORKER_ROLE: Input should be 'workflows'"),
         ({"EPAY_VAULT_KEY": "not base64!"}, "EPAY_VAULT_KEY: is not base64"),
         ({"EPAY_VAULT_KEY": _b64(b"short")}, "EPAY_VAULT_KEY: must be 32 bytes"),
     ],

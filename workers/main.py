@@ -76,17 +76,6 @@ SERVED: Mapping[Role, tuple[Callable[..., Any], ...]] = {
 PARTNER_ROLES = (Role.ACQUIRER, Role.ISSUER, Role.DEPARTMENTS)  # they call out over HTTP
 
 
-def worker_role(value: str) -> Role:
-    """The role named by ``--role`` or ``EPAY_WORKER_ROLE``."""
-    try:
-        return Role(value)
-    except ValueError:
-        known = ", ".join(r.value for r in Role)
-        raise SystemExit(
-            f"epay worker: no role {value!r} (EPAY_WORKER_ROLE): one of {known}"
-        ) from None
-
-
 def rate_limit(role: Role, settings: Settings) -> float | None:
     """Activities per second for the whole task queue (every worker of the role together)."""
     return {
@@ -239,7 +228,7 @@ async def run_worker(
     """Run the Workers of ``role`` (default ``EPAY_WORKER_ROLE``) until SIGTERM or SIGINT,
     answering probes on ``EPAY_HEALTH_PORT`` if set. A process that runs the records role
     also counts the stuck payments (``epay_payments_stuck``) from the read model."""
-    chosen = worker_role(role or settings.worker_role)
+    chosen = Role(role) if role else settings.worker_role
     process = telemetry.setup(settings, telemetry.worker_service(chosen.value))
     roles = roles_in(chosen)
     stop = stop or asyncio.Event()
