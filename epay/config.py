@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
 import json
 import os
 import secrets
@@ -368,15 +369,27 @@ def _dev_secret(name: str, state_dir: Path) -> str:
     Production sets ``EPAY_VAULT_KEY``, ``EPAY_TOKEN_SECRET``, ``EPAY_PAYLOAD_KEYS`` and
     ``EPAY_OPERATOR_TOKENS`` (and refuses to start without them); a laptop gets its own random
     ones so that nothing secret is ever committed.
+
+    Several processes may start at once on a fresh checkout (``make run``, two ``epay migrate``
+    runs): the file is read and extended under an exclusive lock, and replaced whole, so that no
+    process reads it half written and no two processes make different secrets of one name.
     """
+    state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / "secrets.json"
-    known = json.loads(path.read_text()) if path.exists() else {}
-    if name not in known:
-        known[name] = base64.b64encode(secrets.token_bytes(32)).decode()
-        state_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(known))
-        path.chmod(0o600)
-    return str(known[name])
+    lock = os.open(state_dir / "secrets.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        known = json.loads(path.read_text()) if path.exists() else {}
+        if name not in known:
+            known[name] = base64.b64encode(secrets.token_bytes(32)).decode()
+            staged = state_dir / f"secrets.json.{os.getpid()}"
+            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(json.dumps(known))
+            os.replace(staged, path)
+        return str(known[name])
+    finally:
+        os.close(lock)
 
 
 def dev_operator_token(state_dir: Path) -> str:

@@ -6,6 +6,7 @@ import base64
 import os
 import secrets
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +219,37 @@ def test_production_refuses_the_sandbox(command: list[str], tmp_path: Path) -> N
 def test_the_configuration_page_shows_the_table_the_model_prints() -> None:
     page = (ROOT / "docs" / "configuration.md").read_text()
     assert settings_table() in page, "run: .venv/bin/python -m epay.config"
+
+
+def test_processes_starting_at_once_on_a_fresh_checkout_share_one_set_of_dev_secrets(
+    tmp_path: Path,
+) -> None:
+    """``make run`` and two ``epay migrate`` runs can start together before ``secrets.json``
+    exists: each must read the same secrets, none a half-written file."""
+    go = tmp_path / "go"
+    probe = (
+        "import pathlib, sys, time\n"
+        "from epay.config import Settings\n"
+        "while not pathlib.Path(sys.argv[1]).exists(): time.sleep(0.001)\n"
+        "s = Settings.from_env()\n"
+        "print(s.vault_key.hex(), s.token_secret.hex())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EPAY_")}
+    env["EPAY_STATE_DIR"] = str(tmp_path / "state")
+    runs = [
+        subprocess.Popen(
+            [str(BIN / "python"), "-c", probe, str(go)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    time.sleep(3)  # every process imported and waiting: then all read at once
+    go.touch()
+    answers = [run.communicate(timeout=60) for run in runs]
+    assert [run.returncode for run in runs] == [0] * 8, [err for _, err in answers]
+    assert len({out for out, _ in answers}) == 1
+    assert (tmp_path / "state" / "secrets.json").stat().st_mode & 0o077 == 0
