@@ -377,7 +377,7 @@ def test_a_history_of_the_single_queue_release_replays() -> None:
     queue. Temporal checks an activity's id and type on replay, not its task queue
     (sdk-core's activity state machine), so the routed code replays such a history without
     a patch: shown on a recorded history with its activities moved back to that queue."""
-    recorded = json.loads((HISTORIES / "v3_succeeded_e_dirham.json").read_text())
+    recorded = json.loads((HISTORIES / "v5_succeeded_e_dirham.json").read_text())
     started = recorded["events"][0]["workflowExecutionStartedEventAttributes"]["taskQueue"]
     scheduled = [
         e["activityTaskScheduledEventAttributes"]

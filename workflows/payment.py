@@ -103,12 +103,8 @@ COMPENSATION_RETRY = RetryPolicy(
 # (docs/design.md, "Safe upgrades"): histories recorded before it replay the old way. A patch
 # retires in two releases: its old branch goes and the call becomes deprecate_patch (which
 # still writes the marker, flagged deprecated), then the call goes too.
-# Deprecated, to be deleted next release: the payer's money released first; search
-# attributes upserted at every state change (domain.search); the department confirmation
-# asked attempt by attempt.
-PAYER_FIRST_COMPENSATION = "payer-first-compensation"
-OPERATOR_VIEW = "operator-view"
-STEERABLE_CONFIRMATION = "steerable-confirmation"
+# Retired (calls deleted; histories recorded while they were live are no longer replayed):
+# payer-first-compensation, operator-view, steerable-confirmation.
 ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)
 CONFIRM_BACKOFF = timedelta(seconds=1)  # doubling between attempts, up to:
 CONFIRM_BACKOFF_MAX = timedelta(minutes=1)
@@ -159,7 +155,6 @@ class PaymentWorkflow:
     async def run(self, req: PaymentRequest) -> PaymentOutcome:
         self._req = req
         _count("epay_payments_started", "Payments started", department=req.department)
-        workflow.deprecate_patch(OPERATOR_VIEW)
         self._deadline = workflow.info().workflow_start_time + timedelta(
             seconds=req.payment_window_seconds
         )
@@ -276,7 +271,6 @@ class PaymentWorkflow:
         a confirmation the department gave out of band."""
         req = self._req
         gives_up_at = workflow.now() + patience
-        workflow.deprecate_patch(STEERABLE_CONFIRMATION)
         while True:
             self._attempt += 1
             self._show(self._confirming(), until=gives_up_at)
@@ -515,7 +509,6 @@ class PaymentWorkflow:
         """
         self._ending = True
         self._show(f"compensating before ending {end.event}: releasing the payer's money first")
-        workflow.deprecate_patch(PAYER_FIRST_COMPENSATION)
         revoke = asyncio.ensure_future(self._revoke()) if self._department_asked else None
         if self._funds_may_be_held:
             await self._void()

@@ -2,7 +2,7 @@
 
 Run against a stack with ``make record-histories``; it writes one JSON file per scenario
 into this folder, named ``<version>_<scenario>.json`` (``EPAY_HISTORY_VERSION``, default
-``v4``: bump it with each guarded workflow change). The suite (``tests/test_replay.py``)
+``v5``: bump it with each guarded workflow change). The suite (``tests/test_replay.py``)
 replays each of them on the current workflow code, so a change that would break a payment
 already running fails CI. Record anew only for a deliberate, versioned change (see "Safe
 upgrades" in docs/design.md), and keep the old files: running payments were started by the
@@ -28,7 +28,7 @@ from tests.conftest import Stack, card, e_dirham, new_reference
 from tests.support import decode_history_payloads
 
 HERE = Path(__file__).parent
-VERSION = os.environ.get("EPAY_HISTORY_VERSION", "v4")
+VERSION = os.environ.get("EPAY_HISTORY_VERSION", "v5")
 
 
 async def _save(client: Client, workflow_id: str, name: str) -> None:
