@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
 import asyncpg
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from api import schemas, temporal_calls, views
-from api.context import Ctx, PaymentId
+from api.context import Context, Ctx, PaymentId
 from api.departments import PROBLEMS
 from api.errors import ApiError, field_error, not_found
 from domain.cards import MethodSummary, brand_of, expiry_ok, luhn_ok, normalise_number
@@ -31,7 +32,7 @@ router = APIRouter(prefix="/v1", tags=["payers"])
 WAIT_FOR_PROGRESS_SECONDS = 10.0
 
 
-async def _payment_for_payer(ctx: Ctx, payment_id: str, token: str | None) -> asyncpg.Record:
+async def payment_for_payer(ctx: Context, payment_id: str, token: str | None) -> asyncpg.Record:
     row = await store.get_payment_any_department(ctx.pool, payment_id)
     if row is None or not secrets.payer_token_ok(ctx.settings.token_secret, payment_id, token):
         raise not_found()
@@ -70,18 +71,18 @@ def _check_method(
     )
 
 
-async def _answer_when_moved_on(
-    ctx: Ctx, payment_id: str, waiting: set[PaymentState]
-) -> JSONResponse:
-    """200 with the payment once it has left ``waiting``, else 202 with where it is."""
+async def _when_moved_on(
+    ctx: Context, payment_id: str, waiting: set[PaymentState]
+) -> tuple[asyncpg.Record, bool]:
+    """The payment once it has left ``waiting`` (True), or where it is when the wait is
+    over (False)."""
     deadline = time.monotonic() + WAIT_FOR_PROGRESS_SECONDS
     while True:
         row = await store.get_payment_any_department(ctx.pool, payment_id)
         assert row is not None
         moved_on = PaymentState(row["state"]) not in waiting
         if moved_on or time.monotonic() >= deadline:
-            body = views.as_json(views.payment(row, ctx.settings))
-            return JSONResponse(body, status_code=200 if moved_on else 202)
+            return row, moved_on
         await asyncio.sleep(0.1)
 
 
@@ -98,11 +99,44 @@ async def authorise(
     payment_id: PaymentId,
     body: schemas.PaymentMethodBody,
     ctx: Ctx,
+    request: Request,
     token: Token = None,
     x_payment_token: TokenHeader = None,
 ) -> JSONResponse:
     """Pay with an e-Dirham card (PIN) or a credit card."""
-    row = await _payment_for_payer(ctx, payment_id, x_payment_token or token)
+    row = await payment_for_payer(ctx, payment_id, x_payment_token or token)
+    row, moved_on = await submit_method(ctx, row, body, Caller.of(request))
+    body_out = views.as_json(views.payment(row, ctx.settings))
+    return JSONResponse(body_out, status_code=200 if moved_on else 202)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who hands over a payment method: what the payer surface's limits count by.
+
+    ``session`` is the hosted page's payer session (None on the token API); on the page a
+    declined method leaves the payment open for another try, within its limits.
+    """
+
+    client: str
+    session: str | None = None
+
+    @classmethod
+    def of(cls, request: Request, session: str | None = None) -> Caller:
+        return cls(client=request.client.host if request.client else "unknown", session=session)
+
+    @property
+    def from_page(self) -> bool:
+        return self.session is not None
+
+
+async def submit_method(
+    ctx: Context, row: asyncpg.Record, body: schemas.PaymentMethodBody, caller: Caller
+) -> tuple[asyncpg.Record, bool]:
+    """Check, seal and hand over a payment method; the payment's row once it has moved on
+    (True) or when the wait is over (False). Raises ``ApiError`` (422 for a malformed card,
+    409 when the payment takes no method now)."""
+    payment_id = row["id"]
     _, summary, card_data = _check_method(body)
     # The workflow's validator has the last word: the records can say `authorising` for a
     # method whose update was lost with its workflow task, and then the payer may try again.
@@ -128,9 +162,7 @@ async def authorise(
         raise ApiError(
             409, "not_awaiting_method", f"The payment ({row['state']}) takes no payment method now."
         ) from None
-    return await _answer_when_moved_on(
-        ctx, payment_id, {PaymentState.RESERVED, PaymentState.AUTHORISING}
-    )
+    return await _when_moved_on(ctx, payment_id, {PaymentState.RESERVED, PaymentState.AUTHORISING})
 
 
 @router.post(
@@ -142,18 +174,29 @@ async def three_d_secure(
     payment_id: PaymentId,
     body: schemas.ChallengeBody,
     ctx: Ctx,
+    request: Request,
     token: Token = None,
     x_payment_token: TokenHeader = None,
 ) -> JSONResponse:
     """Answer the card's 3-D Secure challenge with the one-time code."""
-    row = await _payment_for_payer(ctx, payment_id, x_payment_token or token)
+    row = await payment_for_payer(ctx, payment_id, x_payment_token or token)
+    row, moved_on = await submit_challenge(ctx, row, body.otp, Caller.of(request))
+    body_out = views.as_json(views.payment(row, ctx.settings))
+    return JSONResponse(body_out, status_code=200 if moved_on else 202)
+
+
+async def submit_challenge(
+    ctx: Context, row: asyncpg.Record, otp: str, caller: Caller
+) -> tuple[asyncpg.Record, bool]:
+    """Hand over the 3-D Secure code; the payment's row as for ``submit_method``."""
+    payment_id = row["id"]
     if row["state"] != PaymentState.REQUIRES_ACTION:
         raise ApiError(
             409, "not_awaiting_challenge", f"The payment is {row['state']}; no challenge is open."
         )
     try:
         await temporal_calls.submit_challenge_answer(
-            ctx.temporal, ctx.settings.token_secret, payment_id, body.otp
+            ctx.temporal, ctx.settings.token_secret, payment_id, otp
         )
     except temporal_calls.UpdateRejected:
         raise ApiError(
@@ -161,6 +204,6 @@ async def three_d_secure(
             "not_awaiting_challenge",
             f"No challenge is open for this payment ({row['state']}).",
         ) from None
-    return await _answer_when_moved_on(
+    return await _when_moved_on(
         ctx, payment_id, {PaymentState.REQUIRES_ACTION, PaymentState.AUTHORISING}
     )
