@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from api import departments, payer
+from api import departments, hosted, payer
 from api.context import Context, Ctx
 from api.errors import INTERNAL_ERROR, install_error_handlers, problem_body
 from api.limits import BodySizeLimit
@@ -52,9 +52,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         meter=process.meter,
         internal_error=json.dumps(problem_body(INTERNAL_ERROR)).encode(),
     )
+    app.add_middleware(hosted.PayPageHeaders)  # outermost: on /pay's errors and 500s too
     telemetry.instrument_app(app, process.provider)
     app.include_router(departments.router)
     app.include_router(payer.router)
+    app.include_router(hosted.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
