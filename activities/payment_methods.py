@@ -23,6 +23,7 @@ from domain.models import (
     AuthoriseRequest,
     ChallengeAnswer,
     FundsRequest,
+    attempt_key,
 )
 from epay import secrets, store
 from epay.http import error_code, raise_for_transient
@@ -69,7 +70,9 @@ class PaymentMethods:
             body["cardholder_name"] = card.get("cardholder_name", "")
         body |= {"amount": req.amount, "currency": "AED", "reference": req.payment_id}
         response = await self.http.post(
-            url, json=body, headers={"Idempotency-Key": _authorise_key(req.payment_id)}
+            url,
+            json=body,
+            headers={"Idempotency-Key": attempt_key(req.payment_id, "authorise", req.attempt)},
         )
         del card, body  # card data leaves memory with this call
         result = _authorisation_result(response)
@@ -82,7 +85,7 @@ class PaymentMethods:
         response = await self.http.post(
             f"{self.acquirer_url}/authorisations/{answer.authorisation_id}/3ds",
             json={"otp": answer.otp},
-            headers={"Idempotency-Key": f"{answer.payment_id}:3ds"},
+            headers={"Idempotency-Key": attempt_key(answer.payment_id, "3ds", answer.attempt)},
         )
         result = _authorisation_result(response, answer.authorisation_id)
         activity.logger.info("3-D Secure challenge: %s", _outcome(result))
@@ -128,12 +131,14 @@ class PaymentMethods:
         compensation_begun(method=req.method_type)
         if req.authorisation_id:
             response = await self.http.post(
-                self._funds_url(req, "void"), headers={"Idempotency-Key": f"{req.payment_id}:void"}
+                self._funds_url(req, "void"),
+                headers={"Idempotency-Key": attempt_key(req.payment_id, "void", req.attempt)},
             )
         else:  # the authorisation's answer never came: reverse whatever that request did
             base = self.issuer_url if req.method_type == "e_dirham" else self.acquirer_url
             response = await self.http.post(
-                f"{base}/reversals", json={"idempotency_key": _authorise_key(req.payment_id)}
+                f"{base}/reversals",
+                json={"idempotency_key": attempt_key(req.payment_id, "authorise", req.attempt)},
             )
         raise_for_transient(response)
         if response.status_code >= 400:
@@ -143,10 +148,6 @@ class PaymentMethods:
 
 # The acquirer's and issuer's explicit, final refusals of a capture.
 CAPTURE_REFUSALS = frozenset({"not_capturable", "amount_too_large"})
-
-
-def _authorise_key(payment_id: str) -> str:
-    return f"{payment_id}:authorise"
 
 
 def _outcome(result: AuthorisationResult) -> str:

@@ -41,6 +41,7 @@ class ApiError(Exception):
 def problem_body(error: ApiError) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": f"/problems/{error.code}",
+        self.headers: dict[str, str] = {}  # e.g. a 429's Retry-After
         "title": error.title,
         "status": error.status,
         "detail": error.detail,
@@ -57,7 +58,12 @@ INTERNAL_ERROR = ApiError(500, "internal_error", "Something went wrong on our si
 
 
 def problem(error: ApiError) -> JSONResponse:
-    return JSONResponse(problem_body(error), status_code=error.status, media_type=PROBLEM_JSON)
+    return JSONResponse(
+        problem_body(error),
+        status_code=error.status,
+        media_type=PROBLEM_JSON,
+        headers=error.headers or None,
+    )
 
 
 def not_found(what: str = "payment") -> ApiError:

@@ -17,7 +17,7 @@ import asyncpg
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from api import schemas, temporal_calls, views
+from api import abuse, schemas, temporal_calls, views
 from api.context import Context, Ctx, PaymentId
 from api.departments import PROBLEMS
 from api.errors import ApiError, field_error, not_found
@@ -137,7 +137,8 @@ async def submit_method(
     (True) or when the wait is over (False). Raises ``ApiError`` (422 for a malformed card,
     409 when the payment takes no method now)."""
     payment_id = row["id"]
-    _, summary, card_data = _check_method(body)
+    number, summary, card_data = _check_method(body)
+    method_number = int(row.get("declines") or 0) + 1
     # The workflow's validator has the last word: the records can say `authorising` for a
     # method whose update was lost with its workflow task, and then the payer may try again.
     if row["state"] not in (PaymentState.RESERVED, PaymentState.AUTHORISING):
@@ -146,6 +147,20 @@ async def submit_method(
             "not_awaiting_method",
             f"The payment is {row['state']}; it takes no payment method now.",
         )
+    secret = ctx.settings.token_secret
+    attempt_id = await abuse.admit(
+        ctx.pool,
+        abuse.Limits.of(ctx.settings),
+        abuse.Attempt(
+            payment_id=payment_id,
+            attempt=method_number,
+            method_type=summary.type,
+            card=abuse.card_key(secret, number),
+            client=caller.client,
+            session=abuse.session_key(secret, caller.session) if caller.session else None,
+        ),
+    )
+    del number
     vault_token = secrets.new_vault_token()
     nonce, ciphertext = secrets.seal(ctx.settings.vault_key, vault_token, payment_id, card_data)
     del card_data
@@ -153,12 +168,16 @@ async def submit_method(
     try:
         await temporal_calls.submit_payment_method(
             ctx.temporal,
-            ctx.settings.token_secret,
+            secret,
             payment_id,
-            PaymentMethodSubmission(method=summary, vault_token=vault_token),
+            PaymentMethodSubmission(
+                method=summary, vault_token=vault_token, may_try_again=caller.from_page
+            ),
+            method_number,
         )
     except temporal_calls.UpdateRejected:
         await store.vault_discard(ctx.pool, vault_token)
+        await abuse.withdraw(ctx.pool, attempt_id)
         raise ApiError(
             409, "not_awaiting_method", f"The payment ({row['state']}) takes no payment method now."
         ) from None
@@ -196,7 +215,11 @@ async def submit_challenge(
         )
     try:
         await temporal_calls.submit_challenge_answer(
-            ctx.temporal, ctx.settings.token_secret, payment_id, otp
+            ctx.temporal,
+            ctx.settings.token_secret,
+            payment_id,
+            otp,
+            int(row.get("declines") or 0) + 1,
         )
     except temporal_calls.UpdateRejected:
         raise ApiError(

@@ -25,7 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from domain.models import PaymentMethodSubmission, PaymentRequest, ReservationResult
 from domain.money import format_aed
-from domain.proofs import update_proof
+from domain.proofs import proof_name, update_proof
 from epay.temporal import payment_workflow_id
 from workflows.payment import PaymentWorkflow
 
@@ -124,15 +124,23 @@ async def _update(client: Client, payment_id: str, update: object, *args: object
 
 
 async def submit_payment_method(
-    client: Client, secret: bytes, payment_id: str, submission: PaymentMethodSubmission
+    client: Client,
+    secret: bytes,
+    payment_id: str,
+    submission: PaymentMethodSubmission,
+    method_number: int = 1,
 ) -> None:
-    proof = update_proof(secret, payment_id, "submit_payment_method")
+    """Hand the payment its ``method_number``-th method (the hosted page allows another
+    after a decline: each has a proof of its own)."""
+    proof = update_proof(secret, payment_id, proof_name("submit_payment_method", method_number))
     proven = dataclasses.replace(submission, proof=proof)
     await _update(client, payment_id, PaymentWorkflow.submit_payment_method, proven)
 
 
-async def submit_challenge_answer(client: Client, secret: bytes, payment_id: str, otp: str) -> None:
-    proof = update_proof(secret, payment_id, "submit_challenge_answer")
+async def submit_challenge_answer(
+    client: Client, secret: bytes, payment_id: str, otp: str, method_number: int = 1
+) -> None:
+    proof = update_proof(secret, payment_id, proof_name("submit_challenge_answer", method_number))
     await _update(client, payment_id, PaymentWorkflow.submit_challenge_answer, otp, proof)
 
 

@@ -55,6 +55,9 @@ class PaymentMethodSubmission:
     method: MethodSummary
     vault_token: str
     proof: str = ""  # that ePay's API sent it (domain.proofs)
+    # Handed over on the hosted page: a declined method leaves the payment open for another
+    # (up to MAX_METHODS a payment). The token API's payer gets the contract's final answer.
+    may_try_again: bool = False
 
 
 class AuthorisationStatus(StrEnum):
@@ -84,6 +87,7 @@ class Transition:
     department_confirmation: str | None = None
     authorisation_id: str | None = None
     detail: str | None = None
+    attempt: int = 1  # of the payer's methods: an event recorded once per attempt
 
 
 @dataclass
@@ -128,6 +132,7 @@ class AuthoriseRequest:
     method_type: str
     vault_token: str
     amount: int
+    attempt: int = 1  # the payment's n-th method: its own idempotency keys (attempt_key)
 
 
 @dataclass
@@ -135,6 +140,7 @@ class ChallengeAnswer:
     payment_id: str
     authorisation_id: str
     otp: str
+    attempt: int = 1
 
 
 @dataclass
@@ -145,6 +151,7 @@ class FundsRequest:
     method_type: str
     authorisation_id: str
     amount: int
+    attempt: int = 1  # the method whose authorisation this is
 
 
 @dataclass
@@ -205,3 +212,17 @@ class OutOfBandConfirmation:
     operator: str
     reason: str
     confirmation_reference: str  # the department's own reference for it
+
+
+MAX_METHODS = 3
+"""Payment methods a payment takes on the hosted page: after the third decline it fails."""
+
+
+def attempt_key(payment_id: str, step: str, attempt: int) -> str:
+    """The idempotency key of a payment's ``step`` for its ``attempt``-th method.
+
+    The first method's keys are the ones every payment had before a payment could take a
+    second method, so that a retry of a call made then finds its first answer.
+    """
+    key = f"{payment_id}:{step}"
+    return key if attempt == 1 else f"{key}#{attempt}"

@@ -14,7 +14,17 @@ import base64
 import hashlib
 import hmac
 
+from domain.models import MAX_METHODS
+
 PROVEN_UPDATES = ("submit_payment_method", "submit_challenge_answer", "cancel")
+# Taken once per payment method: a payment's second and third methods (the hosted page's
+# tries after a decline) and their challenges have proofs of their own.
+PER_METHOD_UPDATES = ("submit_payment_method", "submit_challenge_answer")
+
+
+def proof_name(update: str, method: int = 1) -> str:
+    """What the proof of ``update`` for the payment's ``method``-th method is made over."""
+    return update if method == 1 else f"{update}#{method}"
 
 
 def update_proof(secret: bytes, payment_id: str, update: str) -> str:
@@ -28,7 +38,10 @@ def commitment(proof: str) -> str:
 
 def commitments(secret: bytes, payment_id: str) -> dict[str, str]:
     """What the workflow's input carries: the commitment of each update's proof."""
-    return {u: commitment(update_proof(secret, payment_id, u)) for u in PROVEN_UPDATES}
+    names = [*PROVEN_UPDATES] + [
+        proof_name(u, n) for u in PER_METHOD_UPDATES for n in range(2, MAX_METHODS + 1)
+    ]
+    return {u: commitment(update_proof(secret, payment_id, u)) for u in names}
 
 
 def proven(proof: str, expected_commitment: str) -> bool:

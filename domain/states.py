@@ -38,6 +38,8 @@ class PaymentEvent(StrEnum):
     CHALLENGE_REQUIRED = "challenge_required"
     CHALLENGE_PASSED = "challenge_passed"
     AUTHORISED = "authorised"
+    # The hosted page's payer may try another method: the payment waits for it again.
+    METHOD_DECLINED = "method_declined"
     DEPARTMENT_CONFIRMED = "department_confirmed"
     CAPTURED = "captured"
     FAILED = "failed"  # the failure code says why
@@ -93,6 +95,7 @@ TRANSITIONS: dict[PaymentEvent, tuple[tuple[PaymentState, ...], PaymentState]] =
     E.CHALLENGE_REQUIRED: ((S.AUTHORISING,), S.REQUIRES_ACTION),
     E.CHALLENGE_PASSED: ((S.REQUIRES_ACTION,), S.AUTHORISING),
     E.AUTHORISED: ((S.AUTHORISING,), S.CONFIRMING),
+    E.METHOD_DECLINED: ((S.AUTHORISING, S.REQUIRES_ACTION), S.RESERVED),
     E.DEPARTMENT_CONFIRMED: ((S.CONFIRMING,), S.CAPTURING),
     E.CAPTURED: ((S.CAPTURING,), S.SUCCEEDED),
     E.FAILED: ((*_BEFORE_CAPTURE, S.CAPTURING), S.FAILED),

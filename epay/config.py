@@ -170,6 +170,26 @@ class Settings(BaseSettings):
     health_port: int | None = _env("EPAY_HEALTH_PORT", None, ge=1, le=65535)
     """A worker's liveness and readiness port (`/healthz`, `/readyz`)."""
 
+    # The payer surface's limits (api/abuse.py, docs/security.md); 0 turns one off. The local
+    # stack serves every payer from 127.0.0.1 and drives the same sandbox cards over and over,
+    # so outside production the limits across payments are off unless set.
+    payer_wrong_pins: int | None = _env(
+        "EPAY_PAYER_WRONG_PINS", None, ge=0, shown="`2` in production, else `0` (off)"
+    )
+    """Wrong PINs one e-Dirham card may meet across payments in 24 hours before ePay stops
+    asking the issuer (which locks a card at its third): a stranger cannot lock it."""
+    payer_card_failures: int | None = _env(
+        "EPAY_PAYER_CARD_FAILURES", None, ge=0, shown="`5` in production, else `0` (off)"
+    )
+    """Declined or unanswered methods one card (by its keyed hash) may have across payments
+    in an hour."""
+    payer_client_cards: int | None = _env(
+        "EPAY_PAYER_CLIENT_CARDS", None, ge=0, shown="`10` in production, else `0` (off)"
+    )
+    """Distinct cards declined for one client address in 10 minutes (card testing)."""
+    payer_session_methods: int = _env("EPAY_PAYER_SESSION_METHODS", 5, ge=0)
+    """Payment methods one hosted-page session may hand over in 15 minutes."""
+
     # Telemetry (docs/observability.md).
     metrics_port: int | None = _env("EPAY_METRICS_PORT", None, ge=1, le=65535)
     """The process's Prometheus endpoint: the Temporal SDK's metrics and ePay's own."""

@@ -24,6 +24,7 @@ from domain.models import (
     Settlement,
     Transition,
 )
+    attempt_key,
 from domain.references import reference_key
 from domain.states import Actor, PaymentEvent, PaymentState, actor_of, transition
 
@@ -200,18 +201,52 @@ async def _insert_event(
 
 
 async def _apply_transition(conn: asyncpg.Connection, t: Transition) -> str:
+async def _attempt_outcome(conn: asyncpg.Connection, payment_id: str, outcome: str) -> None:
+    """How the payer's pending method ended, for the payer surface's limits (api/abuse.py)."""
+    await conn.execute(
+        "UPDATE payer_attempts SET outcome = $2 WHERE payment_id = $1 AND outcome IS NULL",
+        payment_id,
+        outcome,
+    )
+
+
     """Move the read model by one event of the state machine, once."""
     row = await conn.fetchrow("SELECT state FROM payments WHERE id = $1 FOR UPDATE", t.payment_id)
     if row is None:
         raise LookupError(f"no payment {t.payment_id}")
     current = PaymentState(row["state"])
     already = await conn.fetchval(
-        "SELECT to_state FROM payment_events WHERE dedupe_key = $1", f"{t.payment_id}:{t.event}"
+    dedupe_key = attempt_key(t.payment_id, t.event, t.attempt)
+        "SELECT to_state FROM payment_events WHERE dedupe_key = $1", dedupe_key
     )
     if already is not None:
         return str(already)
     target = transition(current, t.event)  # IllegalTransition if the machine forbids it
     await conn.execute(
+    if t.event == PaymentEvent.METHOD_DECLINED:
+        # Back to waiting for the payer: the declined method is forgotten, the decline kept.
+        await conn.execute(
+            """UPDATE payments SET state = $2, method_type = NULL, method_brand = NULL,
+                   method_last4 = NULL, authorisation_id = NULL, declines = declines + 1,
+                   last_decline = $3, updated_at = clock_timestamp()
+               WHERE id = $1""",
+            t.payment_id,
+            target.value,
+            t.failure_code,
+        )
+        await conn.execute("DELETE FROM card_vault WHERE payment_id = $1", t.payment_id)
+        await _attempt_outcome(conn, t.payment_id, t.failure_code or "declined")
+        await _insert_event(
+            conn,
+            t.payment_id,
+            t.event,
+            current.value,
+            target.value,
+            t.actor or actor_of(t.event),
+            f"failure: {t.failure_code}; the payer may try another method",
+            dedupe_key,
+        )
+        return target.value
         """UPDATE payments SET state = $2,
                method_type = coalesce($3, method_type),
                method_brand = coalesce($4, method_brand),
@@ -233,8 +268,12 @@ async def _apply_transition(conn: asyncpg.Connection, t: Transition) -> str:
         t.authorisation_id,
     )
     detail = t.detail or (t.failure_code and f"failure: {t.failure_code}")
+    if t.event in (PaymentEvent.AUTHORISED, PaymentEvent.FAILED):
+        await _attempt_outcome(conn, t.payment_id, t.failure_code or "authorised")
     actor = t.actor or actor_of(t.event)
-    await _insert_event(conn, t.payment_id, t.event, current.value, target.value, actor, detail)
+    await _insert_event(
+        conn, t.payment_id, t.event, current.value, target.value, actor, detail, dedupe_key
+    )
     return target.value
 
 
@@ -405,7 +444,7 @@ PAYMENT_COLUMNS = """p.id, p.department, p.service_code, p.reference, p.state, p
     p.currency, p.lines, p.description, p.return_url, p.metadata, p.method_type,
     p.method_brand, p.method_last4, p.failure_code, p.failure_message,
     p.department_confirmation, p.workflow_id, p.expires_at, p.created_at, p.updated_at,
-    r.receipt_number, r.issued_at AS receipt_issued_at"""
+    p.declines, p.last_decline, r.receipt_number, r.issued_at AS receipt_issued_at"""
 
 
 async def get_payment(pool: Pool, department: str, payment_id: str) -> asyncpg.Record | None:

@@ -291,6 +291,8 @@ ILLEGAL = [
 ] + [(state, event) for state in sorted(TERMINAL_STATES) for event in TRANSITIONS]
 
 
+        (S.AUTHORISING, "method_declined", S.RESERVED),
+        (S.REQUIRES_ACTION, "method_declined", S.RESERVED),
 @pytest.mark.parametrize(("source", "event"), ILLEGAL)
 def test_illegal_transitions_raise(source: PaymentState | None, event: str) -> None:
     with pytest.raises(IllegalTransition):

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.cards import MethodSummary
     from domain.failures import FailureCode
     from domain.models import (
+        MAX_METHODS,
         AuditEntry,
         AuthorisationResult,
         AuthorisationStatus,
@@ -54,7 +55,7 @@ with workflow.unsafe.imports_passed_through():
         Settlement,
         Transition,
     )
-    from domain.proofs import proven
+    from domain.proofs import proof_name, proven
     from domain.queues import Role, payment_method_role, task_queue
     from domain.references import reference_key
     from domain.states import (
@@ -69,6 +70,11 @@ with workflow.unsafe.imports_passed_through():
 A = TypeVar("A")
 T = TypeVar("T")
 E = PaymentEvent
+# Events a payment records once per payment method it is handed (domain.models.attempt_key).
+PER_METHOD_EVENTS = frozenset(
+    {E.METHOD_SUBMITTED, E.CHALLENGE_REQUIRED, E.CHALLENGE_PASSED, E.METHOD_DECLINED}
+)
+
 
 # Database steps: short local transactions, retried for as long as the database is away,
 # backing off to minutes so that the history grows by a few events an attempt. Waits longer
@@ -140,6 +146,7 @@ class PaymentWorkflow:
         self._attempt = 0  # of the current department confirmation
         self._last_error: str | None = None
         self._authorisation_id: str | None = None
+        self._method_number = 1  # the payer's n-th method (the hosted page allows another)
         # What may need undoing, set before the call that may do it (its answer may be lost).
         self._funds_may_be_held = False
         self._department_asked = False
@@ -209,28 +216,7 @@ class PaymentWorkflow:
         return self._reservation
 
     async def _pay(self, req: PaymentRequest) -> PaymentOutcome:
-        self._show("waiting for the payer to pay", until=self._deadline)
-        await self._wait_for_payer(lambda: self._submission is not None)
-        assert self._submission is not None
-        method = self._submission.method
-        await self._record(E.METHOD_SUBMITTED, method=method)
-
-        self._funds_may_be_held = True
-        self._show(f"authorising with the {_partner(method.type)}")
-        auth = await self._call(
-            PaymentMethods.authorise,
-            AuthoriseRequest(req.payment_id, method.type, self._submission.vault_token, req.total),
-            summary="authorise the payment method",
-            role=payment_method_role(method.type),
-            failure_code=FailureCode.AUTHORISATION_FAILED,
-            start_to_close_timeout=timedelta(seconds=30),
-            schedule_to_close_timeout=timedelta(minutes=10),
-        )
-        self._authorisation_id = auth.authorisation_id
-        if auth.status == AuthorisationStatus.REQUIRES_ACTION:
-            auth = await self._three_d_secure(auth)
-        if auth.status != AuthorisationStatus.AUTHORISED:
-            raise PaymentEnded(E.FAILED, auth.failure_code or FailureCode.CARD_DECLINED)
+        method, auth = await self._authorised_method(req)
         await self._record(E.AUTHORISED, authorisation_id=auth.authorisation_id)
 
         self._department_asked = True
@@ -247,6 +233,55 @@ class PaymentWorkflow:
             "capturing: the payment was finished",
         )
 
+    async def _authorised_method(
+        self, req: PaymentRequest
+    ) -> tuple[MethodSummary, AuthorisationResult]:
+        """Wait for the payer's method and authorise it (3-D Secure if asked).
+
+        A declined method ends the payment, as the contract says, unless it came from the
+        hosted page: there the payment goes back to waiting for the payer, who may try
+        another method, up to MAX_METHODS a payment.
+        """
+        while True:
+            self._show("waiting for the payer to pay", until=self._deadline)
+            await self._wait_for_payer(lambda: self._submission is not None)
+            submission = self._submission
+            assert submission is not None
+            method = submission.method
+            await self._record(E.METHOD_SUBMITTED, method=method)
+
+            self._funds_may_be_held = True
+            self._show(f"authorising with the {_partner(method.type)}")
+            auth = await self._call(
+                PaymentMethods.authorise,
+                AuthoriseRequest(
+                    req.payment_id,
+                    method.type,
+                    submission.vault_token,
+                    req.total,
+                    attempt=self._method_number,
+                ),
+                summary="authorise the payment method",
+                role=payment_method_role(method.type),
+                failure_code=FailureCode.AUTHORISATION_FAILED,
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(minutes=10),
+            )
+            self._authorisation_id = auth.authorisation_id
+            if auth.status == AuthorisationStatus.REQUIRES_ACTION:
+                auth = await self._three_d_secure(auth)
+            if auth.status == AuthorisationStatus.AUTHORISED:
+                return method, auth
+            code = auth.failure_code or FailureCode.CARD_DECLINED
+            if not submission.may_try_again or self._method_number >= MAX_METHODS:
+                raise PaymentEnded(E.FAILED, code)
+            if self._authorisation_id:  # a challenge failed: release what it opened
+                await self._void()
+            self._funds_may_be_held = False
+            await self._record(E.METHOD_DECLINED, failure_code=code)
+            self._method_number += 1
+            self._submission, self._otp, self._authorisation_id = None, None, None
+
     async def _three_d_secure(self, auth: AuthorisationResult) -> AuthorisationResult:
         await self._record(E.CHALLENGE_REQUIRED, authorisation_id=auth.authorisation_id)
         self._show("waiting for the payer's 3-D Secure code", until=self._deadline)
@@ -254,7 +289,12 @@ class PaymentWorkflow:
         self._show("completing the 3-D Secure challenge with the card acquirer")
         result = await self._call(
             PaymentMethods.complete_challenge,
-            ChallengeAnswer(self._req.payment_id, auth.authorisation_id or "", self._otp or ""),
+            ChallengeAnswer(
+                self._req.payment_id,
+                auth.authorisation_id or "",
+                self._otp or "",
+                attempt=self._method_number,
+            ),
             summary="complete the 3-D Secure challenge",
             role=Role.ACQUIRER,  # 3-D Secure is a card's
             failure_code=FailureCode.AUTHORISATION_FAILED,
@@ -360,7 +400,9 @@ class PaymentWorkflow:
 
     @submit_payment_method.validator
     def _validate_submission(self, submission: PaymentMethodSubmission) -> None:
-        self._require_proof("submit_payment_method", submission.proof)
+        self._require_proof(
+            proof_name("submit_payment_method", self._method_number), submission.proof
+        )
         if self._state != PaymentState.RESERVED or self._submission or self._cancel or self._ending:
             raise ApplicationError(
                 "this payment is not waiting for a payment method", type="not_awaiting_method"
@@ -372,7 +414,7 @@ class PaymentWorkflow:
 
     @submit_challenge_answer.validator
     def _validate_challenge_answer(self, otp: str, proof: str = "") -> None:
-        self._require_proof("submit_challenge_answer", proof)
+        self._require_proof(proof_name("submit_challenge_answer", self._method_number), proof)
         if self._state != PaymentState.REQUIRES_ACTION or self._otp is not None or self._ending:
             raise ApplicationError(
                 "this payment is not waiting for a 3-D Secure answer", type="not_awaiting_challenge"
@@ -549,7 +591,11 @@ class PaymentWorkflow:
         await workflow.execute_activity_method(
             PaymentMethods.void_authorisation,
             FundsRequest(
-                self._req.payment_id, method, self._authorisation_id or "", self._req.total
+                self._req.payment_id,
+                method,
+                self._authorisation_id or "",
+                self._req.total,
+                attempt=self._method_number,
             ),
             summary="void the authorisation",
             task_queue=_queue(payment_method_role(method)),
@@ -754,13 +800,16 @@ class PaymentWorkflow:
         method: MethodSummary | None = None,
         confirmation: str | None = None,
         authorisation_id: str | None = None,
+        failure_code: str | None = None,
     ) -> None:
         change = Transition(
             self._req.payment_id,
             event,
             method=method,
+            failure_code=failure_code,
             department_confirmation=confirmation,
             authorisation_id=authorisation_id,
+            attempt=self._method_number if event in PER_METHOD_EVENTS else 1,
         )
         state = await self._local(
             PaymentRecords.record_transition, change, summary=f"record {event}"
