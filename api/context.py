@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
 from api.errors import ApiError, not_found
@@ -30,17 +30,22 @@ def context(request: Request) -> Context:
 Ctx = Annotated[Context, Depends(context)]
 
 
+# Declares the department API's bearer key in the served OpenAPI; a missing or malformed
+# header is answered below, as a problem, rather than by FastAPI.
+API_KEY = HTTPBearer(auto_error=False, description="A department API key (`epk_...`)")
+
+
 async def department(
     ctx: Ctx,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(API_KEY)],
 ) -> str:
     """The department an API key belongs to; any other key is refused alike."""
-    scheme, _, key = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not key:
+    if credentials is None:
         raise ApiError(
             401, "unauthorised", "Send a department API key as 'Authorization: Bearer <key>'."
         )
-    dept = await store.department_for_key(ctx.pool, secrets.hash_api_key(key.strip()))
+    key_hash = secrets.hash_api_key(credentials.credentials.strip())
+    dept = await store.department_for_key(ctx.pool, key_hash)
     if dept is None:
         raise ApiError(401, "unauthorised", "The API key is not valid or has been revoked.")
     return dept
@@ -49,12 +54,9 @@ async def department(
 Department = Annotated[str, Depends(department)]
 
 
-PAYMENT_ID = re.compile(r"pay_[0-9a-f]{32}")
-
-
 def payment_id(payment_id: str) -> str:
     """A payment id from the path; anything that cannot be one is simply not found."""
-    if not PAYMENT_ID.fullmatch(payment_id):
+    if not store.PAYMENT_ID.fullmatch(payment_id):
         raise not_found()
     return payment_id
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
@@ -23,9 +23,10 @@ from epay import store
 
 router = APIRouter(prefix="/v1", tags=["departments"])
 
+# The errors a call can answer with (the schema is filled in by ``errors.document_problems``).
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"model": None, "content": {"application/problem+json": {}}}
-    for status in (400, 401, 404, 409, 413, 422)
+    for status in (400, 401, 404, 409, 413, 422, 503)
 }
 
 
@@ -192,8 +193,8 @@ async def list_payments(
         dept,
         state=state.value if state else None,
         reference=reference,
-        created_from=created_from,
-        created_to=created_to,
+        created_from=_in_utc("created_from", created_from),
+        created_to=_in_utc("created_to", created_to),
         limit=limit,
         after=after,
     )
@@ -203,6 +204,22 @@ async def list_payments(
         has_more=more,
         next_cursor=store.encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more else None,
     )
+
+
+def _in_utc(name: str, value: datetime | None) -> datetime | None:
+    """A list filter's time in UTC; one given without an offset is a UTC time. The database
+    keeps the years 1 to 9999 in UTC: a time that is outside them once moved to UTC
+    (``0001-01-01T00:00:00+04:00``) is refused rather than sent to overflow there."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise field_error(
+            name, "out_of_range", "Give a time between the years 1 and 9999 in UTC."
+        ) from None
 
 
 @router.get("/payments/{payment_id}/events", response_model=schemas.EventList, responses=PROBLEMS)  # type: ignore[arg-type]

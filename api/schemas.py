@@ -4,9 +4,33 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from domain.cards import holds_card_number
 from domain.money import MAX_AMOUNT
+
+
+def _no_card_number(value: str) -> str:
+    """Text a department sends is stored, shown and passed to Temporal: no card number in it."""
+    if holds_card_number(value):
+        raise PydanticCustomError(
+            "card_number_in_text",
+            "Must not hold a card number (13 to 19 digits that pass the Luhn check).",
+        )
+    return value
+
+
+# Free text of the department's: refused when it holds what may be a card number.
+CardFree = AfterValidator(_no_card_number)
 
 Fils = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT, description="Amount in fils (AED 1 = 100)")]
 REFERENCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._/:#-]*$"
@@ -21,6 +45,7 @@ Reference = Annotated[
             "only in case or spaces are one invoice: at most one live or paid payment among them."
         ),
     ),
+    CardFree,
 ]
 
 
@@ -59,7 +84,7 @@ class CreatePayment(Strict):
     amount: Fils | None = Field(
         default=None, description="Required for variable-fee services, refused for fixed ones"
     )
-    description: Annotated[StrictStr, Field(max_length=255)] | None = None
+    description: Annotated[StrictStr, Field(max_length=255), CardFree] | None = None
     payer: Payer | None = None
     return_url: Annotated[StrictStr, Field(max_length=2000, pattern=r"^https?://\S+$")] | None = (
         None
@@ -67,8 +92,8 @@ class CreatePayment(Strict):
     metadata: (
         Annotated[
             dict[
-                Annotated[str, Field(min_length=1, max_length=40)],
-                Annotated[StrictStr, Field(max_length=500)],
+                Annotated[str, Field(min_length=1, max_length=40), CardFree],
+                Annotated[StrictStr, Field(max_length=500), CardFree],
             ],
             Field(max_length=15),
         ]
@@ -99,7 +124,28 @@ class ChallengeBody(Strict):
 
 
 class CancelBody(Strict):
-    reason: Annotated[StrictStr, Field(max_length=255)] | None = None
+    reason: Annotated[StrictStr, Field(max_length=255), CardFree] | None = None
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="The field at fault, as sent (`payer.email`), or `body`")
+    code: str = Field(description="Why, e.g. `missing`, `unknown_field`, `card_number_in_text`")
+    message: str
+    count: int | None = Field(
+        default=None, description="How many unknown fields this entry stands for (not named)"
+    )
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457 problem details, `application/problem+json`) with a stable `code`.
+    No error repeats a value that was sent."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldError] | None = Field(default=None, description="For 422: the fields")
 
 
 class Line(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
@@ -24,6 +26,39 @@ def luhn_ok(number: str) -> bool:
 def normalise_number(raw: str) -> str:
     """Card numbers may be typed with spaces or dashes between groups."""
     return raw.replace(" ", "").replace("-", "")
+
+
+# Digits in groups that spaces or dashes separate (what ``normalise_number`` strips). ``\d`` is
+# any decimal digit, so a number written in Arabic-Indic or full-width digits is one too.
+_DIGIT_GROUPS = re.compile(r"\d+(?:[ -]+\d+)*")
+_SEPARATORS = re.compile(r"[ -]+")
+
+
+def holds_card_number(text: str) -> bool:
+    """Whether ``text`` holds what may be a card number: 13 to 19 digits, in a row or in
+    groups separated by spaces or dashes, that pass the Luhn check.
+
+    Text a department sends (a reference, a description, metadata) is stored, shown on
+    receipts and sent to Temporal: a card number in it would put the card in clear where no
+    card data may be. Any run of whole groups is tried (``INV 4242 4242 4242 4242 2026``
+    holds one), but never part of a group: a 25-digit number is not a card number, and a
+    13 to 19 digit reference that fails the Luhn check (nine in ten of them) passes.
+    """
+    for run in _DIGIT_GROUPS.finditer(text):
+        groups = [_ascii_digits(g) for g in _SEPARATORS.split(run.group())]
+        for start in range(len(groups)):
+            digits = ""
+            for group in groups[start:]:
+                digits += group
+                if len(digits) > 19:
+                    break
+                if len(digits) >= 13 and luhn_ok(digits):
+                    return True
+    return False
+
+
+def _ascii_digits(digits: str) -> str:
+    return "".join(str(unicodedata.decimal(ch)) for ch in digits)
 
 
 def brand_of(number: str) -> str:

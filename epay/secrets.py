@@ -41,7 +41,16 @@ def payer_token(secret: bytes, payment_id: str) -> str:
 
 
 def payer_token_ok(secret: bytes, payment_id: str, token: str | None) -> bool:
-    return bool(token) and hmac.compare_digest(payer_token(secret, payment_id), token or "")
+    """Whether ``token`` is the payment's own, compared in constant time.
+
+    Compared as bytes: ``hmac.compare_digest`` raises TypeError on a str that is not ASCII,
+    and a token from a query string or a header may be anything (a header's bytes arrive
+    decoded as Latin-1). Such a token is simply wrong, like any other.
+    """
+    if not token:
+        return False
+    given = token.encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(payer_token(secret, payment_id).encode(), given)
 
 
 def new_api_key() -> str:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -23,8 +24,8 @@ from domain.models import (
     ReservationResult,
     Settlement,
     Transition,
-)
     attempt_key,
+)
 from domain.references import reference_key
 from domain.states import Actor, PaymentEvent, PaymentState, actor_of, transition
 
@@ -200,7 +201,6 @@ async def _insert_event(
     return bool(inserted)
 
 
-async def _apply_transition(conn: asyncpg.Connection, t: Transition) -> str:
 async def _attempt_outcome(conn: asyncpg.Connection, payment_id: str, outcome: str) -> None:
     """How the payer's pending method ended, for the payer surface's limits (api/abuse.py)."""
     await conn.execute(
@@ -210,19 +210,19 @@ async def _attempt_outcome(conn: asyncpg.Connection, payment_id: str, outcome: s
     )
 
 
+async def _apply_transition(conn: asyncpg.Connection, t: Transition) -> str:
     """Move the read model by one event of the state machine, once."""
     row = await conn.fetchrow("SELECT state FROM payments WHERE id = $1 FOR UPDATE", t.payment_id)
     if row is None:
         raise LookupError(f"no payment {t.payment_id}")
     current = PaymentState(row["state"])
-    already = await conn.fetchval(
     dedupe_key = attempt_key(t.payment_id, t.event, t.attempt)
+    already = await conn.fetchval(
         "SELECT to_state FROM payment_events WHERE dedupe_key = $1", dedupe_key
     )
     if already is not None:
         return str(already)
     target = transition(current, t.event)  # IllegalTransition if the machine forbids it
-    await conn.execute(
     if t.event == PaymentEvent.METHOD_DECLINED:
         # Back to waiting for the payer: the declined method is forgotten, the decline kept.
         await conn.execute(
@@ -247,6 +247,7 @@ async def _attempt_outcome(conn: asyncpg.Connection, payment_id: str, outcome: s
             dedupe_key,
         )
         return target.value
+    await conn.execute(
         """UPDATE payments SET state = $2,
                method_type = coalesce($3, method_type),
                method_brand = coalesce($4, method_brand),
@@ -267,9 +268,9 @@ async def _attempt_outcome(conn: asyncpg.Connection, payment_id: str, outcome: s
         t.department_confirmation,
         t.authorisation_id,
     )
-    detail = t.detail or (t.failure_code and f"failure: {t.failure_code}")
     if t.event in (PaymentEvent.AUTHORISED, PaymentEvent.FAILED):
         await _attempt_outcome(conn, t.payment_id, t.failure_code or "authorised")
+    detail = t.detail or (t.failure_code and f"failure: {t.failure_code}")
     actor = t.actor or actor_of(t.event)
     await _insert_event(
         conn, t.payment_id, t.event, current.value, target.value, actor, detail, dedupe_key
@@ -440,6 +441,8 @@ async def vault_discard(pool: Pool, token: str) -> None:
 
 # --- reads for the API ------------------------------------------------------------------
 
+PAYMENT_ID = re.compile(r"pay_[0-9a-f]{32}")
+
 PAYMENT_COLUMNS = """p.id, p.department, p.service_code, p.reference, p.state, p.amount_total,
     p.currency, p.lines, p.description, p.return_url, p.metadata, p.method_type,
     p.method_brand, p.method_last4, p.failure_code, p.failure_message,
@@ -471,11 +474,19 @@ def encode_cursor(created_at: datetime, payment_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """Raises ValueError for anything that is not a cursor this API handed out."""
+    """Raises ValueError for anything that is not a cursor this API handed out.
+
+    A cursor is the caller's to tamper with: only the exact shape ``encode_cursor`` makes
+    (base64 of ``[aware ISO time, payment id]``) gets through to a query, so that no value
+    can overflow the database's timestamps or carry text it cannot store (NUL).
+    """
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, pid = json.loads(raw)
-        return datetime.fromisoformat(created), str(pid)
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        created, payment_id = json.loads(raw)
+        at = datetime.fromisoformat(created)
+        if at.tzinfo is None or not PAYMENT_ID.fullmatch(payment_id):
+            raise ValueError("not a cursor of ours")
+        return at.astimezone(UTC), payment_id
     except Exception as exc:  # noqa: BLE001 - any malformed cursor is the caller's error
         raise ValueError("invalid cursor") from exc
 

@@ -5,10 +5,14 @@ card number, CVV or PIN comes back."""
 
 from __future__ import annotations
 
+import base64
 import json
+import socket
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -794,3 +798,486 @@ def test_openapi_document_is_served(stack: Stack) -> None:
     ):
         assert path in paths, sorted(paths)
     assert "post" in paths["/v1/payments"] and "get" in paths["/v1/payments"]
+
+
+# --- hostile input -----------------------------------------------------------------------
+# What an attacker sends rather than what a careless client does: every one of these is a
+# 4xx problem, never a 500, and changes nothing.
+
+CARD_IN_TEXT = "4242424242424242"
+
+
+def payer_post(
+    stack: Stack,
+    payment: dict[str, Any],
+    suffix: str,
+    body: Any,
+    *,
+    params: dict[str, str] | None = None,
+    headers: dict[str, Any] | None = None,
+) -> httpx.Response:
+    return httpx.post(
+        f"{stack.api_url}/v1/payments/{payment['id']}{suffix}",
+        json=body,
+        params=params,
+        headers=headers,
+        timeout=30,
+    )
+
+
+PAYER_CALLS = [
+    pytest.param("/authorise", card("4242424242424242"), id="authorise"),
+    pytest.param("/3ds", {"otp": "123456"}, id="3ds"),
+]
+NON_ASCII_TOKENS = [
+    pytest.param("é", id="accented"),
+    pytest.param("токен-" + "x" * 37, id="cyrillic"),
+    pytest.param("\U0001f4b3", id="emoji"),
+    pytest.param("\u0000", id="nul"),
+]
+
+
+@pytest.mark.parametrize(("suffix", "body"), PAYER_CALLS)
+@pytest.mark.parametrize("token", NON_ASCII_TOKENS)
+def test_a_non_ascii_token_in_the_query_is_404(
+    stack: Stack, reserved: dict[str, Any], suffix: str, body: Any, token: str
+) -> None:
+    """``hmac.compare_digest`` raises on a str that is not ASCII: a 500 until the token was
+    compared as bytes."""
+    with nothing_changes(stack):
+        response = payer_post(stack, reserved, suffix, body, params={"token": token})
+        also_real = payer_post(
+            stack, reserved, suffix, body, params={"token": token_of(reserved) + token}
+        )
+    assert_problem(response, 404, "payment_not_found", secrets=("4242424242424242",))
+    assert_problem(also_real, 404, "payment_not_found")
+    assert_untouched(stack, reserved)
+
+
+@pytest.mark.parametrize(("suffix", "body"), PAYER_CALLS)
+@pytest.mark.parametrize(
+    "raw", [pytest.param(b"\xc3\xa9", id="utf-8"), pytest.param(b"\xff" * 43, id="latin-1")]
+)
+def test_a_non_ascii_token_header_is_404(
+    stack: Stack, reserved: dict[str, Any], suffix: str, body: Any, raw: bytes
+) -> None:
+    """A header's bytes beyond ASCII reach the API decoded as Latin-1: a wrong token too."""
+    with nothing_changes(stack):
+        response = payer_post(stack, reserved, suffix, body, headers={"X-Payment-Token": raw})
+    assert_problem(response, 404, "payment_not_found")
+    assert_untouched(stack, reserved)
+
+
+def listed(stack: Stack, **params: str) -> httpx.Response:
+    with stack.client() as c:
+        return c.get("/v1/payments", params=params)
+
+
+def ids_listed(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [p["id"] for p in response.json()["items"]]
+
+
+def test_list_dates_at_the_ends_of_the_calendar_are_answered(
+    stack: Stack, reserved: dict[str, Any]
+) -> None:
+    """The first and last instants Python and PostgreSQL share, in UTC, are valid filters."""
+    ref = {"reference": reserved["reference"]}
+    first, last = "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"
+    assert ids_listed(listed(stack, created_from=first, **ref)) == [reserved["id"]]
+    assert ids_listed(listed(stack, created_to=last, **ref)) == [reserved["id"]]
+    assert ids_listed(listed(stack, created_from=first, created_to=last, **ref)) == [reserved["id"]]
+    assert ids_listed(listed(stack, created_from=last, **ref)) == []
+    assert ids_listed(listed(stack, created_to=first, **ref)) == []
+    assert ids_listed(listed(stack, created_from="0001-01-01", **ref)) == [reserved["id"]]
+
+
+def test_a_list_date_without_an_offset_is_utc(stack: Stack, reserved: dict[str, Any]) -> None:
+    created = datetime.fromisoformat(reserved["created_at"]).astimezone(UTC)
+    before = (created - timedelta(seconds=1)).replace(tzinfo=None).isoformat()
+    after = (created + timedelta(seconds=1)).replace(tzinfo=None).isoformat()
+    ref = {"reference": reserved["reference"]}
+    assert ids_listed(listed(stack, created_from=before, **ref)) == [reserved["id"]]
+    assert ids_listed(listed(stack, created_from=after, **ref)) == []
+    assert ids_listed(listed(stack, created_to=after, **ref)) == [reserved["id"]]
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        # in range as written, out of it in UTC: the database's overflow, a 500 until checked
+        ({"created_from": "0001-01-01T00:00:00+23:59"}, "out_of_range"),
+        ({"created_to": "0001-01-01T03:00:00+04:00"}, "out_of_range"),
+        ({"created_to": "9999-12-31T23:59:59-23:59"}, "out_of_range"),
+        ({"created_from": "9999-12-31T22:00:00-04:00"}, "out_of_range"),
+        # not a time Python can hold
+        ({"created_from": "10000-01-01"}, None),
+        ({"created_from": "10000-01-01T00:00:00Z"}, None),
+        ({"created_from": "0000-01-01T00:00:00Z"}, None),
+        ({"created_to": "2025-01-01T00:00:00+99:00"}, None),
+        ({"created_to": "2025-01-01T00:00:00+24:00"}, None),
+        ({"created_from": "20000000000000000"}, None),
+        ({"created_from": "-0001-01-01T00:00:00Z"}, None),
+    ],
+)
+def test_list_dates_beyond_the_calendar_are_422(
+    stack: Stack, params: dict[str, str], code: str | None
+) -> None:
+    with nothing_changes(stack):
+        response = listed(stack, **params)
+    (field,) = params
+    body = assert_problem(response, 422, "validation_failed", (field,))
+    if code is not None:
+        assert [e["code"] for e in body["errors"]] == [code], body
+    assert params[field] not in response.text
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def cursor_of(value: Any) -> str:
+    return b64(json.dumps(value).encode())
+
+
+A_PAYMENT_ID = "pay_" + "0" * 32
+TAMPERED_CURSORS = [
+    pytest.param(b64(bytes(range(7, 250, 7))), id="random-bytes"),
+    pytest.param(b64(b"{not json"), id="garbage-json"),
+    pytest.param(b64(b"\xff\xfe\x00"), id="not-utf8"),
+    pytest.param(cursor_of({"at": "2025-01-01T00:00:00+00:00"}), id="object"),
+    pytest.param(cursor_of([1, 2]), id="numbers"),
+    pytest.param(cursor_of([None, None]), id="nulls"),
+    pytest.param(cursor_of(["2025-01-01T00:00:00+00:00"]), id="one-item"),
+    pytest.param(cursor_of(["2025-01-01T00:00:00+00:00", A_PAYMENT_ID, 3]), id="three-items"),
+    pytest.param(cursor_of(["2025-01-01T00:00:00+00:00", 5]), id="id-a-number"),
+    pytest.param(cursor_of(["2025-01-01T00:00:00+00:00", ["x"]]), id="id-a-list"),
+    pytest.param(cursor_of(["2025-01-01T00:00:00+00:00", "pay_\u0000"]), id="id-nul"),
+    pytest.param(cursor_of(["2025-01-01T00:00:00+00:00", "x" * 300]), id="id-long"),
+    pytest.param(cursor_of(["0001-01-01T00:00:00+05:00", A_PAYMENT_ID]), id="time-underflows"),
+    pytest.param(cursor_of(["9999-12-31T23:00:00-05:00", A_PAYMENT_ID]), id="time-overflows"),
+    pytest.param(cursor_of(["2025-01-01T00:00:00", A_PAYMENT_ID]), id="time-naive"),
+    pytest.param(cursor_of(["2025-01-01\u0000", A_PAYMENT_ID]), id="time-nul"),
+    pytest.param(cursor_of([[], A_PAYMENT_ID]), id="time-a-list"),
+    pytest.param(b64(b"[" * 300), id="deep-nesting"),
+    pytest.param("A" * 512, id="very-long-base64"),
+    pytest.param("A" * 4000, id="over-the-limit"),
+    pytest.param("W10=", id="padded"),
+    pytest.param("W1*0", id="not-base64"),
+    pytest.param("é" * 10, id="non-ascii"),
+    pytest.param("W10\u0000", id="nul"),
+]
+
+
+@pytest.mark.parametrize("cursor", TAMPERED_CURSORS)
+def test_a_tampered_cursor_is_422(stack: Stack, cursor: str) -> None:
+    with nothing_changes(stack):
+        response = listed(stack, cursor=cursor)
+    assert_problem(response, 422, "validation_failed", ("cursor",))
+
+
+def test_a_cursor_the_api_gave_out_still_pages(stack: Stack) -> None:
+    for _ in range(3):
+        stack.created()
+    first = listed(stack, limit="2")
+    assert first.status_code == 200, first.text
+    page = first.json()
+    assert page["has_more"] and page["next_cursor"]
+    second = listed(stack, limit="2", cursor=page["next_cursor"])
+    ids = ids_listed(second)
+    assert ids and not set(ids) & {p["id"] for p in page["items"]}
+
+
+NUL = "a\u0000b"
+NUL_FIELDS = [
+    pytest.param({"service_code": NUL}, "service_code", id="service_code"),
+    pytest.param({"reference": NUL}, "reference", id="reference"),
+    pytest.param({"description": NUL}, "description", id="description"),
+    pytest.param({"payer": {"name": NUL}}, "payer.name", id="payer-name"),
+    pytest.param({"payer": {"email": f"{NUL}@example.ae"}}, "payer.email", id="payer-email"),
+    pytest.param({"payer": {"phone": "+971\u00005551234"}}, "payer.phone", id="payer-phone"),
+    pytest.param({"metadata": {NUL: "v"}}, "metadata", id="metadata-key"),
+    pytest.param({"metadata": {"k": NUL}}, "metadata", id="metadata-value"),
+    pytest.param({"return_url": f"https://example.ae/{NUL}"}, "return_url", id="return_url"),
+]
+
+
+@pytest.mark.parametrize(("fields", "field"), NUL_FIELDS)
+def test_nul_in_any_text_field_is_422(stack: Stack, fields: dict[str, Any], field: str) -> None:
+    with nothing_changes(stack), stack.client() as c:
+        response = c.post("/v1/payments", json=fine(**fields), timeout=15)
+    assert_problem(response, 422, "validation_failed", (field,))
+    assert "\u0000" not in response.text and "\\u0000" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("suffix", "body"),
+    [
+        pytest.param("/authorise", card_with(cardholder_name=NUL), id="cardholder-name"),
+        pytest.param("/authorise", card_with(card_number="4242\u00004242424242424"), id="card"),
+        pytest.param("/authorise", e_dirham("7840000000000017", "12\u000034"), id="pin"),
+        pytest.param("/3ds", {"otp": "123\u0000456"}, id="otp"),
+    ],
+)
+def test_nul_in_payer_bodies_is_422(
+    stack: Stack, reserved: dict[str, Any], suffix: str, body: Any
+) -> None:
+    with nothing_changes(stack):
+        response = payer_post(
+            stack, reserved, suffix, body, headers={"X-Payment-Token": token_of(reserved)}
+        )
+    assert_problem(response, 422, "validation_failed", secrets=("4242424242424",))
+    assert_untouched(stack, reserved)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        pytest.param({"reference": NUL}, id="reference"),
+        pytest.param({"state": NUL}, id="state"),
+        pytest.param({"cursor": NUL}, id="cursor"),
+        pytest.param({"created_from": f"2025-01-01{NUL}"}, id="created_from"),
+        pytest.param({"limit": "1\u0000"}, id="limit"),
+    ],
+)
+def test_nul_in_list_query_parameters_is_422(stack: Stack, params: dict[str, str]) -> None:
+    with nothing_changes(stack):
+        response = listed(stack, **params)
+    assert_problem(response, 422, "validation_failed", tuple(params))
+
+
+@pytest.mark.parametrize(("suffix", "body"), PAYER_CALLS)
+def test_nul_in_the_token_query_is_404(
+    stack: Stack, reserved: dict[str, Any], suffix: str, body: Any
+) -> None:
+    with nothing_changes(stack):
+        response = payer_post(stack, reserved, suffix, body, params={"token": NUL})
+    assert_problem(response, 404, "payment_not_found")
+
+
+def raw_request(stack: Stack, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
+    """Send bytes no HTTP client library would (a NUL in a header): the status and body."""
+    host, port = stack.api_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param(b"Idempotency-Key: key\x00one", id="idempotency-key"),
+        pytest.param(b"X-Payment-Token: tok\x00en", id="payment-token"),
+        pytest.param(b"X-Request-Id: id\x00one", id="request-id"),
+    ],
+)
+def test_nul_in_a_header_is_refused_before_the_api(
+    stack: Stack, reserved: dict[str, Any], header: bytes
+) -> None:
+    """HTTP does not allow a NUL in a header (RFC 9110 5.5): the server's HTTP parser refuses
+    the request with a plain 400 before it reaches ePay, so nothing is stored and no
+    problem+json can be given."""
+    path = f"/v1/payments/{reserved['id']}/authorise" if b"Payment" in header else "/v1/payments"
+    body = json.dumps(fine() if path == "/v1/payments" else card("4242424242424242")).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {stack.keys['DM']}\r\n".encode()
+        + header
+        + b"\r\n"
+    )
+    with nothing_changes(stack):
+        status, _ = raw_request(stack, head, body)
+    assert status == 400
+    assert_untouched(stack, reserved)
+
+
+@pytest.mark.parametrize(
+    "key", [pytest.param("clé-é", id="latin-1"), pytest.param("\xff" * 10, id="high-bytes")]
+)
+def test_a_non_ascii_idempotency_key_is_a_key_like_any(stack: Stack, key: str) -> None:
+    """Bytes beyond ASCII are allowed in a header value (obs-text): the key works."""
+    body = fine()
+    with stack.client() as c:
+        headers = {b"Idempotency-Key": key.encode("latin-1")}
+        first = c.post("/v1/payments", json=body, headers=headers)
+        again = c.post("/v1/payments", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"]
+
+
+# A Luhn-valid run of digits in text the department sends is refused, named, never echoed.
+CARD_SPACED = "4242 4242 4242 4242"
+CARD_DASHED = "4000-0000-0000-0002"
+CARD_TEXT = [
+    pytest.param({"reference": f"INV-{CARD_IN_TEXT}"}, "reference", CARD_IN_TEXT, id="reference"),
+    pytest.param({"reference": CARD_SPACED}, "reference", CARD_SPACED, id="reference-spaced"),
+    pytest.param(
+        {"description": f"Paid by card {CARD_DASHED} on the phone"},
+        "description",
+        CARD_DASHED,
+        id="description",
+    ),
+    pytest.param(
+        {"description": "e-Dirham 7840000000000017"},
+        "description",
+        "7840000000000017",
+        id="e-dirham",
+    ),
+    pytest.param(
+        {"metadata": {"note": f"card {CARD_IN_TEXT}"}}, "metadata.note", CARD_IN_TEXT, id="metadata"
+    ),
+    pytest.param({"metadata": {CARD_IN_TEXT: "x"}}, "metadata", CARD_IN_TEXT, id="metadata-key"),
+    pytest.param(
+        {"description": "٤٢٤٢٤٢٤٢٤٢٤٢٤٢٤٢"}, "description", "٤٢٤٢٤٢٤٢", id="arabic-indic-digits"
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "field", "card_number"), CARD_TEXT)
+def test_a_card_number_in_department_text_is_422(
+    stack: Stack, fields: dict[str, Any], field: str, card_number: str
+) -> None:
+    with nothing_changes(stack), stack.client() as c:
+        response = c.post("/v1/payments", json=fine(**fields))
+    body = assert_problem(response, 422, "validation_failed", (field,), secrets=(card_number,))
+    assert [e["code"] for e in body["errors"]] == ["card_number_in_text"], body
+    digits = "".join(ch for ch in card_number if ch.isdigit())
+    assert digits not in response.text and digits[-4:] + '"' not in response.text
+
+
+def test_a_card_number_in_a_cancel_reason_is_422(stack: Stack, reserved: dict[str, Any]) -> None:
+    with nothing_changes(stack), stack.client() as c:
+        response = c.post(
+            f"/v1/payments/{reserved['id']}/cancel", json={"reason": f"card {CARD_IN_TEXT}"}
+        )
+    body = assert_problem(response, 422, "validation_failed", ("reason",), secrets=(CARD_IN_TEXT,))
+    assert [e["code"] for e in body["errors"]] == ["card_number_in_text"]
+    assert_untouched(stack, reserved)
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        pytest.param("1234567890123456", id="16-digits-not-luhn"),
+        pytest.param("FINE-4242424242424241", id="card-like-not-luhn"),
+        pytest.param("2026 1234 5678 9012", id="grouped-not-luhn"),
+        pytest.param("FINE-2026-0012345", id="ordinary-fine"),
+        pytest.param("424242424242", id="12-digits"),
+        pytest.param("4" * 30, id="30-digits"),
+    ],
+)
+def test_long_numeric_references_that_are_not_card_numbers_pass(
+    stack: Stack, reference: str
+) -> None:
+    reference = f"{reference}-X{uuid.uuid4().hex[:6]}"  # X: no digits joined on
+    response = stack.create(service_code="PARKING_FINE", amount=15000, reference=reference)
+    assert response.status_code == 201, response.text
+    assert response.json()["reference"] == reference
+
+
+# Unknown fields: their names are the caller's own strings. A short identifier-like name is
+# named back (the usual typo); any other is counted, never repeated.
+UNSAFE_NAMES = [
+    pytest.param("<script>alert(1)</script>", id="markup"),
+    pytest.param(CARD_IN_TEXT, id="card-number"),
+    pytest.param("a" * 42, id="too-long"),
+    pytest.param("naïve", id="non-ascii"),
+    pytest.param("two words", id="space"),
+    pytest.param("1st", id="leading-digit"),
+    pytest.param("", id="empty"),
+]
+
+
+@pytest.mark.parametrize("name", UNSAFE_NAMES)
+def test_an_unknown_fields_odd_name_is_not_echoed(stack: Stack, name: str) -> None:
+    with nothing_changes(stack), stack.client() as c:
+        response = c.post("/v1/payments", json=fine(**{name: "x"}))
+    body = assert_problem(response, 422, "validation_failed", ("body",))
+    assert body["errors"] == [
+        {
+            "field": "body",
+            "code": "unknown_field",
+            "message": body["errors"][0]["message"],
+            "count": 1,
+        }
+    ], body
+    if name:
+        assert name not in response.text
+        assert json.dumps(name)[1:-1] not in response.text
+
+
+def test_unknown_fields_are_counted_where_they_are(stack: Stack) -> None:
+    body = fine(
+        **{"<a>": 1, "<b>": 2, "<c>": 3, "currency": "AED"},
+        payer={"name": "Ahmed", "4111111111111111": "x"},
+        metadata={"<k>": 5},
+    )
+    with nothing_changes(stack), stack.client() as c:
+        response = c.post("/v1/payments", json=body)
+    problem = assert_problem(response, 422, "validation_failed", secrets=("4111111111111111",))
+    by_field = {(e["field"], e["code"]): e for e in problem["errors"]}
+    assert by_field[("body", "unknown_field")]["count"] == 3, problem
+    assert by_field[("payer", "unknown_field")]["count"] == 1, problem
+    assert by_field[("currency", "unknown_field")].get("count") is None, problem
+    assert ("metadata", "string_type") in by_field, problem
+    for name in ("<a>", "<b>", "<c>", "<k>", "\\u003c"):
+        assert name not in response.text
+
+
+@pytest.mark.parametrize(
+    ("suffix", "body"),
+    [
+        pytest.param("/authorise", card("4242424242424242") | {CARD_IN_TEXT: 1}, id="authorise"),
+        pytest.param("/3ds", {"otp": "123456", "<img src=x>": 1}, id="3ds"),
+    ],
+)
+def test_unknown_fields_on_payer_calls_are_not_echoed(
+    stack: Stack, reserved: dict[str, Any], suffix: str, body: Any
+) -> None:
+    with nothing_changes(stack):
+        response = payer_post(
+            stack, reserved, suffix, body, headers={"X-Payment-Token": token_of(reserved)}
+        )
+    problem = assert_problem(response, 422, "validation_failed", ("body",))
+    assert [(e["field"], e["code"]) for e in problem["errors"]] == [("body", "unknown_field")]
+    assert "4242424242424242" not in response.text and "img" not in response.text
+    assert_untouched(stack, reserved)
+
+
+MARKER = "zq7-marker-7qz"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"),
+    [
+        ("POST", "/v1/payments", {"json": fine(amount=MARKER)}),
+        ("POST", "/v1/payments", {"json": fine(payer=MARKER)}),
+        ("POST", "/v1/payments", {"json": fine(metadata=MARKER)}),
+        ("POST", "/v1/payments", {"json": fine(metadata={"k": [MARKER]})}),
+        ("POST", "/v1/payments", {"json": fine(service_code=[MARKER])}),
+        ("POST", "/v1/payments", {"json": fine(description=MARKER * 20)}),
+        ("POST", "/v1/payments", {"json": fine(return_url=MARKER)}),
+        ("POST", "/v1/payments", {"json": fine(payer={"email": MARKER})}),
+        ("POST", "/v1/payments", {"json": [MARKER]}),
+        ("POST", "/v1/payments", {"json": MARKER}),
+        ("GET", "/v1/payments", {"params": {"state": MARKER}}),
+        ("GET", "/v1/payments", {"params": {"limit": MARKER}}),
+        ("GET", "/v1/payments", {"params": {"created_from": MARKER}}),
+        ("GET", "/v1/payments", {"params": {"reference": MARKER + "!"}}),
+        ("GET", "/v1/payments", {"params": {"cursor": MARKER}}),
+        ("POST", "/v1/payments", {"json": fine(), "headers": {"Idempotency-Key": MARKER * 20}}),
+    ],
+)
+def test_no_error_repeats_a_value_sent(
+    stack: Stack, method: str, path: str, kwargs: dict[str, Any]
+) -> None:
+    """Neither pydantic's ``input`` nor its ``ctx`` (which can hold the value) reaches an answer."""
+    with nothing_changes(stack), stack.client() as c:
+        response = c.request(method, path, **kwargs)
+    assert_problem(response, 422, "validation_failed")
+    assert MARKER not in response.text

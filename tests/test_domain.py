@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from domain.cards import brand_of, expiry_ok, luhn_ok, normalise_number
+from domain.cards import brand_of, expiry_ok, holds_card_number, luhn_ok, normalise_number
 from domain.failures import MESSAGES, FailureCode, message_for
 from domain.money import (
     INNOVATION_FEE,
@@ -113,6 +113,57 @@ def test_luhn_length_bounds() -> None:
 def test_normalise_number(raw: str, expected: str) -> None:
     assert normalise_number(raw) == expected
     assert luhn_ok(normalise_number(raw)) == luhn_ok(expected)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4242424242424242",
+        "INV-4242424242424242",
+        "paid with 4242 4242 4242 4242 yesterday",
+        "4242-4242-4242-4242",
+        "4242 - 4242 - 4242 - 4242",
+        "ref 2026 4242 4242 4242 4242",  # the card is a run of whole groups inside a longer one
+        "4242 4242 4242 4242 2026",
+        "378282246310005",  # 15-digit Amex
+        "7840000000000017",  # e-Dirham
+        "\u0664\u0662" * 8,  # 4242... in Arabic-Indic digits
+        "\uff14\uff12" * 8,  # 4242... in full-width digits
+        "4000000000000000006",  # 19 digits
+        "4222222222222",  # 13 digits
+        "card:4242424242424242;",
+    ],
+)
+def test_holds_card_number_finds_luhn_valid_runs(text: str) -> None:
+    assert holds_card_number(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "INV-2026-0001",
+        "FINE-2026-0012345",  # an ordinary fine number
+        "1234567890123456",  # 16 digits that fail the Luhn check
+        "4242424242424241",  # a card number with a wrong check digit
+        "4242 4242 4242 4241",
+        "424242424242",  # 12 digits: too short to be a card, though Luhn-valid
+        "42424242424242424242",  # 20 digits, Luhn-valid as a whole: too long
+        "0" * 25,  # a long run is not read as the card numbers inside it
+        "4242424242424242" + "0" * 10,
+        "Renewal of trade licence 12345, 2 copies",
+    ],
+)
+def test_holds_card_number_lets_ordinary_text_through(text: str) -> None:
+    assert not holds_card_number(text)
+
+
+def test_a_thirteen_to_nineteen_digit_reference_passes_unless_luhn_valid() -> None:
+    """Fine numbers are often long runs of digits: only the Luhn-valid tenth is refused."""
+    for length in range(13, 20):
+        for start in range(0, 10**length, 10**length // 97 + 1):
+            number = str(start).zfill(length)
+            assert holds_card_number(f"FINE {number}") == luhn_ok(number), number
 
 
 @pytest.mark.parametrize(
@@ -240,6 +291,8 @@ def test_the_expected_transitions_are_allowed() -> None:
         (S.AUTHORISING, "challenge_required", S.REQUIRES_ACTION),
         (S.REQUIRES_ACTION, "challenge_passed", S.AUTHORISING),
         (S.AUTHORISING, "authorised", S.CONFIRMING),
+        (S.AUTHORISING, "method_declined", S.RESERVED),
+        (S.REQUIRES_ACTION, "method_declined", S.RESERVED),
         (S.CONFIRMING, "department_confirmed", S.CAPTURING),
         (S.CAPTURING, "captured", S.SUCCEEDED),
         (S.RESERVED, "expired", S.EXPIRED),
@@ -291,8 +344,6 @@ ILLEGAL = [
 ] + [(state, event) for state in sorted(TERMINAL_STATES) for event in TRANSITIONS]
 
 
-        (S.AUTHORISING, "method_declined", S.RESERVED),
-        (S.REQUIRES_ACTION, "method_declined", S.RESERVED),
 @pytest.mark.parametrize(("source", "event"), ILLEGAL)
 def test_illegal_transitions_raise(source: PaymentState | None, event: str) -> None:
     with pytest.raises(IllegalTransition):
