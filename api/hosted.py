@@ -250,7 +250,7 @@ def _document(lang: str, body: str, *, csrf: str | None = None, script: bool = F
         f'<!doctype html><html lang="{lang}" dir="{direction}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta name="referrer" content="no-referrer">{meta}<title>{_e(s["title"])}</title>'
-        '<link rel="stylesheet" href="/pay/static/pay.css">'
+        '<link rel="icon" href="data:,"><link rel="stylesheet" href="/pay/static/pay.css">'
         f"{js}</head><body>"
         f'<header class="bar"><span class="brand">{_e(s["brand"])}</span>'
         f'<a class="lang" href="?lang={other}" lang="{other}" hreflang="{other}">'
@@ -413,10 +413,10 @@ def _receipt(
         'aria-labelledby="receipt-heading"><h2 id="receipt-heading" tabindex="-1">'
         f'{_e(s["receipt_heading"])}</h2><p class="success">{_e(s["receipt_thanks"])}</p>'
         '<dl class="facts">'
-        f'<div><dt>{_e(s["receipt_number"])}</dt><dd id="r-number" dir="ltr">'
+        f'<div><dt>{_e(s["receipt_number"])}</dt><dd id="r-number" class="code" dir="ltr">'
         f"{_e(receipt.get('number', ''))}</dd></div>"
         f'<div><dt>{_e(s["receipt_date"])}</dt><dd id="r-date">{_e(date)}</dd></div>'
-        f'<div><dt>{_e(s["confirmation"])}</dt><dd id="r-confirmation" dir="ltr">'
+        f'<div><dt>{_e(s["confirmation"])}</dt><dd id="r-confirmation" class="code" dir="ltr">'
         f"{_e(view['department_confirmation'] or '')}</dd></div>"
         f'<div><dt>{_e(s["paid_with"])}</dt><dd id="r-method">'
         f"{_e(method_text(view['method'], lang))}</dd></div>"
