@@ -476,7 +476,9 @@ def status_page(row: asyncpg.Record, names: Names, lang: str) -> str:
     view, message = view_of(row)
     if state == PaymentState.SUCCEEDED:
         text = s["msg_paid"]
-    elif view in ("progress", "challenge", "form"):
+    elif view == "form":  # open again after a decline, for the page that tried
+        text = s["msg_link_used"]
+    elif view in ("progress", "challenge"):
         text = s["msg_in_progress"]
     else:
         text = s.get(f"msg_{message}", s["msg_failed"])

@@ -329,6 +329,11 @@ def test_the_payer_view_never_names_the_decline(stack: Stack, method: dict[str, 
     text = page.status().text + page.client.get(f"/pay/{payment['id']}").text
     for code in ("card_declined", "card_expired", "invalid_pin", "pin_locked", "insufficient"):
         assert code not in text
+    # The link, opened by someone else once a card was tried: no form.
+    with api(stack) as anonymous:
+        again = anonymous.get(link_path(payment))
+        assert again.status_code == 200 and PAY_FORM not in again.text
+        assert not CARD_INPUTS.search(again.text)
     # The department's API still has the precise code.
     failure = stack.wait_for(payment["id"], {"failed", "reserved"})["failure"]
     if failure is not None:
