@@ -12,12 +12,12 @@ import sys
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import httpx
 
 from domain.queues import Role
-from epay import bench, ops, secrets, store
+from epay import bench, department_secrets, ops, secrets, store
 from epay.config import Settings, SettingsError
 from epay.db import create_pool, migrate
 
@@ -41,7 +41,12 @@ async def _migrate() -> None:
 
 
 async def _seed(with_cards: bool) -> None:
-    from epay.seed import seed_catalogue, seed_e_dirham_cards
+    from epay.seed import (
+        ensure_signing_secrets,
+        seed_catalogue,
+        seed_e_dirham_cards,
+        share_signing_secrets_with_sandbox,
+    )
 
     settings = _settings()
     if with_cards:
@@ -49,9 +54,22 @@ async def _seed(with_cards: bool) -> None:
     pool = await create_pool(settings.require_database_url())
     try:
         await seed_catalogue(pool, settings)
+        print("catalogue seeded")
+        made = await ensure_signing_secrets(pool, settings)
+        if made:
+            print("signing secrets created for " + ", ".join(made))
+        if not settings.production:
+            try:
+                await share_signing_secrets_with_sandbox(pool, settings)
+                print("signing secrets handed to the sandbox's departments")
+            except httpx.HTTPError as exc:
+                print(
+                    f"signing secrets not handed to the sandbox: it is not reachable ({exc}); "
+                    "run 'epay seed' again once it is",
+                    file=sys.stderr,
+                )
     finally:
         await pool.close()
-    print("catalogue seeded")
     if with_cards:
         try:
             await seed_e_dirham_cards(settings)
@@ -90,6 +108,18 @@ async def _departments(args: argparse.Namespace) -> None:
             if not await store.revoke_api_key(pool, args.key_id):
                 raise SystemExit(f"no live key {args.key_id!r}")
             print(f"revoked {args.key_id}")
+        elif args.action == "create-signing-secret":
+            await _create_signing_secret(pool, settings, args.department)
+        elif args.action == "retire-signing-secret":
+            if not await department_secrets.retire(pool, args.department, args.secret_id):
+                raise SystemExit(
+                    f"no active signing secret {args.secret_id} of {args.department}, or it is "
+                    "the department's last (create its successor first)"
+                )
+            print(f"retired signing secret {args.secret_id}: ePay no longer signs with it")
+        elif args.action == "signing-secrets":
+            for s in await department_secrets.active(pool, settings.token_secret, args.department):
+                print(f"{s.id}  created {s.created_at:%Y-%m-%d %H:%M}  active")
         elif args.action == "keys":
             for row in await store.list_api_keys(pool, args.department):
                 state = f"revoked {row['revoked_at']:%Y-%m-%d}" if row["revoked_at"] else "live"
@@ -97,6 +127,25 @@ async def _departments(args: argparse.Namespace) -> None:
                 print(f"{row['id']}  {row['label'] or '-':20}  {created}  {state}")
     finally:
         await pool.close()
+
+
+async def _create_signing_secret(pool: Any, settings: Settings, department: str) -> None:
+    from epay.seed import share_signing_secrets_with_sandbox
+
+    if not await pool.fetchval("SELECT 1 FROM departments WHERE code = $1", department):
+        raise SystemExit(f"no department {department!r}: run 'epay seed' first")
+    made = await department_secrets.create(pool, settings.token_secret, department)
+    print(made.secret)
+    print(
+        f"signing secret {made.id} for {department}: shown once; ePay signs with it and with "
+        "the department's other active secrets until they are retired",
+        file=sys.stderr,
+    )
+    if not settings.production:
+        try:
+            await share_signing_secrets_with_sandbox(pool, settings)
+        except httpx.HTTPError:
+            print("(the sandbox is not reachable: run 'epay seed' once it is)", file=sys.stderr)
 
 
 def _sandbox_switch(args: argparse.Namespace) -> None:
@@ -201,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed = sub.add_parser("seed", help="seed departments, services and sandbox e-Dirham cards")
     seed.add_argument("--no-cards", action="store_true", help="skip the sandbox issuer's cards")
 
-    dept = sub.add_parser("departments", help="department API keys")
+    dept = sub.add_parser("departments", help="department API keys and signing secrets")
     dsub = dept.add_subparsers(dest="action", required=True)
     ck = dsub.add_parser("create-key", help="create an API key (printed once)")
     ck.add_argument("department")
@@ -210,6 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("key_id")
     lk = dsub.add_parser("keys", help="list a department's keys (ids, never the keys)")
     lk.add_argument("department")
+    cs = dsub.add_parser(
+        "create-signing-secret",
+        help="a new secret ePay signs the department's calls with (printed once; the old ones "
+        "keep signing until retired)",
+    )
+    cs.add_argument("department")
+    rs = dsub.add_parser(
+        "retire-signing-secret", help="stop signing with a secret (ends a rotation's overlap)"
+    )
+    rs.add_argument("department")
+    rs.add_argument("secret_id", type=int)
+    ls = dsub.add_parser("signing-secrets", help="a department's active signing secrets (ids)")
+    ls.add_argument("department")
 
     sandbox = sub.add_parser("sandbox", help="the sandbox acquirer, issuer and departments")
     ssub = sandbox.add_subparsers(dest="action", required=True)

@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     """Timeout of each call to the acquirer and the issuer."""
     department_timeout_seconds: float = _env("EPAY_DEPARTMENT_TIMEOUT_SECONDS", 10.0, gt=0)
     """Timeout of each call to a department's system."""
+    department_secrets_cache_seconds: float = _env(
+        "EPAY_DEPARTMENT_SECRETS_CACHE_SECONDS", 30.0, ge=0
+    )
+    """How long a departments worker signs with the signing secrets it read: a new or
+    retired secret takes effect within this time (`epay departments create-signing-secret`)."""
     department_confirm_deadline_seconds: int = _env(
         "EPAY_DEPARTMENT_CONFIRM_DEADLINE_SECONDS", 1800, gt=0
     )

@@ -38,7 +38,7 @@ from epay.cli import create_key
 from epay.config import DATABASE_URL_FILE, Settings, dev_operator_token
 from epay.db import create_pool, migrate
 from epay.schedules import SWEEP_EVERY, SWEEPER_SCHEDULE_ID
-from epay.seed import seed_catalogue
+from epay.seed import ensure_signing_secrets, seed_catalogue, share_signing_secrets_with_sandbox
 
 BIN = Path(sys.executable).parent
 STATE = Path(os.environ.get("EPAY_STATE_DIR", ".epay")).resolve()
@@ -97,6 +97,16 @@ async def _prepare_database(settings: Settings) -> None:
     pool = await create_pool(settings.require_database_url())
     try:
         await seed_catalogue(pool, settings)
+        await ensure_signing_secrets(pool, settings)
+    finally:
+        await pool.close()
+
+
+async def _share_signing_secrets(settings: Settings) -> None:
+    """The sandbox's departments verify ePay's signatures with these (docs/departments.md)."""
+    pool = await create_pool(settings.require_database_url())
+    try:
+        await share_signing_secrets_with_sandbox(pool, settings)
     finally:
         await pool.close()
 
@@ -226,6 +236,7 @@ class DevStack:
             str(self.state_dir / "sandbox.db"),
         )
         self._wait("sandbox", self._healthy(f"{self.ports.url('sandbox')}/healthz"), sandbox)
+        asyncio.run(_share_signing_secrets(settings))
         self.api_key = asyncio.run(self._dm_api_key(settings))
 
         self._wait("Temporal", lambda: not _port_free(self.ports.temporal), temporal)

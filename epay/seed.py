@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 import httpx
 
+from epay import department_secrets
 from epay.catalogue import DEPARTMENTS, SANDBOX_E_DIRHAM_CARDS
 from epay.config import Settings
 
@@ -48,5 +49,32 @@ async def seed_e_dirham_cards(settings: Settings) -> None:
             response = await http.post(
                 f"{settings.issuer_url}/_admin/cards",
                 json={"card_number": number, "pin": pin, "balance": balance, "blocked": blocked},
+            )
+            response.raise_for_status()
+
+
+async def ensure_signing_secrets(pool: asyncpg.Pool, settings: Settings) -> list[str]:
+    """Give every department without an active signing secret one; the departments given
+    one (their secrets reach a real department out of band, and the sandbox's through
+    ``share_signing_secrets_with_sandbox``)."""
+    made: list[str] = []
+    for (code,) in await pool.fetch("SELECT code FROM departments ORDER BY code"):
+        if not await department_secrets.active(pool, settings.token_secret, code):
+            await department_secrets.create(pool, settings.token_secret, code)
+            made.append(code)
+    return made
+
+
+async def share_signing_secrets_with_sandbox(pool: asyncpg.Pool, settings: Settings) -> None:
+    """Hand the sandbox's departments the secrets ePay signs their calls with (what a real
+    department is given out of band); outside production only."""
+    async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
+        for (code,) in await pool.fetch("SELECT code FROM departments ORDER BY code"):
+            held = await department_secrets.active(pool, settings.token_secret, code)
+            if not held:
+                continue
+            response = await http.put(
+                f"{settings.department_base_url.rstrip('/')}/{code}/_admin/signing-secrets",
+                json={"secrets": [s.secret for s in held]},
             )
             response.raise_for_status()

@@ -3,19 +3,27 @@
 Departments confirm that a paid fee was received. The payment reference's prefix
 picks the behaviour (REJECT-, FLAKY-, SLOW-, DOWN-) so the gateway's retries,
 timeouts and compensations can be driven from a test.
+
+Like a real department, each refuses a call that ePay did not sign (epay/signing.py): no
+signature, a malformed one, one older than five minutes, or one made with no secret the
+department holds answers 401. The secrets are handed over through
+``PUT /departments/{dept}/_admin/signing-secrets`` (``epay seed`` and ``epay departments
+create-signing-secret`` do it for the sandbox's departments).
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from epay import signing
 from sandbox.common import SandboxError, now_iso, unavailable
 from sandbox.state import StateDB, Table
 
@@ -65,6 +73,18 @@ class Confirmation:
 
 
 @dataclass
+class SigningSecrets:
+    """The secrets a department accepts ePay's signatures under (more than one while a
+    rotation overlaps)."""
+
+    secrets: list[str]
+
+
+class SigningSecretsBody(BaseModel):
+    secrets: list[str] = Field(min_length=1)
+
+
+@dataclass
 class Switch:
     """A department switched "up" confirms DOWN- references; every other one refuses them."""
 
@@ -75,6 +95,24 @@ def build_router(db: StateDB, *, slow_seconds: float) -> APIRouter:
     router = APIRouter(prefix="/departments/{dept}", tags=["departments"])
     confirmations = Table(db, "confirmation", Confirmation)  # by "DEPT/payment id"
     switches = Table(db, "department", Switch)
+    signing_secrets = Table(db, "signing_secrets", SigningSecrets)
+
+    async def require_signature(request: Request, dept: str) -> None:
+        """Refuse a call that ePay did not sign for this department, or signed too long ago."""
+        held = signing_secrets.get(dept)
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        refused = signing.verify(
+            request.headers.get(signing.HEADER),
+            held.secrets if held else [],
+            request.method,
+            target,
+            await request.body(),
+            int(time.time()),
+        )
+        if refused is not None:
+            raise SandboxError(
+                401, refused, "The request is not signed by ePay for this department."
+            )
 
     def is_up(dept: str) -> bool:
         switch = switches.get(dept)
@@ -110,8 +148,11 @@ def build_router(db: StateDB, *, slow_seconds: float) -> APIRouter:
         return confirm(rec)
 
     @router.post("/confirmations")
-    async def create_confirmation(dept: str, req: ConfirmationRequest) -> JSONResponse:
+    async def create_confirmation(
+        dept: str, req: ConfirmationRequest, request: Request
+    ) -> JSONResponse:
         dept = dept.upper()
+        await require_signature(request, dept)
         cid = f"{dept}/{req.payment_id}"
         with db.transaction():
             rec = confirmations.get(cid) or Confirmation(
@@ -138,13 +179,14 @@ def build_router(db: StateDB, *, slow_seconds: float) -> APIRouter:
 
     @router.delete("/confirmations/{payment_id}")
     async def revoke_confirmation(
-        dept: str, payment_id: str, reference: str | None = None
+        dept: str, payment_id: str, request: Request, reference: str | None = None
     ) -> dict[str, Any]:
         """Revoke, whatever the confirmation's state: a revoke that overtakes its own
         confirmation (still in flight, or not yet sent) leaves a tombstone that refuses it.
         A DOWN- payment's department, while down, cannot revoke either; ``reference`` says
         whether a payment it has no record of is one."""
         dept = dept.upper()
+        await require_signature(request, dept)
         cid = f"{dept}/{payment_id}"
         with db.transaction():
             rec = confirmations.get(cid) or Confirmation(dept, payment_id, reference or "", "", 0)
@@ -158,6 +200,12 @@ def build_router(db: StateDB, *, slow_seconds: float) -> APIRouter:
     async def list_confirmations(dept: str, payment_id: str | None = None) -> dict[str, Any]:
         items = confirmations.find(department=dept.upper(), payment_id=payment_id)
         return {"items": [c.admin() for c in items]}
+
+    @router.put("/_admin/signing-secrets")
+    async def set_signing_secrets(dept: str, body: SigningSecretsBody) -> dict[str, Any]:
+        """Hand the department the secrets it accepts (replacing what it held)."""
+        signing_secrets.put(dept.upper(), SigningSecrets(list(body.secrets)))
+        return {"department": dept.upper(), "secrets": len(body.secrets)}
 
     @router.post("/_admin/up")
     async def set_up(dept: str) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
+from epay import signing
+from epay.catalogue import DEPARTMENTS
 from tests.support import Process, free_port, http_ok, wait_until
 
 LOST_ANSWER_DELAY = 2.0
@@ -29,6 +31,42 @@ SLOW_SECONDS = 1.0
 
 SECRET_KEYS = {"card_number", "cvv", "pin"}
 CVV = "987"
+# What the sandbox's departments are handed as ePay's signing secret in these tests.
+SIGNING_SECRET = "whsec_sandbox-tests-" + uuid.uuid4().hex
+
+
+class SignedAsEPay(httpx.Auth):
+    """Signs each call to a sandbox department's system as ePay does (epay/signing.py),
+    handing the department the secret first (as ``epay seed`` does) if it has not been."""
+
+    requires_request_body = True
+
+    def __init__(self, secret: str = SIGNING_SECRET) -> None:
+        self.secret = secret
+        self.handed: set[str] = set()
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        path = request.url.path
+        if path.startswith("/departments/") and "/_admin/" not in path:
+            dept = path.split("/")[2].upper()
+            if dept not in self.handed:
+                yield httpx.Request(
+                    "PUT",
+                    request.url.copy_with(
+                        path=f"/departments/{dept}/_admin/signing-secrets", query=b""
+                    ),
+                    json={"secrets": [self.secret]},
+                )
+                self.handed.add(dept)
+            query = request.url.query.decode()
+            request.headers[signing.HEADER] = signing.signature_header(
+                [self.secret],
+                int(time.time()),
+                request.method,
+                path + (f"?{query}" if query else ""),
+                request.content,
+            )
+        yield request
 
 
 class Sandbox:
@@ -55,6 +93,12 @@ class Sandbox:
         env.pop("SANDBOX_STATE_FILE", None)
         process = Process("sandbox", args, env, self.log_dir)
         wait_until(http_ok(f"{self.url}/healthz"), timeout=30, what="sandbox", proc=process)
+        for dept in DEPARTMENTS:
+            httpx.put(
+                f"{self.url}/departments/{dept.code}/_admin/signing-secrets",
+                json={"secrets": [SIGNING_SECRET]},
+                timeout=10,
+            ).raise_for_status()
         return process
 
     def restart(self, sig: int = signal.SIGKILL) -> None:
@@ -63,7 +107,7 @@ class Sandbox:
         self.process = self._start()
 
     def client(self, timeout: float = 10) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=timeout)
+        return httpx.Client(base_url=self.url, timeout=timeout, auth=SignedAsEPay())
 
     def stop(self) -> None:
         self.process.stop()

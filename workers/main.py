@@ -135,7 +135,13 @@ def role_activities(
                 acquirer_url=settings.acquirer_url,
                 issuer_url=settings.issuer_url,
             ),
-            DepartmentSystems(pool, http, timeout=settings.department_timeout_seconds),
+            DepartmentSystems(
+                pool,
+                http,
+                timeout=settings.department_timeout_seconds,
+                token_secret=settings.token_secret,
+                secrets_cache_seconds=settings.department_secrets_cache_seconds,
+            ),
         ]
     return _bind(SERVED[role], *adapters)
 
