@@ -148,6 +148,19 @@ async def _create_signing_secret(pool: Any, settings: Settings, department: str)
             print("(the sandbox is not reachable: run 'epay seed' once it is)", file=sys.stderr)
 
 
+async def _ledger_verify() -> int:
+    from epay import ledger
+
+    settings = _settings()
+    pool = await create_pool(settings.require_database_url(), max_size=2)
+    try:
+        report = await ledger.verify(pool)
+    finally:
+        await pool.close()
+    print(ledger.render(report))
+    return 0 if report.ok else 1
+
+
 def _sandbox_switch(args: argparse.Namespace) -> None:
     """Bring a sandbox system up or down through its admin endpoint."""
     _refuse_in_production("the sandbox")
@@ -273,6 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
     ls = dsub.add_parser("signing-secrets", help="a department's active signing secrets (ids)")
     ls.add_argument("department")
 
+    ledger = sub.add_parser("ledger", help="the double-entry ledger")
+    lsub = ledger.add_subparsers(dest="action", required=True)
+    lsub.add_parser(
+        "verify",
+        help="every journal balances and the books match the payments and refunds "
+        "(exit 1 on any difference, each listed)",
+    )
+
     sandbox = sub.add_parser("sandbox", help="the sandbox acquirer, issuer and departments")
     ssub = sandbox.add_subparsers(dest="action", required=True)
     serve = ssub.add_parser("serve", help="serve the sandbox")
@@ -351,6 +372,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(_seed(with_cards=not args.no_cards))
     elif args.command == "departments":
         asyncio.run(_departments(args))
+    elif args.command == "ledger":
+        raise SystemExit(asyncio.run(_ledger_verify()))
     elif args.command == "codec-server":
         from epay.codec_server import serve as serve_codec
 
