@@ -16,7 +16,14 @@
   var busy = false;
 
   function $(id) { return document.getElementById(id); }
-  function digits(value) { return value.replace(/[\s-]/g, ""); }
+  // An Arabic keyboard types Arabic-Indic (or Persian) digits: they are the same numbers.
+  function western(value) {
+    return value.replace(/[\u0660-\u0669\u06f0-\u06f9]/g, function (c) {
+      return String(c.charCodeAt(0) & 0xf);
+    });
+  }
+  function val(id) { return western($(id).value); }
+  function digits(value) { return western(value).replace(/[\s-]/g, ""); }
 
   // --- checks -------------------------------------------------------------------------
 
@@ -74,7 +81,7 @@
   }
 
   function check(id) {
-    var key = CHECKS[id]($(id).value);
+    var key = CHECKS[id](id === "cc-name" ? $(id).value : val(id));
     showFieldError(id, key);
     return key;
   }
@@ -269,10 +276,10 @@
     });
     if (failed) { notice("fix_fields"); $(failed).focus(); return; }
     var body = m === "e_dirham"
-      ? { method: "e_dirham", card_number: digits($("ed-number").value), pin: $("ed-pin").value }
+      ? { method: "e_dirham", card_number: digits($("ed-number").value), pin: val("ed-pin") }
       : { method: "card", card_number: digits($("cc-number").value),
           expiry_month: +digits($("cc-exp-month").value), expiry_year: fullYear($("cc-exp-year").value),
-          cvv: $("cc-cvv").value, cardholder_name: $("cc-name").value.trim() };
+          cvv: val("cc-cvv"), cardholder_name: $("cc-name").value.trim() };
     setBusy(true);
     notice(null);
     call("/authorise", body).then(function (answer) {
@@ -294,7 +301,7 @@
     $("otp").dataset.touched = "1";
     if (check("otp")) { $("otp").focus(); return; }
     button.disabled = true;
-    call("/3ds", { otp: $("otp").value.trim() }).then(function (answer) {
+    call("/3ds", { otp: val("otp").trim() }).then(function (answer) {
       $("otp").value = "";
       if (answer.status === 200 || answer.status === 202) {
         apply(answer.status === 202 && answer.data.view === "challenge"
