@@ -234,6 +234,9 @@ def test_declines_show_one_generic_message_in_arabic_and_english(page: Page, sta
         fill()
         page.locator("#pay-button").click()
         arabic = the_message(page)
+        if what == "wrong PIN":
+            no_horizontal_overflow(page)
+            page.screenshot(path=str(IMAGES / "pay-declined.png"), full_page=True)
         switch_language(page, "en")
         english = the_message(page)
         switch_language(page, "ar")
@@ -276,6 +279,7 @@ def test_3d_secure_with_the_right_code_pays(page: Page, stack: Stack) -> None:
     challenge = page.locator("#challenge")
     expect(challenge).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#otp")).to_be_focused()
+    page.screenshot(path=str(IMAGES / "pay-3ds.png"), full_page=True)
     page.get_by_label(AR["otp_label"]).fill("١٢٣٤٥٦")  # 123456, on an Arabic keyboard
     page.keyboard.press("Enter")
     expect(page.locator("#receipt")).to_be_visible(timeout=WAIT_MS)
@@ -345,6 +349,7 @@ def test_fields_are_checked_as_the_payer_types(page: Page, stack: Stack) -> None
 
     page.locator('input[name="method"][value="card"]').check()
     expect(page.locator("#fields-e_dirham")).to_be_hidden()
+    no_horizontal_overflow(page)
     page.get_by_label("Card number").last.fill("3782 822463 10005")  # American Express
     cvv = page.get_by_label("Security code (CVV)")
     cvv.fill("737")
