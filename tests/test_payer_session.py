@@ -9,13 +9,15 @@ import re
 import threading
 import time
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.responses import Response
 
 from api import payer_session
-from api.hosted import PAGE_HEADERS
+from api.hosted import PAGE_HEADERS, _set_session
 from domain.cards import luhn_ok
 from epay import secrets
 from tests.conftest import Stack, card, e_dirham, new_reference, token_of
@@ -374,3 +376,30 @@ def test_two_submissions_at_once_start_one_authorisation(stack: Stack) -> None:
     with stack.client() as dept:
         events = dept.get(f"/v1/payments/{payment['id']}/events").json()["items"]
     assert [e["event"] for e in events].count("method_submitted") == 1
+
+
+def test_the_cookie_is_secure_when_the_page_is_served_over_tls() -> None:
+    """Pure logic: the flags ``_set_session`` writes for an https ``EPAY_PUBLIC_URL``."""
+    session = payer_session.new_session("pay_" + "a" * 32)
+    for url, secure in (("https://pay.example.ae", True), ("http://127.0.0.1:8000", False)):
+        ctx = SimpleNamespace(settings=SimpleNamespace(public_url=url, token_secret=b"k" * 32))
+        response = Response()
+        _set_session(response, ctx, session)
+        flags = {f.strip().lower() for f in response.headers["set-cookie"].split(";")[1:]}
+        assert ("secure" in flags) is secure, (url, flags)
+
+
+def test_a_session_is_bound_to_its_payment_and_its_lifetime() -> None:
+    """Pure logic of api/payer_session.py, at chosen clocks."""
+    secret, pid = b"s" * 32, "pay_" + "b" * 32
+    session = payer_session.new_session(pid, now=1_000_000)
+    value = payer_session.encode(secret, session)
+    assert payer_session.decode(secret, pid, value, now=1_000_000 + 899) == session
+    assert payer_session.decode(secret, pid, value, now=1_000_000 + 900) is None  # expired
+    assert payer_session.decode(secret, "pay_" + "c" * 32, value, now=1_000_000) is None
+    assert payer_session.decode(b"t" * 32, pid, value, now=1_000_000) is None
+    assert payer_session.decode(secret, pid, value + "x", now=1_000_000) is None
+    renewed = session.renewed(now=1_000_500)
+    assert renewed.session_id == session.session_id and renewed.expires_at == 1_000_500 + 900
+    assert payer_session.csrf_token(secret, session) == payer_session.csrf_token(secret, renewed)
+    assert not payer_session.csrf_ok(secret, session, "٤" * 43)
