@@ -57,6 +57,10 @@ class CaptureRequest(BaseModel):
     amount: int = Field(gt=0)
 
 
+class RefundRequest(BaseModel):
+    amount: int = Field(gt=0)
+
+
 @dataclass
 class Authorisation:
     """What the acquirer remembers: last4 only, never the card number or CVV."""
@@ -72,6 +76,9 @@ class Authorisation:
     created_at: str = field(default_factory=now_iso)
     capture_count: int = 0
     captured_amount: int = 0
+    # Refunds of the captured amount, several allowed (defaults: stored state still loads).
+    refund_count: int = 0
+    refunded_amount: int = 0
 
     def public(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -83,6 +90,7 @@ class Authorisation:
             "last4": self.last4,
             "brand": self.brand,
             "captured_amount": self.captured_amount,
+            "refunded_amount": self.refunded_amount,
         }
         if self.status == "pending_3ds":
             body["challenge"] = {"type": "otp", "hint": f"use {OTP_OK} in the sandbox"}
@@ -98,6 +106,8 @@ class Authorisation:
             "brand": self.brand,
             "capture_count": self.capture_count,
             "captured_amount": self.captured_amount,
+            "refund_count": self.refund_count,
+            "refunded_amount": self.refunded_amount,
             "idempotency_key": self.idempotency_key,
             "created_at": self.created_at,
         }
@@ -241,6 +251,43 @@ def build_router(db: StateDB, *, lost_answer_delay: float) -> APIRouter:
             decide,
             held_for=partner.settings().capture_delay_seconds,
         )
+
+    @calls.post("/authorisations/{auth_id}/refunds")
+    async def refund(
+        auth_id: str,
+        req: RefundRequest,
+        idempotency_key: str | None = Header(default=None),
+    ) -> JSONResponse:
+        """Return part of a captured amount, once per Idempotency-Key; the refunds of an
+        authorisation never pass what was captured."""
+
+        def decide() -> Outcome:
+            auth = get_auth(auth_id)
+            if auth.status != "captured":
+                raise SandboxError(
+                    409, "not_refundable", f"Cannot refund an authorisation in {auth.status}."
+                )
+            if auth.refunded_amount + req.amount > auth.captured_amount:
+                raise SandboxError(
+                    409,
+                    "refund_exceeds_captured",
+                    "The refunds would pass the captured amount.",
+                )
+            auth.refund_count += 1
+            auth.refunded_amount += req.amount
+            authorisations.put(auth.id, auth)
+            return Outcome(
+                201,
+                {
+                    "id": new_id("refund"),
+                    "authorisation_id": auth.id,
+                    "amount": req.amount,
+                    "status": "succeeded",
+                    "refunded_amount": auth.refunded_amount,
+                },
+            )
+
+        return await partner.answer(f"/authorisations/{auth_id}/refunds", idempotency_key, decide)
 
     @calls.post("/authorisations/{auth_id}/void")
     async def void(

@@ -72,6 +72,36 @@ class Confirmation:
         }
 
 
+class RefundNoticeRequest(BaseModel):
+    payment_id: str = Field(min_length=1)
+    refund_id: str = Field(min_length=1)
+    reference: str = Field(min_length=1)
+    amount: int = Field(gt=0)
+
+
+@dataclass
+class RefundNotice:
+    """ePay's word that part or all of a payment went back to the payer."""
+
+    department: str
+    payment_id: str
+    refund_id: str
+    reference: str
+    amount: int
+    notices: int = 0  # how often ePay sent it (recorded once)
+    created_at: str = field(default_factory=now_iso)
+
+    def admin(self) -> dict[str, Any]:
+        return {
+            "payment_id": self.payment_id,
+            "refund_id": self.refund_id,
+            "reference": self.reference,
+            "amount": self.amount,
+            "notices": self.notices,
+            "created_at": self.created_at,
+        }
+
+
 @dataclass
 class SigningSecrets:
     """The secrets a department accepts ePay's signatures under (more than one while a
@@ -96,6 +126,7 @@ def build_router(db: StateDB, *, slow_seconds: float) -> APIRouter:
     confirmations = Table(db, "confirmation", Confirmation)  # by "DEPT/payment id"
     switches = Table(db, "department", Switch)
     signing_secrets = Table(db, "signing_secrets", SigningSecrets)
+    refund_notices = Table(db, "refund_notice", RefundNotice)  # by "DEPT/refund id"
 
     async def require_signature(request: Request, dept: str) -> None:
         """Refuse a call that ePay did not sign for this department, or signed too long ago."""
@@ -195,6 +226,31 @@ def build_router(db: StateDB, *, slow_seconds: float) -> APIRouter:
             rec.status = "revoked"
             confirmations.put(cid, rec)
             return rec.public()
+
+    @router.post("/refunds")
+    async def take_refund_notice(
+        dept: str, req: RefundNoticeRequest, request: Request
+    ) -> JSONResponse:
+        """Record ePay's notice of a refund, once per refund id (201, then 200). A DOWN-
+        payment's department, while down, cannot take it either."""
+        dept = dept.upper()
+        await require_signature(request, dept)
+        if req.reference.startswith("DOWN-") and not is_up(dept):
+            raise unavailable(SYSTEM)
+        nid = f"{dept}/{req.refund_id}"
+        with db.transaction():
+            found = refund_notices.get(nid)
+            rec = found or RefundNotice(
+                dept, req.payment_id, req.refund_id, req.reference, req.amount
+            )
+            rec.notices += 1
+            refund_notices.put(nid, rec)
+        return JSONResponse(status_code=201 if found is None else 200, content=rec.admin())
+
+    @router.get("/_admin/refunds")
+    async def list_refund_notices(dept: str, payment_id: str | None = None) -> dict[str, Any]:
+        items = refund_notices.find(department=dept.upper(), payment_id=payment_id)
+        return {"items": [n.admin() for n in items]}
 
     @router.get("/_admin/confirmations")
     async def list_confirmations(dept: str, payment_id: str | None = None) -> dict[str, Any]:

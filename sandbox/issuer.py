@@ -45,6 +45,10 @@ class HoldRequest(BaseModel):
     reference: str = Field(min_length=1)
 
 
+class RefundRequest(BaseModel):
+    amount: int = Field(gt=0)
+
+
 class CardRequest(BaseModel):
     card_number: str = Field(pattern=r"^\d{12,19}$")
     pin: str = Field(pattern=r"^\d{4,12}$")
@@ -73,6 +77,9 @@ class Hold:
     status: str = "held"  # held | captured | voided
     capture_count: int = 0
     created_at: str = field(default_factory=now_iso)
+    # Refunds credited back to the card, several allowed, never more than the hold's amount.
+    refund_count: int = 0
+    refunded_amount: int = 0
 
     def public(self) -> dict[str, Any]:
         return {
@@ -81,6 +88,7 @@ class Hold:
             "amount": self.amount,
             "reference": self.reference,
             "last4": self.last4,
+            "refunded_amount": self.refunded_amount,
         }
 
     def admin(self) -> dict[str, Any]:
@@ -91,6 +99,8 @@ class Hold:
             "amount": self.amount,
             "last4": self.last4,
             "capture_count": self.capture_count,
+            "refund_count": self.refund_count,
+            "refunded_amount": self.refunded_amount,
             "created_at": self.created_at,
         }
 
@@ -218,6 +228,42 @@ def build_router(db: StateDB) -> APIRouter:
             decide,
             held_for=partner.settings().capture_delay_seconds,
         )
+
+    @calls.post("/holds/{hold_id}/refunds")
+    async def refund_hold(
+        hold_id: str,
+        req: RefundRequest,
+        idempotency_key: str | None = Header(default=None),
+    ) -> JSONResponse:
+        """Credit part of a captured hold back to its card, once per Idempotency-Key; the
+        refunds of a hold never pass its amount."""
+
+        def decide() -> Outcome:
+            hold = get_hold(hold_id)
+            if hold.status != "captured":
+                raise SandboxError(409, "not_refundable", f"Cannot refund a {hold.status} hold.")
+            if hold.refunded_amount + req.amount > hold.amount:
+                raise SandboxError(
+                    409, "refund_exceeds_captured", "The refunds would pass the captured amount."
+                )
+            card = get_card(hold.card)
+            card.balance += req.amount
+            cards.put(hold.card, card)
+            hold.refund_count += 1
+            hold.refunded_amount += req.amount
+            holds.put(hold.id, hold)
+            return Outcome(
+                201,
+                {
+                    "id": new_id("refund"),
+                    "hold_id": hold.id,
+                    "amount": req.amount,
+                    "status": "succeeded",
+                    "refunded_amount": hold.refunded_amount,
+                },
+            )
+
+        return await partner.answer(f"/holds/{hold_id}/refunds", idempotency_key, decide)
 
     @calls.post("/holds/{hold_id}/void")
     async def void_hold(

@@ -33,6 +33,7 @@ AUTHORISATION_CALLS: list[tuple[str, Body]] = [
     ("3ds", {"otp": "123456"}),
     ("capture", {"amount": 1}),
     ("void", None),
+    ("refunds", {"amount": 1}),
 ]
 
 
@@ -59,6 +60,8 @@ def test_approved_card(client: httpx.Client) -> None:
         "brand",
         "capture_count",
         "captured_amount",
+        "refund_count",
+        "refunded_amount",
         "idempotency_key",
         "created_at",
     }
@@ -400,3 +403,53 @@ def test_a_captured_authorisation_cannot_be_reversed(client: httpx.Client) -> No
     call(client, f"/acquirer/authorisations/{auth['id']}/capture", {"amount": 1})
     refused = client.post("/acquirer/reversals", json={"idempotency_key": key})
     assert refused.status_code == 409 and error_code(refused) == "not_voidable"
+
+
+def _captured(client: httpx.Client, amount: int = 10_000) -> dict[str, Any]:
+    body = authorise(client, "4242424242424242", amount=amount).json()
+    url = f"/acquirer/authorisations/{body['id']}/capture"
+    assert call(client, url, {"amount": amount}).status_code == 200
+    return body
+
+
+def test_refunds_of_a_capture_never_pass_it(client: httpx.Client) -> None:
+    auth = _captured(client, 10_000)
+    url = f"/acquirer/authorisations/{auth['id']}/refunds"
+    first = call(client, url, {"amount": 6_000})
+    assert first.status_code == 201, first.text
+    assert first.json()["id"].startswith("refund_")
+    assert first.json()["refunded_amount"] == 6_000
+    too_much = call(client, url, {"amount": 4_001})
+    assert too_much.status_code == 409
+    assert error_code(too_much) == "refund_exceeds_captured"
+    rest = call(client, url, {"amount": 4_000})
+    assert rest.status_code == 201
+    [record] = admin_auths(client, auth["reference"])
+    assert record["refund_count"] == 2
+    assert record["refunded_amount"] == 10_000
+    assert record["captured_amount"] == 10_000
+    assert call(client, url, {"amount": 1}).status_code == 409
+
+
+def test_a_refund_is_made_once_per_idempotency_key(client: httpx.Client) -> None:
+    auth = _captured(client, 10_000)
+    url = f"/acquirer/authorisations/{auth['id']}/refunds"
+    key = uid()
+    first = call(client, url, {"amount": 2_500}, key=key)
+    again = call(client, url, {"amount": 2_500}, key=key)
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    [record] = admin_auths(client, auth["reference"])
+    assert (record["refund_count"], record["refunded_amount"]) == (1, 2_500)
+    public = client.get("/acquirer/_admin/authorisations", params={"reference": auth["reference"]})
+    assert public.status_code == 200
+
+
+@pytest.mark.parametrize("card_number", ["4242424242424242", "4000000000003220"])
+def test_only_a_captured_authorisation_is_refunded(client: httpx.Client, card_number: str) -> None:
+    auth = authorise(client, card_number).json()
+    resp = call(client, f"/acquirer/authorisations/{auth['id']}/refunds", {"amount": 100})
+    assert resp.status_code == 409
+    assert error_code(resp) == "not_refundable"
+    [record] = admin_auths(client, auth["reference"])
+    assert record["refunded_amount"] == 0

@@ -185,3 +185,57 @@ def test_down_mode_does_not_stop_revoking_other_payments(client: httpx.Client) -
         f"/departments/{dept}/confirmations/pay_{uid()}", params={"reference": "REF-1"}
     )
     assert tombstone.status_code == 200 and tombstone.json()["reference"] == "REF-1"
+
+
+def _notice(client: httpx.Client, dept: str, refund_id: str, **body: object) -> httpx.Response:
+    return client.post(
+        f"/departments/{dept}/refunds",
+        json={
+            "payment_id": f"pay_{uid()}",
+            "refund_id": refund_id,
+            "reference": f"INV-{uid()}",
+            "amount": 2_500,
+        }
+        | body,
+    )
+
+
+def test_a_refund_notice_is_recorded_once(client: httpx.Client) -> None:
+    payment_id, refund_id = f"pay_{uid()}", f"rf_{uid()}"
+    first = _notice(client, "DM", refund_id, payment_id=payment_id)
+    assert first.status_code == 201, first.text
+    again = _notice(client, "dm", refund_id, payment_id=payment_id)
+    assert again.status_code == 200
+    other = _notice(client, "DM", f"rf_{uid()}", payment_id=payment_id, amount=100)
+    assert other.status_code == 201
+    resp = client.get("/departments/DM/_admin/refunds", params={"payment_id": payment_id})
+    items = resp.json()["items"]
+    assert [(n["refund_id"], n["amount"], n["notices"]) for n in items] == [
+        (refund_id, 2_500, 2),
+        (other.json()["refund_id"], 100, 1),
+    ]
+
+
+def test_a_refund_notice_must_be_signed(server: sandbox_support.Sandbox) -> None:
+    refund_id = f"rf_{uid()}"
+    body = {"payment_id": f"pay_{uid()}", "refund_id": refund_id, "reference": "R", "amount": 1}
+    unsigned = httpx.post(f"{server.url}/departments/DM/refunds", json=body, timeout=10)
+    assert unsigned.status_code == 401
+    forged = httpx.post(
+        f"{server.url}/departments/DM/refunds",
+        json=body,
+        headers={"ePay-Signature": f"t={int(time.time())},v1={'0' * 64}"},
+        timeout=10,
+    )
+    assert forged.status_code == 401
+    with server.client() as signed:
+        listed = signed.get("/departments/DM/_admin/refunds").json()["items"]
+    assert refund_id not in {n["refund_id"] for n in listed}
+
+
+def test_a_down_department_takes_no_refund_notice_until_up(client: httpx.Client) -> None:
+    refund_id = f"rf_{uid()}"
+    reference = f"DOWN-{uid()}"
+    assert _notice(client, "PARKS", refund_id, reference=reference).status_code == 503
+    client.post("/departments/PARKS/_admin/up")
+    assert _notice(client, "PARKS", refund_id, reference=reference).status_code == 201

@@ -279,3 +279,29 @@ def test_reversal_voids_an_e_dirham_hold_and_frees_the_balance(client: httpx.Cli
     assert client.get(f"/issuer/_admin/cards/{number}").json()["available"] == 10_000
     late = hold(client, number, "4321", 10_000, key=uid())
     assert late.status_code == 201  # the balance is free again
+
+
+def test_refunds_credit_the_card_and_never_pass_the_hold(client: httpx.Client) -> None:
+    card = new_edirham_card(client, balance=50_000)
+    reference = f"pay_{uid()}"
+    body = hold(client, card, "4321", 12_000, reference=reference).json()
+    url = f"/issuer/holds/{body['id']}/refunds"
+    early = call(client, url, {"amount": 1_000})
+    assert early.status_code == 409
+    assert error_code(early) == "not_refundable"
+    assert call(client, f"/issuer/holds/{body['id']}/capture").status_code == 200
+    assert card_view(client, card)["balance"] == 38_000
+    key = uid()
+    first = call(client, url, {"amount": 7_000}, key=key)
+    assert first.status_code == 201, first.text
+    assert call(client, url, {"amount": 7_000}, key=key).json() == first.json()
+    assert card_view(client, card)["balance"] == 45_000
+    too_much = call(client, url, {"amount": 5_001})
+    assert too_much.status_code == 409
+    assert error_code(too_much) == "refund_exceeds_captured"
+    assert call(client, url, {"amount": 5_000}).status_code == 201
+    view = card_view(client, card)
+    assert view["balance"] == view["available"] == 50_000
+    [item] = admin_holds(client, reference)
+    assert (item["refund_count"], item["refunded_amount"]) == (2, 12_000)
+    assert item["status"] == "captured"
