@@ -18,6 +18,7 @@ import httpx
 
 from domain.queues import Role
 from epay import bench, department_secrets, ops, secrets, store
+from epay import report as report_command
 from epay.config import Settings, SettingsError
 from epay.db import create_pool, migrate
 
@@ -341,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     swsub.add_parser("run", help="run one sweep now and print what it did")
     ops.add_parser(sub)
     bench.add_parser(sub)
+    report_command.add_parser(sub)
     return parser
 
 
@@ -390,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         _exit_without_teardown(asyncio.run(ops.run(args, _settings())))
     elif args.command == "bench":
         _exit_without_teardown(bench.main(args))
+    elif args.command == "report":
+        raise SystemExit(report_command.run(args, lambda: _settings().require_database_url()))
     elif args.command == "sandbox":
         if args.action == "serve":
             from sandbox.__main__ import serve as serve_sandbox
