@@ -149,6 +149,49 @@ async def _create_signing_secret(pool: Any, settings: Settings, department: str)
             print("(the sandbox is not reachable: run 'epay seed' once it is)", file=sys.stderr)
 
 
+async def _webhooks_redeliver(event_id: str) -> None:
+    """Send an event again: at once if its delivery is still waiting to retry, else as a new
+    delivery to every endpoint that takes it (receivers dedupe by the event's id)."""
+    import time
+
+    from temporalio.client import WorkflowExecutionStatus
+
+    from epay import webhooks
+    from epay.temporal import connect
+    from workers.webhook_relay import delivery_workflow_id
+    from workflows.webhook import Delivery, WebhookDeliveryWorkflow
+
+    settings = _settings()
+    pool = await create_pool(settings.require_database_url(), max_size=2)
+    try:
+        event = await webhooks.event(pool, event_id)
+        if event is None:
+            raise SystemExit(f"no event {event_id!r}")
+        client = await connect(settings)
+        handle = client.get_workflow_handle(delivery_workflow_id(event_id))
+        try:
+            running = (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+        except Exception:  # noqa: BLE001 - not started yet, or gone from Temporal's retention
+            running = False
+        if running:
+            await handle.signal(WebhookDeliveryWorkflow.deliver_now)
+            print(f"{event_id}: its delivery was waiting to retry; it tries again now")
+            return
+        redelivery = f"{delivery_workflow_id(event_id)}-redelivery-{int(time.time())}"
+        await client.start_workflow(
+            WebhookDeliveryWorkflow.run,
+            Delivery(
+                event_id, settings.webhook_retries, await webhooks.last_delivery(pool, event_id)
+            ),
+            id=redelivery,
+            task_queue=settings.task_queue,
+        )
+        await webhooks.mark_dispatched(pool, event_id)
+        print(f"{event_id} ({event['type']}): delivered again by workflow {redelivery}")
+    finally:
+        await pool.close()
+
+
 async def _ledger_verify() -> int:
     from epay import ledger
 
@@ -287,6 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     ls = dsub.add_parser("signing-secrets", help="a department's active signing secrets (ids)")
     ls.add_argument("department")
 
+    hooks = sub.add_parser("webhooks", help="the departments' webhook events")
+    hsub = hooks.add_subparsers(dest="action", required=True)
+    rd = hsub.add_parser("redeliver", help="send an event again (GET /v1/webhooks/deliveries)")
+    rd.add_argument("event_id")
+
     ledger = sub.add_parser("ledger", help="the double-entry ledger")
     lsub = ledger.add_subparsers(dest="action", required=True)
     lsub.add_parser(
@@ -374,6 +422,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(_seed(with_cards=not args.no_cards))
     elif args.command == "departments":
         asyncio.run(_departments(args))
+    elif args.command == "webhooks":
+        asyncio.run(_webhooks_redeliver(args.event_id))
     elif args.command == "ledger":
         raise SystemExit(asyncio.run(_ledger_verify()))
     elif args.command == "codec-server":

@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     )
     """How long a departments worker signs with the signing secrets it read: a new or
     retired secret takes effect within this time (`epay departments create-signing-secret`)."""
+    webhook_retry_schedule: str = _env(
+        "EPAY_WEBHOOK_RETRY_SCHEDULE", "60,300,3600,86400,172800", pattern=r"^\d+(,\d+)*$"
+    )
+    """Seconds to wait before each retry of a webhook event an endpoint has not accepted,
+    after the first attempt (about 1 min, 5 min, 1 h, 1 day, 2 days)."""
     department_confirm_deadline_seconds: int = _env(
         "EPAY_DEPARTMENT_CONFIRM_DEADLINE_SECONDS", 1800, gt=0
     )
@@ -381,6 +386,10 @@ class Settings(BaseSettings):
             for origin in self.temporal_ui_origin.split(",")
             if origin.strip()
         )
+
+    @property
+    def webhook_retries(self) -> list[int]:
+        return [int(n) for n in self.webhook_retry_schedule.split(",")]
 
     def require_database_url(self) -> str:
         if not self.database_url:

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sandbox import acquirer, departments, issuer
+from sandbox import acquirer, departments, issuer, webhooks
 from sandbox.common import PanMaskingFilter, SandboxError, error_body
 from sandbox.state import StateDB
 
@@ -65,6 +65,7 @@ def create_app(
     app.include_router(acquirer.build_router(db, lost_answer_delay=lost_answer_delay))
     app.include_router(issuer.build_router(db))
     app.include_router(departments.build_router(db, slow_seconds=slow_seconds))
+    app.include_router(webhooks.build_router(db))
 
     @app.exception_handler(SandboxError)
     async def sandbox_error(_: Request, exc: SandboxError) -> JSONResponse:

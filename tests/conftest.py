@@ -303,6 +303,8 @@ def stack_env(dsn: str, log_dir: Path, **overrides: str) -> dict[str, str]:
             EPAY_STATE_DIR=str(log_dir / "state"),
             # a rotated signing secret takes effect at once (tests/test_signed_calls.py)
             EPAY_DEPARTMENT_SECRETS_CACHE_SECONDS="0",
+            # webhook retries in seconds, not minutes to days (tests/test_webhooks.py)
+            EPAY_WEBHOOK_RETRY_SCHEDULE="1,2,3,4,5,5,5,5,5,5,5,5",
             SANDBOX_SLOW_SECONDS=str(SLOW_SECONDS),
             SANDBOX_LOST_ANSWER_DELAY=str(LOST_ANSWER_DELAY),
             OTEL_BSP_SCHEDULE_DELAY="200",  # spans reach a receiver within a fifth of a second

@@ -28,14 +28,17 @@ from activities.departments import DepartmentSystems
 from activities.payment_methods import PaymentMethods
 from activities.records import PaymentRecords
 from activities.sweeper import Sweeps
+from activities.webhooks import WebhookDeliveries
 from domain.queues import Role, roles_in, task_queue
 from epay import telemetry
 from epay.config import Settings
 from epay.db import create_pool
 from epay.temporal import connect_when_reachable
 from workers.health import serve_health
+from workers.webhook_relay import webhook_relay
 from workflows.payment import PaymentWorkflow
 from workflows.sweeper import SweeperWorkflow
+from workflows.webhook import WebhookDeliveryWorkflow
 
 log = logging.getLogger("epay.worker")
 
@@ -64,6 +67,7 @@ SERVED: Mapping[Role, tuple[Callable[..., Any], ...]] = {
     Role.DEPARTMENTS: (
         DepartmentSystems.confirm_with_department,
         DepartmentSystems.revoke_department_confirmation,
+        WebhookDeliveries.deliver,
     ),
     Role.RECORDS: (
         Sweeps.find_stranded_payments,
@@ -142,6 +146,12 @@ def role_activities(
                 token_secret=settings.token_secret,
                 secrets_cache_seconds=settings.department_secrets_cache_seconds,
             ),
+            WebhookDeliveries(
+                pool,
+                http,
+                token_secret=settings.token_secret,
+                timeout=settings.department_timeout_seconds,
+            ),
         ]
     return _bind(SERVED[role], *adapters)
 
@@ -178,7 +188,7 @@ def role_worker(
         return Worker(
             client,
             **common,
-            workflows=[PaymentWorkflow, SweeperWorkflow],
+            workflows=[PaymentWorkflow, SweeperWorkflow, WebhookDeliveryWorkflow],
             no_remote_activities=not single_queue_tasks,
             max_concurrent_workflow_tasks=settings.workflow_task_slots,
             max_concurrent_activities=settings.activity_slots,
@@ -277,6 +287,9 @@ async def run_worker(
             running.extend(workers)
             for single, worker in zip(roles, workers, strict=True):
                 log.info("worker polling task queue %s (role %s)", worker.task_queue, single)
+            if Role.RECORDS in roles:
+                relay = asyncio.create_task(webhook_relay(pool, client, settings))
+                opened.callback(relay.cancel)
             await stop.wait()
             draining = True
             log.info("stopping: draining tasks in flight (up to %s)", DRAIN_TIMEOUT)

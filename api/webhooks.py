@@ -1,0 +1,117 @@
+"""The department's webhooks: its endpoints and the log of every delivery (epay/webhooks.py).
+
+A department registers an endpoint (``POST /v1/webhooks``) and is sent, signed like every
+call from ePay (docs/departments.md), each event of its payments and refunds that the
+endpoint takes, retried until accepted; ``GET /v1/webhooks/deliveries`` shows every attempt.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.context import Ctx, Department
+from api.departments import PROBLEMS
+from api.errors import ApiError, field_error, not_found
+from epay import webhooks
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+EventType = Annotated[str, Field(pattern="^(" + "|".join(webhooks.EVENT_TYPES) + ")$")]
+
+
+class EndpointBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=8, max_length=2048, description="Where ePay POSTs the events")
+    events: list[EventType] = Field(
+        default_factory=lambda: list(webhooks.EVENT_TYPES),
+        min_length=1,
+        max_length=len(webhooks.EVENT_TYPES),
+        description="The event types the endpoint takes (default: all)",
+    )
+
+
+class Endpoint(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    created_at: datetime
+
+
+class EndpointList(BaseModel):
+    items: list[Endpoint]
+
+
+class Delivery(BaseModel):
+    """One attempt to deliver one event to one endpoint."""
+
+    id: int
+    event_id: str
+    type: str
+    payment_id: str
+    refund_id: str | None
+    endpoint_id: str
+    url: str
+    attempt: int
+    status_code: int | None = Field(description="The endpoint's answer; null: none came")
+    outcome: str = Field(description="`delivered` (a 2xx) or `failed`")
+    error: str | None = Field(description="Why no answer came (the error's kind)")
+    created_at: datetime
+
+
+class DeliveryList(BaseModel):
+    items: list[Delivery]
+
+
+def _endpoint(row: Any) -> Endpoint:
+    return Endpoint(
+        id=row["id"], url=row["url"], events=list(row["events"]), created_at=row["created_at"]
+    )
+
+
+@router.post("", status_code=201, response_model=Endpoint, responses=PROBLEMS)  # type: ignore[arg-type]
+async def create_endpoint(body: EndpointBody, ctx: Ctx, dept: Department) -> Endpoint:
+    """Register an endpoint for the department's events (signed with its signing secrets)."""
+    parts = urlsplit(body.url)
+    allowed = ("https",) if ctx.settings.production else ("https", "http")
+    if parts.scheme not in allowed or not parts.netloc or "\x00" in body.url:
+        raise field_error(
+            "url",
+            "invalid_url",
+            "Give an absolute " + ("https" if ctx.settings.production else "http(s)") + " URL.",
+        )
+    row = await webhooks.create_endpoint(ctx.pool, dept, body.url, sorted(set(body.events)))
+    return _endpoint(row)
+
+
+@router.get("", response_model=EndpointList, responses=PROBLEMS)  # type: ignore[arg-type]
+async def list_endpoints(ctx: Ctx, dept: Department) -> EndpointList:
+    """The department's active endpoints."""
+    return EndpointList(items=[_endpoint(r) for r in await webhooks.list_endpoints(ctx.pool, dept)])
+
+
+@router.delete("/{endpoint_id}", status_code=204, responses=PROBLEMS)  # type: ignore[arg-type]
+async def delete_endpoint(endpoint_id: str, ctx: Ctx, dept: Department) -> Response:
+    """Stop sending events to an endpoint (its deliveries stay in the log)."""
+    if len(endpoint_id) > 64 or not await webhooks.disable_endpoint(ctx.pool, dept, endpoint_id):
+        raise not_found("webhook")
+    return Response(status_code=204)
+
+
+@router.get("/deliveries", response_model=DeliveryList, responses=PROBLEMS)  # type: ignore[arg-type]
+async def list_deliveries(
+    ctx: Ctx,
+    dept: Department,
+    event_id: Annotated[str | None, Query(max_length=64, pattern=r"^evt_[0-9a-f]{32}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> DeliveryList:
+    """Every delivery attempt of the department's events, newest first (one event's with
+    ``event_id``)."""
+    rows = await webhooks.list_deliveries(ctx.pool, dept, event_id, limit)
+    if event_id is not None and not rows and await webhooks.event(ctx.pool, event_id) is None:
+        raise ApiError(404, "event_not_found", "No such event.", title="Not found")
+    return DeliveryList(items=[Delivery(**dict(r)) for r in rows])

@@ -1,0 +1,72 @@
+"""One event's delivery to its department's webhook endpoints (epay/webhooks.py).
+
+attempt -> wait (about 1 min, 5 min, 1 h, 1 day, 2 days) -> attempt ... until every endpoint
+that takes the event has accepted it, or the schedule is spent. Each attempt is one activity
+on the departments' queue that POSTs the event, signed, to the endpoints still waiting for it
+and logs each answer; the waits are durable timers, so a delivery outlives any restart. An
+operator can skip the wait (``deliver_now``, what ``epay webhooks redeliver`` sends to a
+delivery still in progress).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.webhooks import DeliveryAttempt, WebhookDeliveries
+    from domain.queues import Role, task_queue
+
+# An attempt is one try at every waiting endpoint: the schedule, not the activity, retries.
+ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)
+
+
+@dataclass
+class Delivery:
+    event_id: str
+    # seconds to wait before each retry, after the first attempt (epay.webhooks.SCHEDULE)
+    retry_after_seconds: list[int] = field(default_factory=lambda: [60, 300, 3600, 86400, 172800])
+    since_delivery: int = 0  # a redelivery: what was accepted up to this log id is sent again
+
+
+@dataclass
+class DeliveryOutcome:
+    delivered: bool
+    attempts: int
+
+
+@workflow.defn
+class WebhookDeliveryWorkflow:
+    def __init__(self) -> None:
+        self._now = False
+
+    @workflow.run
+    async def run(self, delivery: Delivery) -> DeliveryOutcome:
+        waits = [0, *delivery.retry_after_seconds]
+        for attempt, wait in enumerate(waits, start=1):
+            if wait:
+                self._now = False
+                with contextlib.suppress(TimeoutError):  # the wait is over, or skipped
+                    await workflow.wait_condition(
+                        lambda: self._now, timeout=timedelta(seconds=wait)
+                    )
+            waiting = await workflow.execute_activity_method(
+                WebhookDeliveries.deliver,
+                DeliveryAttempt(delivery.event_id, attempt, delivery.since_delivery),
+                summary=f"deliver {delivery.event_id} (attempt {attempt})",
+                task_queue=task_queue(workflow.info().task_queue, Role.DEPARTMENTS),
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=ONE_ATTEMPT,
+            )
+            if waiting == 0:
+                return DeliveryOutcome(delivered=True, attempts=attempt)
+        return DeliveryOutcome(delivered=False, attempts=len(waits))
+
+    @workflow.signal
+    def deliver_now(self) -> None:
+        """Skip the current wait: attempt again at once."""
+        self._now = True
