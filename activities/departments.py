@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 from activities import compensation_begun
 from domain.failures import FailureCode
 from domain.models import DepartmentAnswer, DepartmentRequest
+from domain.refunds import RefundNotice
 from epay import department_secrets, signing, store
 from epay.http import error_code, raise_for_transient
 
@@ -166,3 +167,29 @@ class DepartmentSystems:
                 f"department answered {response.status_code}", type="revocation_refused"
             )
         activity.logger.info("department %s took the revocation", req.department)
+
+    @activity.defn
+    async def notify_refund(self, notice: RefundNotice) -> None:
+        """Tell the department that part or all of a payment was refunded (the money is
+        back with the payer by now). Retried until the department takes it; it keys the
+        notice by refund id, so telling it twice records it once."""
+        url = await store.department_confirm_url(self.pool, notice.department)
+        response = await self._send(
+            notice.department,
+            "POST",
+            f"{url}/refunds",
+            body={
+                "payment_id": notice.payment_id,
+                "refund_id": notice.refund_id,
+                "reference": notice.reference,
+                "amount": notice.amount,
+            },
+            idempotency_key=f"{notice.refund_id}:notice",
+        )
+        raise_for_transient(response)
+        if response.status_code not in (200, 201):
+            raise ApplicationError(
+                f"department answered {response.status_code} ({error_code(response)})",
+                type="refund_notice_refused",
+            )
+        activity.logger.info("department %s took the refund notice", notice.department)

@@ -25,6 +25,7 @@ from domain.models import (
     FundsRequest,
     attempt_key,
 )
+from domain.refunds import RefundCall
 from epay import secrets, store
 from epay.http import error_code, raise_for_transient
 
@@ -145,9 +146,36 @@ class PaymentMethods:
             raise ApplicationError(f"void refused: {error_code(response)}", type="void_refused")
         activity.logger.info("%s authorisation voided", req.method_type)
 
+    @activity.defn
+    async def refund(self, req: RefundCall) -> None:
+        """Return part or all of a captured payment through its authorisation or hold.
 
-# The acquirer's and issuer's explicit, final refusals of a capture.
+        As with capture, only an explicit refusal is final: anything unclear may hide a
+        refund that was made, so it is asked again with the same idempotency key (one per
+        refund), which refunds once however often it is asked.
+        """
+        if req.method_type == "e_dirham":
+            url = f"{self.issuer_url}/holds/{req.authorisation_id}/refunds"
+        else:
+            url = f"{self.acquirer_url}/authorisations/{req.authorisation_id}/refunds"
+        response = await self.http.post(
+            url, json={"amount": req.amount}, headers={"Idempotency-Key": f"{req.refund_id}:refund"}
+        )
+        raise_for_transient(response)
+        if response.status_code < 400:
+            activity.logger.info("%s refunded", req.method_type)
+            return
+        code = error_code(response)
+        if code in REFUND_REFUSALS:
+            raise ApplicationError(
+                f"refund refused: {code}", type="refund_refused", non_retryable=True
+            )
+        raise ApplicationError(f"refund unclear: {response.status_code} ({code})")
+
+
+# The acquirer's and issuer's explicit, final refusals of a capture, and of a refund.
 CAPTURE_REFUSALS = frozenset({"not_capturable", "amount_too_large"})
+REFUND_REFUSALS = frozenset({"not_refundable", "refund_exceeds_captured"})
 
 
 def _outcome(result: AuthorisationResult) -> str:

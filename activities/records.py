@@ -21,8 +21,9 @@ from domain.models import (
     Settlement,
     Transition,
 )
+from domain.refunds import RefundFailed, RefundSettlement
 from domain.states import IllegalTransition
-from epay import store
+from epay import refunds, store
 
 
 class PaymentRecords:
@@ -72,6 +73,30 @@ class PaymentRecords:
             receipt = await store.settle(self.pool, settlement)
         activity.logger.info("settled: receipt %s", receipt.number)
         return receipt
+
+    # --- a refund's steps (RefundWorkflow) ---------------------------------------------------
+
+    @activity.defn
+    async def begin_refund(self, refund_id: str) -> str:
+        """Take the refund for its workflow and say its state (epay.refunds.begin)."""
+        return await refunds.begin(self.pool, refund_id)
+
+    @activity.defn
+    async def settle_refund(self, settlement: RefundSettlement) -> str:
+        """Post the refund's reversing journal and mark it succeeded, once."""
+        try:
+            state = await refunds.settle(self.pool, settlement)
+        except ValueError as exc:  # a refund that failed cannot succeed, on any retry
+            raise ApplicationError(str(exc), type="refund_not_pending", non_retryable=True) from exc
+        activity.logger.info("refund %s: %s", settlement.refund_id, state)
+        return state
+
+    @activity.defn
+    async def fail_refund(self, failure: RefundFailed) -> str:
+        """Mark the refund failed (nothing went back): its amount can be refunded again."""
+        state = await refunds.fail(self.pool, failure)
+        activity.logger.info("refund %s: %s (%s)", failure.refund_id, state, failure.failure_code)
+        return state
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from api import departments, hosted, payer, webhooks
+from api import departments, hosted, payer, refunds
 from api.context import Context, Ctx
 from api.errors import INTERNAL_ERROR, install_error_handlers, problem_body
 from api.limits import BodySizeLimit
@@ -55,9 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(hosted.PayPageHeaders)  # outermost: on /pay's errors and 500s too
     telemetry.instrument_app(app, process.provider)
     app.include_router(departments.router)
+    app.include_router(refunds.router)
     app.include_router(payer.router)
     app.include_router(hosted.router)
-    app.include_router(webhooks.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -230,3 +230,37 @@ class Service(BaseModel):
 
 class ServiceList(BaseModel):
     items: list[Service]
+
+
+# --- refunds (api/refunds.py) -----------------------------------------------------------
+
+
+class CreateRefund(Strict):
+    amount: Fils = Field(
+        description="Fils to return, at most what is still available (`refund_summary`)"
+    )
+    reason: Annotated[StrictStr, Field(max_length=255), CardFree] | None = None
+
+
+class RefundLine(BaseModel):
+    code: str = Field(description="The payment's line: `service_fee`, `knowledge_fee`, ...")
+    amount: int = Field(description="Fils of that line this refund returns")
+
+
+class Refund(BaseModel):
+    id: str
+    payment_id: str
+    amount: int
+    currency: str
+    reason: str | None
+    state: Literal["pending", "succeeded", "failed"]
+    failure: Failure | None = Field(description="Why it failed (`refund_refused`, ...)")
+    lines: list[RefundLine] = Field(
+        description="How the amount splits over the payment's lines: the service fee first"
+    )
+    created_at: str
+    updated_at: str
+
+
+class RefundList(BaseModel):
+    items: list[Refund] = Field(description="Newest first")

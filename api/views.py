@@ -23,6 +23,7 @@ def payment(row: asyncpg.Record, settings: Settings) -> schemas.Payment:
         receipt = schemas.ReceiptOut(
             number=row["receipt_number"], issued_at=row["receipt_issued_at"].isoformat()
         )
+    # refunded: what went back; available: what is left once the refunds in progress are done
     captured = row["amount_total"] if state == PaymentState.SUCCEEDED else 0
     return schemas.Payment(
         id=row["id"],
@@ -49,7 +50,9 @@ def payment(row: asyncpg.Record, settings: Settings) -> schemas.Payment:
         ),
         department_confirmation=row["department_confirmation"],
         receipt=receipt,
-        refund_summary=schemas.RefundSummary(refunded=0, available=captured),
+        refund_summary=schemas.RefundSummary(
+            refunded=row["refunded"], available=captured - row["refunds_held"]
+        ),
         description=row["description"],
         return_url=row["return_url"],
         metadata=row["metadata"] or {},

@@ -28,7 +28,6 @@ from domain.models import (
 )
 from domain.references import reference_key
 from domain.states import Actor, PaymentEvent, PaymentState, actor_of, transition
-from epay import webhooks
 
 # --- departments, keys, catalogue -------------------------------------------------------
 
@@ -276,8 +275,6 @@ async def _apply_transition(conn: asyncpg.Connection, t: Transition) -> str:
     await _insert_event(
         conn, t.payment_id, t.event, current.value, target.value, actor, detail, dedupe_key
     )
-    if target.is_terminal:  # the department hears of the end, through its webhooks
-        await webhooks.record_payment_event(conn, t.payment_id)
     return target.value
 
 
@@ -450,7 +447,11 @@ PAYMENT_COLUMNS = """p.id, p.department, p.service_code, p.reference, p.state, p
     p.currency, p.lines, p.description, p.return_url, p.metadata, p.method_type,
     p.method_brand, p.method_last4, p.failure_code, p.failure_message,
     p.department_confirmation, p.workflow_id, p.expires_at, p.created_at, p.updated_at,
-    p.declines, p.last_decline, r.receipt_number, r.issued_at AS receipt_issued_at"""
+    p.declines, p.last_decline, r.receipt_number, r.issued_at AS receipt_issued_at,
+    (SELECT coalesce(sum(f.amount), 0) FROM refunds f
+      WHERE f.payment_id = p.id AND f.state = 'succeeded')::bigint AS refunded,
+    (SELECT coalesce(sum(f.amount), 0) FROM refunds f
+      WHERE f.payment_id = p.id AND f.state <> 'failed')::bigint AS refunds_held"""
 
 
 async def get_payment(pool: Pool, department: str, payment_id: str) -> asyncpg.Record | None:

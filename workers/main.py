@@ -1,12 +1,12 @@
 """``epay worker --role R``: polls the task queues of its role until told to stop.
 
-Each role (``domain.queues``) is one Temporal Worker on one queue: ``workflows`` runs both
-workflows and their database steps (local activities) on ``EPAY_TASK_QUEUE``; ``acquirer``,
-``issuer``, ``departments`` and ``records`` run the activities of that queue; ``all`` runs
-all five in one process, on one Temporal client, one database pool and one HTTP client.
-Any number of processes of each role can run. On SIGTERM or SIGINT every Worker of the
-process stops polling and lets its tasks in flight finish (up to the drain timeout) before
-the process exits.
+Each role (``domain.queues``) is one Temporal Worker on one queue: ``workflows`` runs the
+workflows (payments, refunds, the sweeper) and their database steps (local activities) on
+``EPAY_TASK_QUEUE``; ``acquirer``, ``issuer``, ``departments`` and ``records`` run the
+activities of that queue; ``all`` runs all five in one process, on one Temporal client, one
+database pool and one HTTP client. Any number of processes of each role can run. On SIGTERM
+or SIGINT every Worker of the process stops polling and lets its tasks in flight finish (up
+to the drain timeout) before the process exits.
 """
 
 from __future__ import annotations
@@ -28,17 +28,15 @@ from activities.departments import DepartmentSystems
 from activities.payment_methods import PaymentMethods
 from activities.records import PaymentRecords
 from activities.sweeper import Sweeps
-from activities.webhooks import WebhookDeliveries
 from domain.queues import Role, roles_in, task_queue
 from epay import telemetry
 from epay.config import Settings
 from epay.db import create_pool
 from epay.temporal import connect_when_reachable
 from workers.health import serve_health
-from workers.webhook_relay import webhook_relay
 from workflows.payment import PaymentWorkflow
+from workflows.refund import RefundWorkflow
 from workflows.sweeper import SweeperWorkflow
-from workflows.webhook import WebhookDeliveryWorkflow
 
 log = logging.getLogger("epay.worker")
 
@@ -50,9 +48,10 @@ PAYMENT_METHOD_CALLS = (
     PaymentMethods.complete_challenge,
     PaymentMethods.capture,
     PaymentMethods.void_authorisation,
+    PaymentMethods.refund,
 )
-# The activities each role serves. The workflows role runs the payment's database steps as
-# local activities; the records role runs the sweeper's, which are remote.
+# The activities each role serves. The workflows role runs the payment's and the refund's
+# database steps as local activities; the records role runs the sweeper's, which are remote.
 SERVED: Mapping[Role, tuple[Callable[..., Any], ...]] = {
     Role.WORKFLOWS: (
         PaymentRecords.reserve_fee,
@@ -61,13 +60,16 @@ SERVED: Mapping[Role, tuple[Callable[..., Any], ...]] = {
         PaymentRecords.close_unpaid,
         PaymentRecords.release_unanswered_reservation,
         PaymentRecords.settle,
+        PaymentRecords.begin_refund,
+        PaymentRecords.settle_refund,
+        PaymentRecords.fail_refund,
     ),
     Role.ACQUIRER: PAYMENT_METHOD_CALLS,
     Role.ISSUER: PAYMENT_METHOD_CALLS,
     Role.DEPARTMENTS: (
         DepartmentSystems.confirm_with_department,
         DepartmentSystems.revoke_department_confirmation,
-        WebhookDeliveries.deliver,
+        DepartmentSystems.notify_refund,
     ),
     Role.RECORDS: (
         Sweeps.find_stranded_payments,
@@ -146,12 +148,6 @@ def role_activities(
                 token_secret=settings.token_secret,
                 secrets_cache_seconds=settings.department_secrets_cache_seconds,
             ),
-            WebhookDeliveries(
-                pool,
-                http,
-                token_secret=settings.token_secret,
-                timeout=settings.department_timeout_seconds,
-            ),
         ]
     return _bind(SERVED[role], *adapters)
 
@@ -188,7 +184,7 @@ def role_worker(
         return Worker(
             client,
             **common,
-            workflows=[PaymentWorkflow, SweeperWorkflow, WebhookDeliveryWorkflow],
+            workflows=[PaymentWorkflow, RefundWorkflow, SweeperWorkflow],
             no_remote_activities=not single_queue_tasks,
             max_concurrent_workflow_tasks=settings.workflow_task_slots,
             max_concurrent_activities=settings.activity_slots,
@@ -287,9 +283,6 @@ async def run_worker(
             running.extend(workers)
             for single, worker in zip(roles, workers, strict=True):
                 log.info("worker polling task queue %s (role %s)", worker.task_queue, single)
-            if Role.RECORDS in roles:
-                relay = asyncio.create_task(webhook_relay(pool, client, settings))
-                opened.callback(relay.cancel)
             await stop.wait()
             draining = True
             log.info("stopping: draining tasks in flight (up to %s)", DRAIN_TIMEOUT)
