@@ -775,7 +775,10 @@ def run(args: argparse.Namespace, database_url: Callable[[], str]) -> int:
         return 0
     rendered = render_csv(report) if args.format == "csv" else render_table(report)
     if args.output:
-        Path(args.output).write_text(rendered, encoding="utf-8", newline="")
+        # A CSV file starts with a byte-order mark, without which Excel reads the Arabic names
+        # as another code page; standard output has none, for the next command in a pipe.
+        encoding = "utf-8-sig" if args.format == "csv" else "utf-8"
+        Path(args.output).write_text(rendered, encoding=encoding, newline="")
         print(f"{args.format} written to {args.output}")
     else:
         sys.stdout.write(rendered)
