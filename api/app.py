@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from api import departments, hosted, payer, refunds
+from api import departments, hosted, payer, refunds, webhooks
 from api.context import Context, Ctx
 from api.errors import INTERNAL_ERROR, install_error_handlers, problem_body
 from api.limits import BodySizeLimit
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(refunds.router)
     app.include_router(payer.router)
     app.include_router(hosted.router)
+    app.include_router(webhooks.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

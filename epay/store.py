@@ -28,6 +28,7 @@ from domain.models import (
 )
 from domain.references import reference_key
 from domain.states import Actor, PaymentEvent, PaymentState, actor_of, transition
+from epay import webhooks
 
 # --- departments, keys, catalogue -------------------------------------------------------
 
@@ -275,6 +276,8 @@ async def _apply_transition(conn: asyncpg.Connection, t: Transition) -> str:
     await _insert_event(
         conn, t.payment_id, t.event, current.value, target.value, actor, detail, dedupe_key
     )
+    if target.is_terminal:  # the department hears of the end, through its webhooks
+        await webhooks.record_payment_event(conn, t.payment_id)
     return target.value
 
 

@@ -28,15 +28,18 @@ from activities.departments import DepartmentSystems
 from activities.payment_methods import PaymentMethods
 from activities.records import PaymentRecords
 from activities.sweeper import Sweeps
+from activities.webhooks import WebhookDeliveries
 from domain.queues import Role, roles_in, task_queue
 from epay import telemetry
 from epay.config import Settings
 from epay.db import create_pool
 from epay.temporal import connect_when_reachable
 from workers.health import serve_health
+from workers.webhook_relay import webhook_relay
 from workflows.payment import PaymentWorkflow
 from workflows.refund import RefundWorkflow
 from workflows.sweeper import SweeperWorkflow
+from workflows.webhook import WebhookDeliveryWorkflow
 
 log = logging.getLogger("epay.worker")
 
@@ -70,6 +73,7 @@ SERVED: Mapping[Role, tuple[Callable[..., Any], ...]] = {
         DepartmentSystems.confirm_with_department,
         DepartmentSystems.revoke_department_confirmation,
         DepartmentSystems.notify_refund,
+        WebhookDeliveries.deliver,
     ),
     Role.RECORDS: (
         Sweeps.find_stranded_payments,
@@ -148,6 +152,12 @@ def role_activities(
                 token_secret=settings.token_secret,
                 secrets_cache_seconds=settings.department_secrets_cache_seconds,
             ),
+            WebhookDeliveries(
+                pool,
+                http,
+                token_secret=settings.token_secret,
+                timeout=settings.department_timeout_seconds,
+            ),
         ]
     return _bind(SERVED[role], *adapters)
 
@@ -184,7 +194,7 @@ def role_worker(
         return Worker(
             client,
             **common,
-            workflows=[PaymentWorkflow, RefundWorkflow, SweeperWorkflow],
+            workflows=[PaymentWorkflow, RefundWorkflow, SweeperWorkflow, WebhookDeliveryWorkflow],
             no_remote_activities=not single_queue_tasks,
             max_concurrent_workflow_tasks=settings.workflow_task_slots,
             max_concurrent_activities=settings.activity_slots,
@@ -283,6 +293,9 @@ async def run_worker(
             running.extend(workers)
             for single, worker in zip(roles, workers, strict=True):
                 log.info("worker polling task queue %s (role %s)", worker.task_queue, single)
+            if Role.RECORDS in roles:
+                relay = asyncio.create_task(webhook_relay(pool, client, settings))
+                opened.callback(relay.cancel)
             await stop.wait()
             draining = True
             log.info("stopping: draining tasks in flight (up to %s)", DRAIN_TIMEOUT)
