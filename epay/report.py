@@ -761,27 +761,34 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace, database_url: Callable[[], str]) -> int:
-    """``epay report``: the exit code (2 on a bad date, period or department)."""
+    """``epay report``: the exit code (2 on a bad date, period or department; 1 when the
+    database cannot be read or the output written)."""
     try:
         period = parse_period(args.first, args.last)
         report = asyncio.run(_read(database_url(), period, args.department))
     except ReportError as err:
         print(f"epay report: {err}", file=sys.stderr)
         return USAGE
+    except (OSError, asyncpg.PostgresError) as err:
+        print(f"epay report: the database cannot be read: {err}", file=sys.stderr)
+        return 1
     if args.format == "chart":
-        path = Path(args.output or DEFAULT_CHART)
-        path.write_text(render_chart(report), encoding="utf-8")
-        print(f"chart written to {path}")
-        return 0
-    rendered = render_csv(report) if args.format == "csv" else render_table(report)
-    if args.output:
+        rendered, output, encoding = render_chart(report), args.output or DEFAULT_CHART, "utf-8"
+    else:
+        rendered = render_csv(report) if args.format == "csv" else render_table(report)
+        output = args.output
         # A CSV file starts with a byte-order mark, without which Excel reads the Arabic names
         # as another code page; standard output has none, for the next command in a pipe.
         encoding = "utf-8-sig" if args.format == "csv" else "utf-8"
-        Path(args.output).write_text(rendered, encoding=encoding, newline="")
-        print(f"{args.format} written to {args.output}")
-    else:
+    if not output:
         sys.stdout.write(rendered)
+        return 0
+    try:
+        Path(output).write_text(rendered, encoding=encoding, newline="")
+    except OSError as err:
+        print(f"epay report: cannot write {output}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    print(f"{args.format} written to {output}")
     return 0
 
 

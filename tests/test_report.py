@@ -253,7 +253,10 @@ def test_refunds_count_under_their_payments_service(stack: Stack, seeded: dict[s
             json={"amount": 5000, "reason": "report test"},
             headers={"Idempotency-Key": new_reference("report-refund-")},
         )
-        if response.status_code in (404, 405) and "/refunds" not in response.text:
+        if response.status_code in (404, 405) and response.json().get("code") in (
+            "not_found",
+            "method_not_allowed",
+        ):  # no such route (not payment_not_found): a build from before the refunds API
             pytest.skip(f"no refunds API in this build ({response.status_code})")
         assert response.status_code == 201, response.text
         deadline = datetime.now(UTC) + timedelta(seconds=60)
