@@ -240,6 +240,48 @@ async def _sweeper(args: argparse.Namespace) -> None:
         print(json.dumps(dataclasses.asdict(summary), indent=2))
 
 
+async def _settlement(args: argparse.Namespace) -> int:
+    """``epay settlement schedule|run|show``: 0 when the day balanced (or was scheduled)."""
+    from datetime import date as date_
+
+    from epay import settlement
+    from epay.schedules import (
+        SETTLEMENT_SCHEDULE_ID,
+        ensure_settlement_schedule,
+        settle_day,
+    )
+    from epay.temporal import connect
+
+    settings = _settings()
+    if args.action == "schedule":
+        done = await ensure_settlement_schedule(await connect(settings), settings)
+        print(f"schedule {SETTLEMENT_SCHEDULE_ID} {done}: daily at 02:00 Asia/Dubai")
+        return 0
+    day = getattr(args, "day", None)
+    try:
+        day = date_.fromisoformat(day).isoformat() if day else None
+    except ValueError:
+        raise SystemExit(f"epay: --day {args.day!r} is not a date (YYYY-MM-DD)") from None
+    if args.action == "run":
+        from datetime import UTC, datetime
+
+        day = day or settlement.previous_business_day(datetime.now(UTC)).isoformat()
+        await settle_day(await connect(settings), settings, day)
+    pool = await create_pool(settings.require_database_url(), max_size=2)
+    try:
+        found = await settlement.stored(pool, date_.fromisoformat(day or "1970-01-01"))
+    finally:
+        await pool.close()
+    if found is None:
+        raise SystemExit(f"no settlement of {day} yet: epay settlement run --day {day}")
+    found["day"] = found["business_day"]
+    if getattr(args, "json", False):
+        print(json.dumps(found, indent=2))
+    else:
+        print(settlement.render(found))
+    return 0 if found["balanced"] else 1
+
+
 async def _register_search_attributes() -> None:
     """Register the payment workflows' search attributes on the namespace (on a real
     cluster; ``make run`` and the tests pass them to the dev server). Safe to repeat."""
@@ -329,6 +371,19 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("secret_id", type=int)
     ls = dsub.add_parser("signing-secrets", help="a department's active signing secrets (ids)")
     ls.add_argument("department")
+
+    settle = sub.add_parser("settlement", help="the daily settlement and reconciliation")
+    stsub = settle.add_subparsers(dest="action", required=True)
+    stsub.add_parser("schedule", help="create or update the daily schedule (02:00 Asia/Dubai)")
+    for name, text in (
+        ("run", "settle and reconcile a day now (default: yesterday); again replaces it"),
+        ("show", "a day's settlement as last run"),
+    ):
+        one = stsub.add_parser(name, help=text + "; exit 1 if it did not balance")
+        one.add_argument(
+            "--day", help="YYYY-MM-DD, a business day in Asia/Dubai", required=name == "show"
+        )
+        one.add_argument("--json", action="store_true", help="the result as JSON")
 
     hooks = sub.add_parser("webhooks", help="the departments' webhook events")
     hsub = hooks.add_subparsers(dest="action", required=True)
@@ -422,6 +477,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(_seed(with_cards=not args.no_cards))
     elif args.command == "departments":
         asyncio.run(_departments(args))
+    elif args.command == "settlement":
+        raise SystemExit(asyncio.run(_settlement(args)))
     elif args.command == "webhooks":
         asyncio.run(_webhooks_redeliver(args.event_id))
     elif args.command == "ledger":

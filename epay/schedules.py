@@ -1,4 +1,5 @@
-"""The Temporal Schedule that runs the sweeper, and a sweep run by hand.
+"""The Temporal Schedules that run the sweeper and the daily settlement, and each run by
+hand.
 
 ``epay sweeper schedule`` creates the schedule or brings an existing one up to date (keeping
 whether an operator paused it); ``make run`` does so once its worker is up. In production
@@ -16,16 +17,20 @@ from temporalio.client import (
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
+    ScheduleRange,
     ScheduleSpec,
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
 
+from activities.settlement import SettledDay
 from domain.sweeper import CARD_DATA_MARGIN_SECONDS, SweepRequest, SweepSummary
 from epay.config import Settings
+from workflows.settlement import SettlementRequest, SettlementWorkflow
 from workflows.sweeper import SweeperWorkflow
 
 SWEEPER_SCHEDULE_ID = "epay-sweeper"
@@ -83,4 +88,56 @@ async def sweep_now(client: Client, settings: Settings) -> SweepSummary:
         id=f"{SWEEPER_SCHEDULE_ID}-manual-{uuid.uuid4().hex[:8]}",
         task_queue=settings.task_queue,
         static_summary=SUMMARY,
+    )
+
+
+# --- the daily settlement ------------------------------------------------------------------
+
+SETTLEMENT_SCHEDULE_ID = "epay-settlement"
+# 02:00 in Dubai (UTC+4, no daylight saving): the day before has closed, its late captures in.
+SETTLEMENT_AT = ScheduleCalendarSpec(hour=[ScheduleRange(22)], minute=[ScheduleRange(0)])
+SETTLEMENT_SUMMARY = "settle and reconcile the previous business day (Asia/Dubai)"
+
+
+def settlement_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            SettlementWorkflow.run,
+            SettlementRequest(),  # the previous business day, as of the run
+            id=SETTLEMENT_SCHEDULE_ID,
+            task_queue=settings.task_queue,
+            static_summary=SETTLEMENT_SUMMARY,
+        ),
+        spec=ScheduleSpec(calendars=[SETTLEMENT_AT]),
+        # A day still settling (a partner's file late) when the next is due: run both.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.ALLOW_ALL),
+    )
+
+
+async def ensure_settlement_schedule(client: Client, settings: Settings) -> str:
+    """Create the daily schedule, or update it in place keeping an operator's pause."""
+    schedule = settlement_schedule(settings)
+    try:
+        await client.create_schedule(SETTLEMENT_SCHEDULE_ID, schedule)
+        return "created"
+    except ScheduleAlreadyRunningError:
+        pass
+
+    def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
+        return ScheduleUpdate(
+            dataclasses.replace(schedule, state=current.description.schedule.state)
+        )
+
+    await client.get_schedule_handle(SETTLEMENT_SCHEDULE_ID).update(update)
+    return "updated"
+
+
+async def settle_day(client: Client, settings: Settings, day: str) -> SettledDay:
+    """Settle ``day`` now (again, if it was): its result replaces the day's earlier one."""
+    return await client.execute_workflow(
+        SettlementWorkflow.run,
+        SettlementRequest(day),
+        id=f"{SETTLEMENT_SCHEDULE_ID}-{day}-{uuid.uuid4().hex[:8]}",
+        task_queue=settings.task_queue,
+        static_summary=f"settle and reconcile {day}",
     )

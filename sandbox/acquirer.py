@@ -25,6 +25,7 @@ from sandbox.common import (
     require_idempotency_key,
 )
 from sandbox.partners import Partner
+from sandbox.settlement import Settlement
 from sandbox.state import StateDB, Table
 
 CARD_APPROVED = "4242424242424242"
@@ -140,6 +141,8 @@ def build_router(db: StateDB, *, lost_answer_delay: float) -> APIRouter:
     transient = Table(db, "acquirer.transient", Attempts)
     calls = partner.calls()
     admin = partner.admin()
+    settlement = Settlement(db, "acquirer")
+    settlement.routes(calls, admin)
 
     def get_auth(auth_id: str) -> Authorisation:
         auth = authorisations.get(auth_id)
@@ -243,6 +246,7 @@ def build_router(db: StateDB, *, lost_answer_delay: float) -> APIRouter:
             auth.capture_count += 1
             auth.captured_amount = req.amount
             authorisations.put(auth.id, auth)
+            settlement.record("capture", auth.reference, auth.id, req.amount)
             return Outcome(200, auth.public())
 
         return await partner.answer(
@@ -276,6 +280,7 @@ def build_router(db: StateDB, *, lost_answer_delay: float) -> APIRouter:
             auth.refund_count += 1
             auth.refunded_amount += req.amount
             authorisations.put(auth.id, auth)
+            settlement.record("refund", auth.reference, auth.id, req.amount)
             return Outcome(
                 201,
                 {

@@ -26,6 +26,7 @@ from sandbox.common import (
     secret_matches,
 )
 from sandbox.partners import Partner
+from sandbox.settlement import Settlement
 from sandbox.state import StateDB, Table
 
 MAX_WRONG_PINS = 3
@@ -124,6 +125,8 @@ def build_router(db: StateDB) -> APIRouter:
     holds = Table(db, "hold", Hold)
     calls = partner.calls()
     admin = partner.admin()
+    settlement = Settlement(db, "issuer")
+    settlement.routes(calls, admin)
     with db.transaction():
         for number, pin, balance, blocked in SEED_CARDS:
             cards.add(card_key(number), new_card(number, pin, balance, blocked))
@@ -218,6 +221,7 @@ def build_router(db: StateDB) -> APIRouter:
                 hold.status = "captured"
                 hold.capture_count += 1
                 holds.put(hold.id, hold)
+                settlement.record("capture", hold.reference, hold.id, hold.amount)
             if hold.status != "captured":
                 raise SandboxError(409, "not_capturable", f"Cannot capture a {hold.status} hold.")
             return Outcome(200, hold.public())
@@ -252,6 +256,7 @@ def build_router(db: StateDB) -> APIRouter:
             hold.refund_count += 1
             hold.refunded_amount += req.amount
             holds.put(hold.id, hold)
+            settlement.record("refund", hold.reference, hold.id, req.amount)
             return Outcome(
                 201,
                 {

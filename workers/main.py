@@ -27,6 +27,7 @@ from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from activities.departments import DepartmentSystems
 from activities.payment_methods import PaymentMethods
 from activities.records import PaymentRecords
+from activities.settlement import Settlements
 from activities.sweeper import Sweeps
 from activities.webhooks import WebhookDeliveries
 from domain.queues import Role, roles_in, task_queue
@@ -38,6 +39,7 @@ from workers.health import serve_health
 from workers.webhook_relay import webhook_relay
 from workflows.payment import PaymentWorkflow
 from workflows.refund import RefundWorkflow
+from workflows.settlement import SettlementWorkflow
 from workflows.sweeper import SweeperWorkflow
 from workflows.webhook import WebhookDeliveryWorkflow
 
@@ -76,6 +78,7 @@ SERVED: Mapping[Role, tuple[Callable[..., Any], ...]] = {
         WebhookDeliveries.deliver,
     ),
     Role.RECORDS: (
+        Settlements.settle_day,
         Sweeps.find_stranded_payments,
         Sweeps.delete_expired_card_data,
         PaymentRecords.close_unpaid,
@@ -84,6 +87,8 @@ SERVED: Mapping[Role, tuple[Callable[..., Any], ...]] = {
     ),
 }
 PARTNER_ROLES = (Role.ACQUIRER, Role.ISSUER, Role.DEPARTMENTS)  # they call out over HTTP
+# The records role reads the partners' settlement files too (the daily settlement).
+HTTP_ROLES = (*PARTNER_ROLES, Role.RECORDS)
 
 
 def rate_limit(role: Role, settings: Settings) -> float | None:
@@ -114,7 +119,7 @@ def db_pool_size(roles: Sequence[Role], settings: Settings) -> int:
 
 def http_limits(roles: Sequence[Role], settings: Settings) -> httpx.Limits | None:
     """One connection per partner call the process can make at once; None: it makes none."""
-    calls = settings.activity_slots * sum(role in PARTNER_ROLES for role in roles)
+    calls = settings.activity_slots * sum(role in HTTP_ROLES for role in roles)
     return httpx.Limits(max_connections=calls, max_keepalive_connections=calls) if calls else None
 
 
@@ -135,6 +140,13 @@ def role_activities(
 ) -> list[Callable[..., Any]]:
     """The activities ``role`` serves, bound to the process's connections."""
     adapters: list[object] = [PaymentRecords(pool), Sweeps(pool, client)]
+    if role is Role.RECORDS:
+        assert http is not None, "the records role reads the partners' settlement files"
+        adapters.append(
+            Settlements(
+                pool, http, acquirer_url=settings.acquirer_url, issuer_url=settings.issuer_url
+            )
+        )
     if role in PARTNER_ROLES:
         assert http is not None, f"the {role} role calls out over HTTP"
         adapters += [
@@ -194,7 +206,13 @@ def role_worker(
         return Worker(
             client,
             **common,
-            workflows=[PaymentWorkflow, RefundWorkflow, SweeperWorkflow, WebhookDeliveryWorkflow],
+            workflows=[
+                PaymentWorkflow,
+                RefundWorkflow,
+                SweeperWorkflow,
+                WebhookDeliveryWorkflow,
+                SettlementWorkflow,
+            ],
             no_remote_activities=not single_queue_tasks,
             max_concurrent_workflow_tasks=settings.workflow_task_slots,
             max_concurrent_activities=settings.activity_slots,

@@ -1,0 +1,73 @@
+"""The daily settlement's one step: read the day's ledger and the partners' settlement
+files, reconcile them, and record the day's result (epay/settlement.py).
+
+One activity rather than several so that a day's lines (thousands of payments) never pass
+through the workflow's history: the workflow holds the day and the summary only. The step
+is idempotent: a retry, or a run made again for the same day, replaces the day's row with
+the same result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import asyncpg
+import httpx
+from temporalio import activity
+
+from epay import settlement
+
+
+@dataclass
+class SettleDay:
+    day: str  # YYYY-MM-DD, Asia/Dubai
+
+
+@dataclass
+class SettledDay:
+    day: str
+    balanced: bool
+    mismatches: int
+    captured: int
+    refunded: int
+    runs: int
+
+
+class Settlements:
+    def __init__(
+        self, pool: asyncpg.Pool, http: httpx.AsyncClient, *, acquirer_url: str, issuer_url: str
+    ) -> None:
+        self.pool = pool
+        self.http = http
+        self.urls = {"acquirer": acquirer_url, "issuer": issuer_url}
+
+    @activity.defn
+    async def settle_day(self, req: SettleDay) -> SettledDay:
+        day = date.fromisoformat(req.day)
+        files: dict[str, dict[str, Any]] = {}
+        for partner, base in self.urls.items():
+            response = await self.http.get(f"{base.rstrip('/')}/settlements/{req.day}")
+            response.raise_for_status()  # a partner without its file yet: retried
+            files[partner] = response.json()
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            movements, totals = await settlement.ledger_day(conn, day)
+        outcome = settlement.result(day, movements, totals, files)
+        runs = await settlement.record(self.pool, outcome)
+        activity.logger.info(
+            "settlement of %s: %s",
+            req.day,
+            "balanced" if outcome.balanced else f"{len(outcome.mismatches)} mismatches",
+        )
+        return SettledDay(
+            req.day,
+            outcome.balanced,
+            len(outcome.mismatches),
+            outcome.totals["ledger"]["captured"],
+            outcome.totals["ledger"]["refunded"],
+            runs,
+        )

@@ -1,0 +1,45 @@
+"""The settlement of one business day: reconcile the ledger with the partners' files.
+
+A Temporal Schedule starts one run a day, for the day before (``day`` empty: the previous
+business day in Asia/Dubai at the run's start); ``epay settlement run --day D`` starts one for
+any day, which replaces that day's earlier result. A partner whose file cannot be had yet is
+asked again, backing off, for up to a day.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.settlement import SettleDay, SettledDay, Settlements
+    from domain.queues import Role, task_queue
+    from epay.settlement import previous_business_day
+
+FILE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=30)
+)
+
+
+@dataclass
+class SettlementRequest:
+    day: str = ""  # YYYY-MM-DD; empty: the previous business day
+
+
+@workflow.defn
+class SettlementWorkflow:
+    @workflow.run
+    async def run(self, req: SettlementRequest) -> SettledDay:
+        day = req.day or previous_business_day(workflow.now()).isoformat()
+        return await workflow.execute_activity_method(
+            Settlements.settle_day,
+            SettleDay(day),
+            summary=f"settle and reconcile {day}",
+            task_queue=task_queue(workflow.info().task_queue, Role.RECORDS),
+            start_to_close_timeout=timedelta(minutes=10),
+            schedule_to_close_timeout=timedelta(days=1),
+            retry_policy=FILE_RETRY,
+        )
