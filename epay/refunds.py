@@ -1,6 +1,7 @@
 """Queries over refunds, shared by the API (create, list) and the refund workflow's
 database steps (begin, settle, fail). Each function is one transaction; those the workflow
-calls are idempotent.
+calls are idempotent. A refund's end (``succeeded``, ``failed``) writes its webhook event
+(``refund.succeeded``, ``refund.failed``) in the same transaction (epay/webhooks.py).
 
 The sum of a payment's refunds that have not failed never passes its total: ``create``
 checks it and inserts the refund in one transaction that holds the payment's row
@@ -30,6 +31,7 @@ from domain.refunds import (
     split_refund,
 )
 from domain.states import PaymentState
+from epay import webhooks
 from epay.store import IDEMPOTENCY_TTL, ledger_postings
 
 REFUND_COLUMNS = """id, payment_id, department, amount, reason, state, failure_code, lines,
@@ -225,13 +227,18 @@ async def begin(pool: Pool, refund_id: str) -> str:
 
 async def fail_unstarted(pool: Pool, refund_id: str, failure_code: str) -> bool:
     """Fail a refund whose workflow never took it, freeing its amount; False if it did."""
-    status = await pool.execute(
-        """UPDATE refunds SET state = 'failed', failure_code = $2, updated_at = clock_timestamp()
-           WHERE id = $1 AND state = 'pending' AND updated_at = created_at""",
-        refund_id,
-        failure_code,
-    )
-    return bool(status.endswith(" 1"))
+    async with pool.acquire() as conn, conn.transaction():
+        status = await conn.execute(
+            """UPDATE refunds SET state = 'failed', failure_code = $2,
+                   updated_at = clock_timestamp()
+               WHERE id = $1 AND state = 'pending' AND updated_at = created_at""",
+            refund_id,
+            failure_code,
+        )
+        if not status.endswith(" 1"):
+            return False
+        await webhooks.record_refund_event(conn, refund_id)
+        return True
 
 
 def refund_postings(s: RefundSettlement) -> list[tuple[str, int]]:
@@ -268,17 +275,21 @@ async def settle(pool: Pool, s: RefundSettlement) -> str:
             "UPDATE refunds SET state = 'succeeded', updated_at = clock_timestamp() WHERE id = $1",
             s.refund_id,
         )
+        await webhooks.record_refund_event(conn, s.refund_id)  # refund.succeeded
         return RefundState.SUCCEEDED.value
 
 
 async def fail(pool: Pool, f: RefundFailed) -> str:
     """Mark a pending refund ``failed`` (nothing went back), once; its amount is free again."""
-    state = await pool.fetchval(
-        """UPDATE refunds SET state = 'failed', failure_code = $2, updated_at = clock_timestamp()
-           WHERE id = $1 AND state = 'pending' RETURNING state""",
-        f.refund_id,
-        f.failure_code,
-    )
-    if state is None:
-        state = await pool.fetchval("SELECT state FROM refunds WHERE id = $1", f.refund_id)
-    return str(state)
+    async with pool.acquire() as conn, conn.transaction():
+        state = await conn.fetchval(
+            """UPDATE refunds SET state = 'failed', failure_code = $2,
+                   updated_at = clock_timestamp()
+               WHERE id = $1 AND state = 'pending' RETURNING state""",
+            f.refund_id,
+            f.failure_code,
+        )
+        if state is None:  # already ended: as it was
+            return str(await conn.fetchval("SELECT state FROM refunds WHERE id = $1", f.refund_id))
+        await webhooks.record_refund_event(conn, f.refund_id)  # refund.failed
+        return str(state)

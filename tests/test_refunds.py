@@ -92,6 +92,11 @@ def journals(stack: Stack, payment_id: str) -> list[tuple[str, str | None]]:
     return [(row["kind"], row["refund_id"]) for row in rows]
 
 
+def webhook_events(stack: Stack, refund_id: str) -> list[str]:
+    rows = stack.fetch("SELECT type FROM webhook_events WHERE refund_id = $1", refund_id)
+    return [row["type"] for row in rows]
+
+
 def fresh_e_dirham_card(stack: Stack, balance: int) -> str:
     body = "784" + str(uuid.uuid4().int)[:12]
     number = body + next(d for d in "0123456789" if luhn_ok(body + d))
@@ -139,6 +144,7 @@ def test_a_full_refund_of_a_card_payment(stack: Stack) -> None:
     }
     assert all(total == 0 for total in balances.values()), balances
     assert stack.get(paid["id"])["refund_summary"] == {"refunded": 24000, "available": 0}
+    assert webhook_events(stack, created["id"]) == ["refund.succeeded"]
     deadline = time.monotonic() + 30
     while not department_notices(stack, paid["id"]):
         assert time.monotonic() < deadline, "the department never got the notice"
@@ -296,6 +302,7 @@ def test_a_refund_the_acquirer_refuses_fails_and_frees_its_amount(stack: Stack) 
     assert stack.get(paid["id"])["refund_summary"] == {"refunded": 0, "available": 4000}
     assert journals(stack, paid["id"]) == [("capture", None)]
     assert department_notices(stack, paid["id"]) == []
+    assert webhook_events(stack, response.json()["id"]) == ["refund.failed"]
 
 
 def test_the_openapi_describes_refunds(stack: Stack) -> None:

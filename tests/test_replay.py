@@ -19,6 +19,7 @@ from temporalio.worker import Replayer
 from epay.codec import PayloadKeys
 from epay.temporal import data_converter
 from workflows.payment import PaymentWorkflow
+from workflows.refund import RefundWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 SCENARIOS = {
@@ -29,6 +30,7 @@ SCENARIOS = {
     "cancelled_by_department",
     "expired",
     "stopped_mid_confirmation",
+    "refund_card",
 }
 
 
@@ -47,8 +49,7 @@ def test_recorded_history_replays_on_the_current_code(path: Path) -> None:
 
     async def replay() -> None:
         converter = data_converter(PayloadKeys.single("k1", os.urandom(32)))
-        await Replayer(workflows=[PaymentWorkflow], data_converter=converter).replay_workflow(
-            history
-        )
+        replayer = Replayer(workflows=[PaymentWorkflow, RefundWorkflow], data_converter=converter)
+        await replayer.replay_workflow(history)
 
     asyncio.run(replay())  # raises on any nondeterminism

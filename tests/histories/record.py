@@ -24,6 +24,7 @@ from temporalio.client import Client
 
 from domain.models import PaymentRequest
 from domain.money import fee_lines
+from domain.refunds import refund_workflow_id
 from tests.conftest import Stack, card, e_dirham, new_reference
 from tests.support import decode_history_payloads
 
@@ -120,3 +121,21 @@ def test_record_histories(stack: Stack) -> None:
         await _save(client, handle.id, "expired")
 
     asyncio.run(expire())
+
+
+def test_record_refund_history(stack: Stack) -> None:
+    """A partial refund of a card payment: money back, reversing journal, department told."""
+    paid = stack.pay(card("4242424242424242"))
+    assert paid["state"] == "succeeded"
+    with stack.client() as c:
+        response = c.post(
+            f"/v1/payments/{paid['id']}/refunds", json={"amount": 5000, "reason": "recorded"}
+        )
+    assert response.status_code == 201, response.text
+    workflow_id = refund_workflow_id(response.json()["id"])
+    _closed(stack, workflow_id)
+
+    async def save() -> None:
+        await _save(await stack.temporal_client(), workflow_id, "refund_card")
+
+    asyncio.run(save())
