@@ -642,6 +642,7 @@ def render_chart(report: Report) -> str:
     y = 118
     text(24, y, "Amount collected per department and service (AED)", 16, font_weight="bold")
     y += 14
+    axis_top = y
     services = [r for r in report.rows if r.level == "service" and r.figures.collected > 0]
     services.sort(key=lambda r: (r.department or "", -r.figures.collected))
     top = max((r.figures.collected for r in services), default=0)
@@ -665,9 +666,7 @@ def render_chart(report: Report) -> str:
             12,
         )
         y += 22
-    el.append(
-        f'<line x1="{left}" y1="{132}" x2="{left}" y2="{y + 6}" stroke="#888" stroke-width="1"/>'
-    )
+    el.append(f'<line x1="{left}" y1="{axis_top}" x2="{left}" y2="{y + 6}" stroke="#888"/>')
     y += 22
     text(left, y, "Bars: amount in AED; in brackets, the number of succeeded payments.", 11)
     for row in report.rows:
