@@ -4,16 +4,21 @@ whatever the concurrency."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import asyncpg
 import httpx
 
 from domain.cards import luhn_ok
-from tests.conftest import Stack, card, e_dirham
+from domain.refunds import RefundFailed, RefundFailure, refund_workflow_id
+from epay import refunds
+from epay.db import create_pool
+from tests.conftest import Stack, card, e_dirham, new_reference
 
 CARD = "4242424242424242"
 
@@ -316,3 +321,86 @@ def test_the_openapi_describes_refunds(stack: Stack) -> None:
         "$ref": "#/components/schemas/RefundList"
     }
     assert "CreateRefund" in document["components"]["schemas"]
+
+
+def department_switch(stack: Stack, mode: str) -> None:
+    response = httpx.post(f"{stack.sandbox_url}/departments/DM/_admin/{mode}", timeout=10)
+    response.raise_for_status()
+
+
+def workflow_closed(stack: Stack, workflow_id: str) -> bool:
+    async def describe() -> bool:
+        client = await stack.temporal_client()
+        return (await client.get_workflow_handle(workflow_id).describe()).close_time is not None
+
+    result: bool = asyncio.run(describe())
+    return result
+
+
+def test_the_department_is_told_once_it_is_back(stack: Stack) -> None:
+    """A refund whose department is down succeeds (the money is back) and its workflow keeps
+    telling the department until it takes the notice, then closes."""
+    department_switch(stack, "up")
+    try:
+        paid = stack.pay(card(CARD), reference=new_reference("DOWN-"))
+    finally:
+        department_switch(stack, "down")
+    assert paid["state"] == "succeeded"
+    response = refund(stack, paid["id"], 24000)
+    assert response.status_code == 201, response.text
+    refund_id = response.json()["id"]
+    assert wait_for_refund(stack, paid["id"], refund_id)["state"] == "succeeded"
+    time.sleep(3)  # a few notices refused meanwhile
+    assert department_notices(stack, paid["id"]) == []
+    assert not workflow_closed(stack, refund_workflow_id(refund_id))
+    department_switch(stack, "up")
+    try:
+        deadline = time.monotonic() + 90
+        while not workflow_closed(stack, refund_workflow_id(refund_id)):
+            assert time.monotonic() < deadline, "the refund never closed"
+            time.sleep(0.5)
+    finally:
+        department_switch(stack, "down")
+    [notice] = department_notices(stack, paid["id"])
+    assert (notice["refund_id"], notice["notices"]) == (refund_id, 1)
+
+
+def test_a_refund_whose_start_failed_is_left_to_the_workflow_that_took_it(stack: Stack) -> None:
+    """The API fails a refund whose workflow it could not start only if no workflow has taken
+    it, so that a start whose answer was lost cannot free an amount being refunded."""
+    paid = stack.pay(card(CARD), service_code="PARKING_FINE", amount=9000)
+
+    async def state(pool: asyncpg.Pool, refund_id: str) -> str:
+        row = await refunds.get(pool, refund_id)
+        assert row is not None
+        return str(row["state"])
+
+    async def race() -> None:
+        pool = await create_pool(stack.dsn)
+        try:
+            taken, untaken = [f"rf_{uuid.uuid4().hex}" for _ in range(2)]
+            for refund_id in (taken, untaken):
+                created = await refunds.create(
+                    pool,
+                    department="DM",
+                    payment_id=paid["id"],
+                    refund_id=refund_id,
+                    amount=3000,
+                    reason=None,
+                    idempotency_key=None,
+                )
+                assert created.refused is None
+            # A workflow took the first: the API's failed start leaves it pending.
+            assert await refunds.begin(pool, taken) == "pending"
+            assert not await refunds.fail_unstarted(pool, taken, RefundFailure.NOT_STARTED)
+            assert await state(pool, taken) == "pending"
+            # No workflow took the second: it fails, and a workflow starting late finds that.
+            assert await refunds.fail_unstarted(pool, untaken, RefundFailure.NOT_STARTED)
+            assert await refunds.begin(pool, untaken) == "failed"
+            assert stack.get(paid["id"])["refund_summary"]["available"] == 6000
+            await refunds.fail(pool, RefundFailed(taken, RefundFailure.REFUSED))
+        finally:
+            await pool.close()
+
+    asyncio.run(race())
+    assert stack.get(paid["id"])["refund_summary"] == {"refunded": 0, "available": 9000}
