@@ -404,3 +404,20 @@ def test_a_refund_whose_start_failed_is_left_to_the_workflow_that_took_it(stack:
 
     asyncio.run(race())
     assert stack.get(paid["id"])["refund_summary"] == {"refunded": 0, "available": 9000}
+
+
+def test_a_refund_waits_out_an_acquirer_outage_and_refunds_once(stack: Stack) -> None:
+    paid = stack.pay(card(CARD), service_code="PARKING_FINE", amount=8000)
+    httpx.post(f"{stack.sandbox_url}/acquirer/_admin/down", timeout=10).raise_for_status()
+    try:
+        response = refund(stack, paid["id"], 8000)
+        assert response.status_code == 201, response.text
+        time.sleep(3)  # attempts refused with 503 meanwhile
+        listed = refunds_of(stack, paid["id"]).json()["items"]
+        assert [r["state"] for r in listed] == ["pending"]
+        assert stack.get(paid["id"])["refund_summary"] == {"refunded": 0, "available": 0}
+    finally:
+        httpx.post(f"{stack.sandbox_url}/acquirer/_admin/up", timeout=10).raise_for_status()
+    assert wait_for_refund(stack, paid["id"], response.json()["id"])["state"] == "succeeded"
+    record = acquirer_record(stack, paid["id"])
+    assert (record["refund_count"], record["refunded_amount"]) == (1, 8000)
