@@ -11,10 +11,15 @@ from datetime import timedelta
 import asyncpg
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from domain.queues import Role
+from domain.refunds import refund_workflow_id
 from domain.sweeper import NOT_FOUND, FindStranded, StrandedPayment
-from epay import sweeps
+from epay import refunds, sweeps
+from workflows.refund import RefundWorkflow
 
 PAGE = 50  # open payments read, and their workflows described at once, per page
 
@@ -62,6 +67,39 @@ class Sweeps:
                 if payment is not None:
                     stranded.append(payment)
         return stranded[: req.limit]
+
+    @activity.defn
+    async def restart_stranded_refunds(self, req: FindStranded) -> list[str]:
+        """Start again the workflow of each pending refund whose workflow has closed without
+        it (an operator's Terminate, a defect): the refund workflow is safe to run again
+        (its refund at the partner, its journal and its notice are each once per refund)."""
+        restarted: list[str] = []
+        quiet = timedelta(seconds=req.grace_seconds)
+        for refund_id in await refunds.stranded_candidates(self.pool, quiet, req.limit):
+            workflow_id = refund_workflow_id(refund_id)
+            if await self._status(workflow_id) is None:
+                continue  # its workflow is still running it
+            again = await refunds.request_for(self.pool, refund_id)
+            if again is None:
+                continue  # it ended meanwhile
+            try:
+                await self.client.start_workflow(
+                    RefundWorkflow.run,
+                    again,
+                    id=workflow_id,
+                    task_queue=self.workflow_queue(),
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                    static_summary=f"refund {again.department} {again.payment_id} (restarted)",
+                )
+            except WorkflowAlreadyStartedError:
+                continue
+            activity.logger.info("refund %s: its workflow had closed; restarted", refund_id)
+            restarted.append(refund_id)
+        return restarted
+
+    def workflow_queue(self) -> str:
+        """The workflows' task queue: the records queue is ``<workflow queue>-records``."""
+        return activity.info().task_queue.removesuffix(f"-{Role.RECORDS.value}")
 
     async def _status(self, workflow_id: str) -> str | None:
         """The workflow's status if it is closed (or ``not_found``), None while it runs."""

@@ -84,6 +84,7 @@ class SweepSummary:
     revoked: int = 0
     errors: int = 0
     card_data_deleted: int = 0
+    refunds_restarted: list[str] = field(default_factory=list)  # refund ids
     payments: list[SweptPayment] = field(default_factory=list)
 
     def add(self, swept: SweptPayment) -> None:

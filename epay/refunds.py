@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -174,6 +174,31 @@ async def _create(
 
 def _lines(stored: list[dict[str, Any]]) -> list[FeeLine]:
     return [FeeLine(line["code"], line["amount"]) for line in stored]
+
+
+async def stranded_candidates(pool: Pool, quiet_for: timedelta, limit: int) -> list[str]:
+    """Pending refunds unchanged for ``quiet_for``: their workflow may have closed without
+    them (terminated in Temporal, or failed on a defect); the sweeper looks."""
+    rows = await pool.fetch(
+        """SELECT id FROM refunds WHERE state = 'pending' AND updated_at < now() - $1::interval
+           ORDER BY updated_at LIMIT $2""",
+        quiet_for,
+        limit,
+    )
+    return [r["id"] for r in rows]
+
+
+async def request_for(pool: Pool, refund_id: str) -> RefundRequest | None:
+    """What a pending refund's workflow is started with; None unless it is still pending."""
+    refund = await _get(pool, refund_id)
+    if refund is None or refund["state"] != "pending":
+        return None
+    payment = await pool.fetchrow(
+        "SELECT id, department, reference, method_type, authorisation_id FROM payments "
+        "WHERE id = $1",
+        refund["payment_id"],
+    )
+    return _request(payment, refund)
 
 
 def _request(payment: asyncpg.Record, refund: asyncpg.Record) -> RefundRequest:

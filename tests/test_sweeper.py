@@ -15,6 +15,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from temporalio.client import (
     ScheduleActionStartWorkflow,
     ScheduleOverlapPolicy,
@@ -453,3 +454,36 @@ def test_a_revocation_left_pending_by_a_terminated_workflow_is_finished(stack: S
     assert (last["event"], last["actor"]) == ("department_revoked", "sweeper"), last
     assert stack.get(pid)["state"] == "cancelled"
     assert swept(sweep(stack), pid) is None  # done: not found again
+
+
+def test_a_refund_whose_workflow_was_terminated_is_restarted_and_refunds_once(
+    stack: Stack,
+) -> None:
+    """An operator terminates a refund's workflow while the acquirer is down: the refund
+    stays pending with its amount held, until the sweeper starts its workflow again, which
+    refunds it once."""
+    from domain.refunds import refund_workflow_id
+    from tests.test_refunds import acquirer_record, refund, wait_for_refund
+
+    paid = stack.pay(card("4242424242424242"))
+    httpx.post(f"{stack.sandbox_url}/acquirer/_admin/down", timeout=10).raise_for_status()
+    try:
+        made = refund(stack, paid["id"], 5000)
+        assert made.status_code == 201, made.text
+        refund_id = made.json()["id"]
+
+        async def terminate_refund() -> None:
+            client = await stack.temporal_client()
+            await client.get_workflow_handle(refund_workflow_id(refund_id)).terminate("test")
+
+        asyncio.run(terminate_refund())
+    finally:
+        httpx.post(f"{stack.sandbox_url}/acquirer/_admin/up", timeout=10).raise_for_status()
+    stack.fetch(
+        "UPDATE refunds SET updated_at = now() - interval '10 minutes' WHERE id = $1", refund_id
+    )
+    assert sweep(stack, grace_seconds=60).refunds_restarted == [refund_id]
+    assert wait_for_refund(stack, paid["id"], refund_id)["state"] == "succeeded"
+    record = acquirer_record(stack, paid["id"])
+    assert (record["refund_count"], record["refunded_amount"]) == (1, 5000)
+    assert refund_id not in sweep(stack, grace_seconds=0).refunds_restarted

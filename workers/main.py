@@ -79,6 +79,7 @@ SERVED: Mapping[Role, tuple[Callable[..., Any], ...]] = {
     ),
     Role.RECORDS: (
         Settlements.settle_day,
+        Sweeps.restart_stranded_refunds,
         Sweeps.find_stranded_payments,
         Sweeps.delete_expired_card_data,
         PaymentRecords.close_unpaid,
