@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -10,7 +11,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
-from api.errors import ApiError, not_found
+from api.errors import SAFE_NAME, ApiError, field_error, not_found
 from epay import secrets, store
 from epay.config import Settings
 
@@ -22,7 +23,19 @@ class Context:
     temporal: Client
 
 
-def context(request: Request) -> Context:
+def query_given_once(request: Request) -> None:
+    """Each query parameter at most once. FastAPI would take a repeated one's last value,
+    while a proxy or a log in front may read its first: two readings of one request
+    (parameter pollution) is refused instead."""
+    counts = Counter(key for key, _ in request.query_params.multi_items())
+    repeated = sorted(key for key, count in counts.items() if count > 1)
+    if repeated:
+        name = repeated[0] if SAFE_NAME.fullmatch(repeated[0]) else "query"
+        raise field_error(name, "repeated_parameter", "Give each query parameter once.")
+
+
+def context(request: Request, _: Annotated[None, Depends(query_given_once)]) -> Context:
+    """What every handler shares; taking it also checks the query (``query_given_once``)."""
     ctx: Context = request.app.state.ctx
     return ctx
 

@@ -813,7 +813,7 @@ def payer_post(
     suffix: str,
     body: Any,
     *,
-    params: dict[str, str] | None = None,
+    params: dict[str, str] | httpx.QueryParams | None = None,
     headers: dict[str, Any] | None = None,
 ) -> httpx.Response:
     return httpx.post(
@@ -1281,3 +1281,44 @@ def test_no_error_repeats_a_value_sent(
         response = c.request(method, path, **kwargs)
     assert_problem(response, 422, "validation_failed")
     assert MARKER not in response.text
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        pytest.param((("limit", "1"), ("limit", "2")), "limit", id="limit"),
+        pytest.param(
+            (("created_to", "2025-01-01T00:00:00Z"), ("created_to", "0.25")),
+            "created_to",
+            id="created_to",
+        ),
+        pytest.param((("state", "reserved"), ("state", "reserved")), "state", id="same-twice"),
+        pytest.param((("<b>", "1"), ("<b>", "2")), "query", id="odd-name"),
+    ],
+)
+def test_a_repeated_query_parameter_is_422(
+    stack: Stack, params: tuple[tuple[str, str], ...], field: str
+) -> None:
+    """FastAPI reads a repeated parameter's last value, where a proxy may read its first."""
+    with nothing_changes(stack), stack.client() as c:
+        response = c.get("/v1/payments", params=httpx.QueryParams(params))
+    body = assert_problem(response, 422, "validation_failed", (field,))
+    assert [e["code"] for e in body["errors"]] == ["repeated_parameter"]
+    assert "<b>" not in response.text
+
+
+@pytest.mark.parametrize(("suffix", "body"), PAYER_CALLS)
+def test_a_repeated_token_is_422(
+    stack: Stack, reserved: dict[str, Any], suffix: str, body: Any
+) -> None:
+    token = token_of(reserved)
+    with nothing_changes(stack):
+        response = payer_post(
+            stack,
+            reserved,
+            suffix,
+            body,
+            params=httpx.QueryParams([("token", "x"), ("token", token)]),
+        )
+    assert_problem(response, 422, "validation_failed", ("token",), secrets=(token,))
+    assert_untouched(stack, reserved)
