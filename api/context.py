@@ -23,19 +23,28 @@ class Context:
     temporal: Client
 
 
-def query_given_once(request: Request) -> None:
-    """Each query parameter at most once. FastAPI would take a repeated one's last value,
-    while a proxy or a log in front may read its first: two readings of one request
-    (parameter pollution) is refused instead."""
-    counts = Counter(key for key, _ in request.query_params.multi_items())
-    repeated = sorted(key for key, count in counts.items() if count > 1)
-    if repeated:
-        name = repeated[0] if SAFE_NAME.fullmatch(repeated[0]) else "query"
-        raise field_error(name, "repeated_parameter", "Give each query parameter once.")
+def plain_request(request: Request) -> None:
+    """What no handler should have to think of, checked before any:
+
+    - each query parameter at most once: FastAPI reads a repeated one's last value, where a
+      proxy or a log in front may read its first (two readings of one request);
+    - no NUL in a path or query value: PostgreSQL text cannot hold one, so such a value names
+      nothing (a path's is 404, as an unknown id is) and matches nothing (a query's is 422).
+    """
+    if any("\x00" in value for value in request.path_params.values()):
+        raise ApiError(404, "not_found", "No such resource.", title="Not found")
+    items = request.query_params.multi_items()
+    counts = Counter(key for key, _ in items)
+    for key, value in items:
+        name = key if SAFE_NAME.fullmatch(key) else "query"
+        if counts[key] > 1:
+            raise field_error(name, "repeated_parameter", "Give each query parameter once.")
+        if "\x00" in value:
+            raise field_error(name, "nul_character", "Must not contain NUL characters.")
 
 
-def context(request: Request, _: Annotated[None, Depends(query_given_once)]) -> Context:
-    """What every handler shares; taking it also checks the query (``query_given_once``)."""
+def context(request: Request, _: Annotated[None, Depends(plain_request)]) -> Context:
+    """What every handler shares; taking it also checks the request (``plain_request``)."""
     ctx: Context = request.app.state.ctx
     return ctx
 

@@ -7,6 +7,7 @@ endpoint takes, retried until accepted; ``GET /v1/webhooks/deliveries`` shows ev
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -21,7 +22,10 @@ from epay import webhooks
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
-EventType = Annotated[str, Field(pattern="^(" + "|".join(webhooks.EVENT_TYPES) + ")$")]
+# Escaped: the types' dots are dots, not "any character" (which let "payment\x00failed" in).
+EventType = Annotated[
+    str, Field(pattern="^(" + "|".join(re.escape(t) for t in webhooks.EVENT_TYPES) + ")$")
+]
 
 
 class EndpointBody(BaseModel):
@@ -76,9 +80,8 @@ def _endpoint(row: Any) -> Endpoint:
 @router.post("", status_code=201, response_model=Endpoint, responses=PROBLEMS)  # type: ignore[arg-type]
 async def create_endpoint(body: EndpointBody, ctx: Ctx, dept: Department) -> Endpoint:
     """Register an endpoint for the department's events (signed with its signing secrets)."""
-    parts = urlsplit(body.url)
     allowed = ("https",) if ctx.settings.production else ("https", "http")
-    if parts.scheme not in allowed or not parts.netloc or "\x00" in body.url:
+    if not _absolute_url(body.url, allowed):
         raise field_error(
             "url",
             "invalid_url",
@@ -86,6 +89,15 @@ async def create_endpoint(body: EndpointBody, ctx: Ctx, dept: Department) -> End
         )
     row = await webhooks.create_endpoint(ctx.pool, dept, body.url, sorted(set(body.events)))
     return _endpoint(row)
+
+
+def _absolute_url(url: str, schemes: tuple[str, ...]) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number from 0 to 65535
+    except ValueError:  # not a URL at all, e.g. an IPv6 host left open ("http://[::1")
+        return False
+    return parts.scheme in schemes and bool(parts.netloc) and "\x00" not in url
 
 
 @router.get("", response_model=EndpointList, responses=PROBLEMS)  # type: ignore[arg-type]
