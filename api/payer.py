@@ -28,6 +28,21 @@ from epay import secrets, store
 
 router = APIRouter(prefix="/v1", tags=["payers"])
 
+# The payer's calls can also be refused by the payer limits (api/abuse.py): 429, Retry-After.
+PAYER_PROBLEMS = {
+    **PROBLEMS,
+    429: {
+        "model": None,
+        "content": {"application/problem+json": {}},
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds until a method may be tried again",
+                "schema": {"type": "integer"},
+            }
+        },
+    },
+}
+
 # How long the payer's call waits for the payment to move on before answering 202.
 WAIT_FOR_PROGRESS_SECONDS = 10.0
 
@@ -93,7 +108,7 @@ TokenHeader = Annotated[str | None, Header(alias="X-Payment-Token")]
 @router.post(
     "/payments/{payment_id}/authorise",
     response_model=schemas.Payment,
-    responses={202: {"model": schemas.Payment, "description": "Still working"}, **PROBLEMS},  # type: ignore[dict-item]
+    responses={202: {"model": schemas.Payment, "description": "Still working"}, **PAYER_PROBLEMS},  # type: ignore[dict-item]
 )
 async def authorise(
     payment_id: PaymentId,
@@ -187,7 +202,7 @@ async def submit_method(
 @router.post(
     "/payments/{payment_id}/3ds",
     response_model=schemas.Payment,
-    responses={202: {"model": schemas.Payment, "description": "Still working"}, **PROBLEMS},  # type: ignore[dict-item]
+    responses={202: {"model": schemas.Payment, "description": "Still working"}, **PAYER_PROBLEMS},  # type: ignore[dict-item]
 )
 async def three_d_secure(
     payment_id: PaymentId,

@@ -225,6 +225,7 @@ def test_a_sweep_runs_its_calls_on_the_records_and_partner_queues(roles: RoleSta
         ("find_stranded_payments", Role.RECORDS),
         ("void_authorisation", Role.ACQUIRER),
         ("close_unpaid", Role.RECORDS),
+        ("restart_stranded_refunds", Role.RECORDS),
     )
     assert workflow_task_roles(roles, history) == {Role.WORKFLOWS}
     assert s.get(payment["id"])["state"] == "cancelled"
