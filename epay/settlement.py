@@ -30,7 +30,7 @@ import asyncpg
 from epay.ledger import FUNDS
 
 DUBAI = timezone(timedelta(hours=4), "Asia/Dubai")  # no daylight saving
-PARTNERS = {"e_dirham": "issuer", "card": "acquirer"}
+SOURCE_PARTNERS = {"e_dirham_issuer_receivable": "issuer", "card_acquirer_receivable": "acquirer"}
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -86,7 +86,7 @@ async def ledger_day(
     line (``captured``, ``refunded`` and ``net`` in fils)."""
     start, end = day_bounds(day)
     rows = await conn.fetch(
-        """SELECT j.kind, j.payment_id, p.method_type, p.department, e.account, e.amount
+        """SELECT j.kind, j.payment_id, p.department, e.account, e.amount
            FROM ledger_journals j
            JOIN payments p ON p.id = j.payment_id
            JOIN ledger_entries e ON e.journal_id = j.id
@@ -97,8 +97,8 @@ async def ledger_day(
     moved: dict[tuple[str, str, str], int] = defaultdict(int)
     totals: dict[str, dict[str, int]] = defaultdict(lambda: {"captured": 0, "refunded": 0})
     for r in rows:
-        partner = PARTNERS.get(r["method_type"] or "", "unknown")
-        if r["account"].endswith("_receivable"):  # the funds source: the partner's side
+        partner = SOURCE_PARTNERS.get(r["account"])
+        if partner is not None:  # the funds source: whose receivable says who moved it
             moved[(partner, r["kind"], r["payment_id"])] += abs(r["amount"])
             continue
         line = _line_of(r["account"], r["department"])

@@ -93,6 +93,7 @@ def test_on_the_page_a_declined_card_leaves_the_payment_open_and_a_good_one_pays
     assert declined["last_decline"] == "card_declined" and declined["method_last4"] is None
     done = stack.wait_for(payment["id"])
     assert done["state"] == "succeeded", done
+    assert done["method"]["type"] == "card" and done["method"]["last4"] == "4242", done
     events = [
         r["event"]
         for r in stack.fetch(
