@@ -63,9 +63,13 @@ async def ensure_sweeper_schedule(
     client: Client, settings: Settings, every: timedelta = SWEEP_EVERY
 ) -> str:
     """Create the schedule, or update it in place; returns ``created`` or ``updated``."""
-    schedule = sweeper_schedule(settings, every)
+    return await _ensure(client, SWEEPER_SCHEDULE_ID, sweeper_schedule(settings, every))
+
+
+async def _ensure(client: Client, schedule_id: str, schedule: Schedule) -> str:
+    """Create ``schedule``, or update it in place; returns ``created`` or ``updated``."""
     try:
-        await client.create_schedule(SWEEPER_SCHEDULE_ID, schedule)
+        await client.create_schedule(schedule_id, schedule)
         return "created"
     except ScheduleAlreadyRunningError:
         pass
@@ -76,7 +80,7 @@ async def ensure_sweeper_schedule(
             dataclasses.replace(schedule, state=current.description.schedule.state)
         )
 
-    await client.get_schedule_handle(SWEEPER_SCHEDULE_ID).update(update)
+    await client.get_schedule_handle(schedule_id).update(update)
     return "updated"
 
 
@@ -116,20 +120,7 @@ def settlement_schedule(settings: Settings) -> Schedule:
 
 async def ensure_settlement_schedule(client: Client, settings: Settings) -> str:
     """Create the daily schedule, or update it in place keeping an operator's pause."""
-    schedule = settlement_schedule(settings)
-    try:
-        await client.create_schedule(SETTLEMENT_SCHEDULE_ID, schedule)
-        return "created"
-    except ScheduleAlreadyRunningError:
-        pass
-
-    def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
-        return ScheduleUpdate(
-            dataclasses.replace(schedule, state=current.description.schedule.state)
-        )
-
-    await client.get_schedule_handle(SETTLEMENT_SCHEDULE_ID).update(update)
-    return "updated"
+    return await _ensure(client, SETTLEMENT_SCHEDULE_ID, settlement_schedule(settings))
 
 
 async def settle_day(client: Client, settings: Settings, day: str) -> SettledDay:
