@@ -9,8 +9,9 @@ import json
 import logging
 import os
 import sys
+import traceback
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, NoReturn
 
@@ -321,9 +322,24 @@ def _create_operator_token(name: str) -> None:
     print(f"EPAY_OPERATOR_TOKENS entry: {name}:{secrets.hash_operator_token(token).hex()}")
 
 
-def _exit_without_teardown(code: int = 0) -> NoReturn:
-    """Exit with ``code`` at once. A short-lived process that made a Temporal client may abort while
-    the interpreter tears down (the client's threads outlive it: temporalio/sdk-python#300)."""
+def _exit_without_teardown(run: Callable[[], int | None]) -> NoReturn:
+    """Run a command that makes a Temporal client, then exit with its code at once, skipping the
+    interpreter's teardown, which such a short-lived process may abort in (the client's threads
+    outlive it: temporalio/sdk-python#300, seen as ``PyGILState_Release`` and exit -6). A
+    ``SystemExit`` the command raises keeps its meaning: a message goes to stderr with exit 1."""
+    try:
+        code = run() or 0
+    except SystemExit as stop:
+        if isinstance(stop.code, str):
+            print(stop.code, file=sys.stderr)
+            code = 1
+        else:
+            code = stop.code or 0
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:  # noqa: BLE001 - reported as Python would, then the same fast exit
+        traceback.print_exc()
+        code = 1
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
@@ -478,9 +494,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "departments":
         asyncio.run(_departments(args))
     elif args.command == "settlement":
-        raise SystemExit(asyncio.run(_settlement(args)))
+        _exit_without_teardown(lambda: asyncio.run(_settlement(args)))
     elif args.command == "webhooks":
-        asyncio.run(_webhooks_redeliver(args.event_id))
+        _exit_without_teardown(lambda: asyncio.run(_webhooks_redeliver(args.event_id)))
     elif args.command == "ledger":
         raise SystemExit(asyncio.run(_ledger_verify()))
     elif args.command == "codec-server":
@@ -490,15 +506,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "operators":
         _create_operator_token(args.name)
     elif args.command == "sweeper":
-        asyncio.run(_sweeper(args))
-        _exit_without_teardown()
+        _exit_without_teardown(lambda: asyncio.run(_sweeper(args)))
     elif args.command == "temporal":
-        asyncio.run(_register_search_attributes())
-        _exit_without_teardown()
+        _exit_without_teardown(lambda: asyncio.run(_register_search_attributes()))
     elif args.command == "ops":
-        _exit_without_teardown(asyncio.run(ops.run(args, _settings())))
+        _exit_without_teardown(lambda: asyncio.run(ops.run(args, _settings())))
     elif args.command == "bench":
-        _exit_without_teardown(bench.main(args))
+        _exit_without_teardown(lambda: bench.main(args))
     elif args.command == "report":
         raise SystemExit(report_command.run(args, lambda: _settings().require_database_url()))
     elif args.command == "sandbox":
