@@ -235,11 +235,20 @@ def _language(request: Request, asked: str | None) -> str:
     return remembered if remembered in LANGUAGES else "ar"
 
 
-def _document(lang: str, body: str, *, csrf: str | None = None, script: bool = False) -> str:
+def _document(
+    lang: str,
+    body: str,
+    *,
+    csrf: str | None = None,
+    script: bool = False,
+    refresh_to: str | None = None,
+) -> str:
     s = STRINGS[lang]
     direction = "rtl" if lang == "ar" else "ltr"
     other = s["switch_language_lang"]
     meta = f'<meta name="epay-csrf" content="{_e(csrf)}">' if csrf else ""
+    if refresh_to:
+        meta += f'<meta http-equiv="refresh" content="0;url={_e(refresh_to)}">'
     js = (
         f'<script type="application/json" id="epay-strings">{_json_for_html(s)}</script>'
         '<script src="/pay/static/pay.js" defer></script>'
@@ -492,6 +501,21 @@ def status_page(row: asyncpg.Record, names: Names, lang: str) -> str:
     return _document(lang, body)
 
 
+def opening_page(lang: str, target: str) -> str:
+    """The answer to the link: the page moves on to ``target`` by itself (a link too, for a
+    browser that does not). A redirect would lose the session: a browser does not send a
+    SameSite=Strict cookie on a redirect of a navigation another site started, such as the
+    department's "Pay" button, whereas this page's own move is same-site. The link's URL,
+    token and all, is replaced in the browser's history as a redirect's would be."""
+    s = STRINGS[lang]
+    body = (
+        f'<section class="card" id="opening"><p>{_e(s["opening"])}</p>'
+        f'<p><a id="open-payment-page" href="{_e(target)}">{_e(s["open_payment_page"])}</a>'
+        "</p></section>"
+    )
+    return _document(lang, body, refresh_to=target)
+
+
 def message_page(lang: str, code: str) -> str:
     text = _e(STRINGS[lang]["msg_" + code])
     body = f'<section class="card" id="ended"><p id="ended-message">{text}</p></section>'
@@ -662,11 +686,13 @@ async def _page(
         if session is None and not _link_exchangeable(row):
             return _html(status_page(row, await names_of(ctx, row), language))
         target = f"/pay/{payment_id}" + (f"?lang={asked}" if asked in LANGUAGES else "")
-        redirect = RedirectResponse(target, status_code=303)
-        _set_session(
-            redirect, ctx, session.renewed() if session else payer_session.new_session(payment_id)
-        )
-        return redirect
+        if session is not None:  # the cookie came: a same-site visit, which a redirect keeps
+            moved: Response = RedirectResponse(target, status_code=303)
+            _set_session(moved, ctx, session.renewed())
+        else:  # perhaps from another site (opening_page says why no redirect)
+            moved = _html(opening_page(language, target))
+            _set_session(moved, ctx, payer_session.new_session(payment_id))
+        return moved
     if session is None:
         return _html(message_page(language, "session_expired"), 403)
     row = await store.get_payment_any_department(ctx.pool, payment_id)

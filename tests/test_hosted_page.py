@@ -332,6 +332,27 @@ def test_the_link_opened_again_after_paying_shows_no_form(browser: Browser, stac
         other_browser.close()
 
 
+def test_a_link_followed_from_the_departments_site_opens_the_page(page: Page, stack: Stack) -> None:
+    """Most payers arrive by the department's "Pay" button: a navigation another site
+    started, on whose redirects a browser sends no SameSite=Strict cookie."""
+    payment = stack.created()
+    invoice = "https://services.dm.example.ae/invoices/INV-1"  # served by the browser itself
+    page.route(
+        invoice,
+        lambda route: route.fulfill(
+            content_type="text/html",
+            body=f'<a id="pay" href="{payment["next_url"]}">Pay your fee</a>',
+        ),
+    )
+    page.goto(invoice)
+    page.locator("#pay").click()
+    expect(page).to_have_url(re.compile(rf"/pay/{payment['id']}$"), timeout=WAIT_MS)
+    expect(page.locator("#ed-number")).to_be_visible()
+    expect(page.get_by_text(AR["msg_session_expired"])).to_have_count(0)
+    page.go_back()  # the link, token and all, is not kept in the history
+    expect(page).to_have_url(invoice)
+
+
 def test_fields_are_checked_as_the_payer_types(page: Page, stack: Stack) -> None:
     payment = stack.created()
     open_link(page, stack, payment)
