@@ -5,6 +5,7 @@ services, a worker process and the API process. Tests talk to them over HTTP and
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import signal
@@ -338,6 +339,18 @@ def _the_shared_e_dirham_card_has_funds() -> None:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
+    with running_stack() as s:
+        _session_stack.append(s)
+        try:
+            yield s
+        finally:
+            _session_stack.clear()
+
+
+@contextlib.contextmanager
+def running_stack() -> Iterator[Stack]:
+    """A whole stack of its own: the session's, or one a test needs to itself (a business
+    day that holds its payments alone, tests/test_settlement.py)."""
     log_dir = Path(tempfile.mkdtemp(prefix="epay-test-logs-"))
     traces = OtlpReceiver()
     receiver = traces.start()
@@ -366,10 +379,8 @@ def stack() -> Iterator[Stack]:
             s.start_worker()
             api = s.start_api()
             wait_until(http_ok(f"{s.api_url}/readyz"), timeout=60, what="API", proc=api)
-            _session_stack.append(s)
             yield s
         finally:
-            _session_stack.clear()
             for proc in reversed(s.processes):
                 proc.stop()
             receiver.shutdown()
