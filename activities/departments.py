@@ -22,7 +22,7 @@ from activities import compensation_begun
 from domain.failures import FailureCode
 from domain.models import DepartmentAnswer, DepartmentRequest
 from domain.refunds import RefundNotice
-from epay import department_secrets, signing, store
+from epay import department_secrets, refunds, signing, store
 from epay.http import error_code, raise_for_transient
 
 
@@ -192,4 +192,5 @@ class DepartmentSystems:
                 f"department answered {response.status_code} ({error_code(response)})",
                 type="refund_notice_refused",
             )
+        await refunds.department_notified(self.pool, notice.refund_id)
         activity.logger.info("department %s took the refund notice", notice.department)

@@ -176,12 +176,17 @@ def _lines(stored: list[dict[str, Any]]) -> list[FeeLine]:
     return [FeeLine(line["code"], line["amount"]) for line in stored]
 
 
+# A refund its workflow has not finished: the money not back yet, or the department not told.
+_UNFINISHED = "(state = 'pending' OR (state = 'succeeded' AND department_notified_at IS NULL))"
+
+
 async def stranded_candidates(pool: Pool, quiet_for: timedelta, limit: int) -> list[str]:
-    """Pending refunds unchanged for ``quiet_for``: their workflow may have closed without
-    them (terminated in Temporal, or failed on a defect); the sweeper looks."""
+    """Unfinished refunds (pending, or succeeded with the department not yet told) unchanged
+    for ``quiet_for``: their workflow may have closed without them (terminated in Temporal,
+    or failed on a defect); the sweeper looks."""
     rows = await pool.fetch(
-        """SELECT id FROM refunds WHERE state = 'pending' AND updated_at < now() - $1::interval
-           ORDER BY updated_at LIMIT $2""",
+        f"""SELECT id FROM refunds WHERE {_UNFINISHED} AND updated_at < now() - $1::interval
+            ORDER BY updated_at LIMIT $2""",
         quiet_for,
         limit,
     )
@@ -189,9 +194,11 @@ async def stranded_candidates(pool: Pool, quiet_for: timedelta, limit: int) -> l
 
 
 async def request_for(pool: Pool, refund_id: str) -> RefundRequest | None:
-    """What a pending refund's workflow is started with; None unless it is still pending."""
-    refund = await _get(pool, refund_id)
-    if refund is None or refund["state"] != "pending":
+    """What an unfinished refund's workflow is started with; None once it is finished."""
+    refund = await pool.fetchrow(
+        f"SELECT {REFUND_COLUMNS} FROM refunds WHERE id = $1 AND {_UNFINISHED}", refund_id
+    )
+    if refund is None:
         return None
     payment = await pool.fetchrow(
         "SELECT id, department, reference, method_type, authorisation_id FROM payments "
@@ -248,6 +255,15 @@ async def begin(pool: Pool, refund_id: str) -> str:
     if state is None:
         raise LookupError(f"no refund {refund_id}")
     return str(state)
+
+
+async def department_notified(pool: Pool, refund_id: str) -> None:
+    """The department took the refund's notice: the refund is finished."""
+    await pool.execute(
+        "UPDATE refunds SET department_notified_at = clock_timestamp() "
+        "WHERE id = $1 AND department_notified_at IS NULL",
+        refund_id,
+    )
 
 
 async def fail_unstarted(pool: Pool, refund_id: str, failure_code: str) -> bool:

@@ -487,3 +487,58 @@ def test_a_refund_whose_workflow_was_terminated_is_restarted_and_refunds_once(
     record = acquirer_record(stack, paid["id"])
     assert (record["refund_count"], record["refunded_amount"]) == (1, 5000)
     assert refund_id not in sweep(stack, grace_seconds=0).refunds_restarted
+
+
+def test_a_refund_terminated_before_its_department_was_told_is_restarted_and_tells_it_once(
+    stack: Stack,
+) -> None:
+    """The money went back and the refund succeeded, but its workflow was terminated while
+    the department was down: the sweeper starts it again once the refund has been quiet, and
+    the department gets the notice, once; a finished refund is left alone."""
+    from domain.refunds import refund_workflow_id
+    from tests.test_refunds import (
+        acquirer_record,
+        department_notices,
+        department_switch,
+        refund,
+        wait_for_refund,
+    )
+
+    department_switch(stack, "up")
+    try:
+        paid = stack.pay(card("4242424242424242"), reference=new_reference("DOWN-"))
+    finally:
+        department_switch(stack, "down")
+    made = refund(stack, paid["id"], 5000)
+    assert made.status_code == 201, made.text
+    refund_id = made.json()["id"]
+    assert wait_for_refund(stack, paid["id"], refund_id)["state"] == "succeeded"
+
+    async def terminate_refund() -> None:
+        client = await stack.temporal_client()
+        await client.get_workflow_handle(refund_workflow_id(refund_id)).terminate("test")
+
+    asyncio.run(terminate_refund())
+    stack.fetch(
+        "UPDATE refunds SET updated_at = now() - interval '10 minutes' WHERE id = $1", refund_id
+    )
+    department_switch(stack, "up")
+    try:
+        assert refund_id in sweep(stack, grace_seconds=60).refunds_restarted
+        deadline = time.monotonic() + 60
+        while not stack.fetch(
+            "SELECT 1 FROM refunds WHERE id = $1 AND department_notified_at IS NOT NULL",
+            refund_id,
+        ):
+            assert time.monotonic() < deadline, "the department was never told"
+            time.sleep(0.5)
+    finally:
+        department_switch(stack, "down")
+    [notice] = department_notices(stack, paid["id"])
+    assert (notice["refund_id"], notice["notices"]) == (refund_id, 1)
+    record = acquirer_record(stack, paid["id"])
+    assert (record["refund_count"], record["refunded_amount"]) == (1, 5000)
+    stack.fetch(
+        "UPDATE refunds SET updated_at = now() - interval '10 minutes' WHERE id = $1", refund_id
+    )
+    assert refund_id not in sweep(stack, grace_seconds=60).refunds_restarted
