@@ -1,5 +1,6 @@
-"""``epay ledger verify`` on the stack's books: clean after real payments, and every kind of
-difference listed, with a non-zero exit, once the books are made wrong.
+"""``epay ledger verify`` on the stack's books: clean after real payments and refunds, and every
+kind of difference listed, with a non-zero exit, once the books are made wrong: on the
+payments' side and on the refunds'.
 
 The ledger is append-only (its triggers refuse changes), so the wrong books are made the
 way only a database owner could: with the triggers off for one session (replication role),
@@ -8,13 +9,16 @@ and put back the same way afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 
+from domain.refunds import refund_workflow_id
 from tests.conftest import Stack, card, e_dirham
 from tests.support import BIN, ROOT
+from tests.test_refunds import refund, wait_for_refund
 
 
 def _verify(stack: Stack) -> subprocess.CompletedProcess[str]:
@@ -74,8 +78,6 @@ def tampered(stack: Stack, paid: list[dict[str, object]]) -> Iterator[dict[str, 
 
 
 def _psql(stack: Stack, sql: str) -> None:
-    import asyncio
-
     import asyncpg
 
     async def run() -> None:
@@ -99,6 +101,97 @@ def test_wrong_books_are_listed_and_exit_non_zero(
     assert f"capture, {tampered['unjournalled']}) has no entries" in out
     assert "account department_payable:DM: balance" in out
     assert "errors:" in out
+
+
+@pytest.fixture(scope="module")
+def refunded(stack: Stack) -> dict[str, str]:
+    """A card payment with two succeeded refunds (5000 and 3000 fils of its service fee),
+    their workflows closed."""
+    payment = stack.pay(card("4242424242424242"))
+    assert payment["state"] == "succeeded"
+    ids: dict[str, str] = {}
+    for name, amount in (("unjournalled", 5000), ("misstated", 3000)):
+        response = refund(stack, payment["id"], amount)
+        assert response.status_code == 201, response.text
+        done = wait_for_refund(stack, payment["id"], response.json()["id"])
+        assert done["state"] == "succeeded", done
+        ids[name] = done["id"]
+
+    async def closed() -> None:  # the department told: nothing changes the rows afterwards
+        client = await stack.temporal_client()
+        for refund_id in ids.values():
+            await asyncio.wait_for(
+                client.get_workflow_handle(refund_workflow_id(refund_id)).result(), 60
+            )
+
+    asyncio.run(closed())
+    return {"payment": payment["id"], **ids}
+
+
+def _refund_side(stack: Stack, payment_id: str) -> list[list[dict[str, object]]]:
+    """Every row of ``payment_id``'s refunds, journals and entries, in a stable order."""
+    return [
+        stack.fetch("SELECT * FROM refunds WHERE payment_id = $1 ORDER BY id", payment_id),
+        stack.fetch("SELECT * FROM ledger_journals WHERE payment_id = $1 ORDER BY id", payment_id),
+        stack.fetch(
+            "SELECT e.* FROM ledger_entries e JOIN ledger_journals j ON j.id = e.journal_id "
+            "WHERE j.payment_id = $1 ORDER BY e.id",
+            payment_id,
+        ),
+    ]
+
+
+@pytest.fixture()
+def refunds_tampered(stack: Stack, refunded: dict[str, str]) -> Iterator[dict[str, str]]:
+    """One succeeded refund's reversing journal (and its entries) gone, and another refund's
+    row claiming 100 fils more than its journal reverses; put back afterwards, row for row."""
+    before = _refund_side(stack, refunded["payment"])
+    unjournalled, misstated = refunded["unjournalled"], refunded["misstated"]
+    [journal] = stack.fetch(
+        "SELECT id FROM ledger_journals WHERE refund_id = $1 AND kind = 'refund'", misstated
+    )
+    _psql(
+        stack,
+        "SET session_replication_role = replica; "
+        "CREATE TABLE ledger_test_moved_journals AS "
+        f"SELECT * FROM ledger_journals WHERE refund_id = '{unjournalled}'; "
+        "CREATE TABLE ledger_test_moved_entries AS SELECT * FROM ledger_entries "
+        "WHERE journal_id IN (SELECT id FROM ledger_test_moved_journals); "
+        "DELETE FROM ledger_entries WHERE id IN (SELECT id FROM ledger_test_moved_entries); "
+        "DELETE FROM ledger_journals WHERE id IN (SELECT id FROM ledger_test_moved_journals); "
+        f"UPDATE refunds SET amount = amount + 100 WHERE id = '{misstated}';",
+    )
+    try:
+        yield {**refunded, "misstated_journal": str(journal["id"])}
+    finally:
+        _psql(
+            stack,
+            "SET session_replication_role = replica; "
+            "INSERT INTO ledger_journals SELECT * FROM ledger_test_moved_journals; "
+            "INSERT INTO ledger_entries SELECT * FROM ledger_test_moved_entries; "
+            "DROP TABLE ledger_test_moved_journals, ledger_test_moved_entries; "
+            f"UPDATE refunds SET amount = amount - 100 WHERE id = '{misstated}';",
+        )
+        assert _refund_side(stack, refunded["payment"]) == before
+
+
+def test_wrong_refunds_are_listed_and_exit_non_zero(
+    stack: Stack, refunds_tampered: dict[str, str]
+) -> None:
+    done = _verify(stack)
+    assert done.returncode == 1, done.stdout + done.stderr
+    out, payment = done.stdout, refunds_tampered["payment"]
+    assert (
+        f"refund {refunds_tampered['unjournalled']} of {payment} succeeded with 0 reversing "
+        "journals (one expected)"
+    ) in out
+    assert (
+        f"refund {refunds_tampered['misstated']}: journal {refunds_tampered['misstated_journal']} "
+        f"is of 3000 fils for {payment}, the refund of 3100 for {payment}"
+    ) in out
+    # The lost journal's 5000 fils are missing from the balances it moved.
+    assert "account card_acquirer_receivable: balance" in out
+    assert "account department_payable:DM: balance" in out
 
 
 def test_the_books_verify_again_once_put_back(stack: Stack) -> None:
