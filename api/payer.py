@@ -21,7 +21,14 @@ from api import abuse, schemas, temporal_calls, views
 from api.context import Context, Ctx, PaymentId
 from api.departments import PROBLEMS
 from api.errors import ApiError, field_error, not_found
-from domain.cards import MethodSummary, brand_of, expiry_ok, luhn_ok, normalise_number
+from domain.cards import (
+    MethodSummary,
+    brand_of,
+    cvv_length,
+    expiry_ok,
+    luhn_ok,
+    normalise_number,
+)
 from domain.models import PaymentMethodSubmission
 from domain.states import PaymentState
 from epay import secrets, store
@@ -71,6 +78,10 @@ def _check_method(
     if not expiry_ok(body.expiry_month, body.expiry_year, datetime.now(UTC).date()):
         raise field_error(
             "expiry_month", "invalid_expiry", "The expiry date is not valid or has passed."
+        )
+    if len(body.cvv) != cvv_length(number):
+        raise field_error(
+            "cvv", "invalid_cvv", f"The security code has {cvv_length(number)} digits."
         )
     summary = MethodSummary(type="card", brand=brand_of(number), last4=number[-4:])
     return (

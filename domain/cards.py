@@ -61,14 +61,25 @@ def _ascii_digits(digits: str) -> str:
     return "".join(str(unicodedata.decimal(ch)) for ch in digits)
 
 
+AMEX_PREFIXES = ("34", "37")
+
+
 def brand_of(number: str) -> str:
     if number.startswith("4"):
         return "visa"
+    if number.startswith(AMEX_PREFIXES):
+        return "amex"
     if number[:2] in {"51", "52", "53", "54", "55"} or "2221" <= number[:4] <= "2720":
         return "mastercard"
     if number.startswith("784"):
         return "e_dirham"
     return "card"
+
+
+def cvv_length(number: str) -> int:
+    """American Express prints a four-digit security code on the card's front, the other
+    schemes three on its back (the page checks the same as the payer types)."""
+    return 4 if number.startswith(AMEX_PREFIXES) else 3
 
 
 def expiry_ok(month: int, year: int, today: date) -> bool:

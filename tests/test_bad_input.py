@@ -505,6 +505,7 @@ def test_cancel_of_an_unknown_payment_is_404(stack: Stack) -> None:
 BAD_LUHN = "4242424242424241"
 E_DIRHAM_17 = with_check_digit("7840000000000001")  # Luhn-valid, but 17 digits
 E_DIRHAM_15 = "784000000000001"
+AMEX = "378282246310005"  # Luhn-valid; its security code has four digits
 
 
 def card_with(**fields: Any) -> dict[str, Any]:
@@ -529,6 +530,8 @@ AUTHORISE_CASES: list[Any] = [
     pytest.param(card("4242424242424242", cvv="12"), "cvv", ("12",), id="cvv-short"),
     pytest.param(card("4242424242424242", cvv="abcd"), "cvv", ("abcd",), id="cvv-letters"),
     pytest.param(card("4242424242424242", cvv="98765"), "cvv", ("98765",), id="cvv-long"),
+    pytest.param(card("4242424242424242", cvv="7373"), "cvv", ("7373",), id="cvv-4-on-visa"),
+    pytest.param(card(AMEX, cvv="737"), "cvv", (AMEX,), id="cvv-3-on-amex"),
     pytest.param(card_with(cvv=737), "cvv", ("737",), id="cvv-int"),
     pytest.param(without("cvv", card("4242424242424242")), "cvv", (), id="cvv-missing"),
     pytest.param(

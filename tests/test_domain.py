@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from domain.cards import brand_of, expiry_ok, holds_card_number, luhn_ok, normalise_number
+from domain.cards import (
+    brand_of,
+    cvv_length,
+    expiry_ok,
+    holds_card_number,
+    luhn_ok,
+    normalise_number,
+)
 from domain.failures import MESSAGES, FailureCode, message_for
 from domain.money import (
     INNOVATION_FEE,
@@ -179,12 +186,27 @@ def test_a_thirteen_to_nineteen_digit_reference_passes_unless_luhn_valid() -> No
         ("2721000000000000", "card"),
         ("5655555555555555", "card"),
         ("7840000000000017", "e_dirham"),
-        ("378282246310005", "card"),
+        ("378282246310005", "amex"),
+        ("341111111111111", "amex"),
         ("6011111111111117", "card"),
     ],
 )
 def test_brand_of(number: str, brand: str) -> None:
     assert brand_of(number) == brand
+
+
+@pytest.mark.parametrize(
+    ("number", "length"),
+    [
+        ("378282246310005", 4),
+        ("341111111111111", 4),
+        ("4242424242424242", 3),
+        ("5105105105105100", 3),
+        ("6011111111111117", 3),
+    ],
+)
+def test_the_security_code_has_four_digits_on_amex_alone(number: str, length: int) -> None:
+    assert cvv_length(number) == length
 
 
 TODAY = date(2025, 6, 15)
