@@ -9,16 +9,20 @@ authorisation ends. Before a new method goes on, four limits are checked (docs/s
 - **per hosted-page session**: ``EPAY_PAYER_SESSION_METHODS`` in 15 minutes;
 - **per card**, across payments, by a keyed hash of its number (never the number):
   ``EPAY_PAYER_CARD_FAILURES`` declined or unanswered methods in an hour, and for an e-Dirham
-  card ``EPAY_PAYER_WRONG_PINS`` wrong PINs in 24 hours since it last paid. The issuer locks
-  a card at its third wrong PIN; ePay stops asking before that, so that a stranger who knows
-  a resident's card number cannot lock it by guessing;
+  card ``EPAY_PAYER_WRONG_PINS`` wrong PINs since it last paid, however long ago. The issuer
+  locks a card at its third wrong PIN in a row, forgetting its count only on a right PIN;
+  ePay counts as the issuer does, with no time window, and stops asking before the PIN that
+  could lock the card, so that a stranger who knows a resident's card number cannot lock it
+  by guessing, however slowly;
 - **per client address**, across payments: ``EPAY_PAYER_CLIENT_CARDS`` distinct cards
   declined in 10 minutes (one client testing many cards).
 
 A refused method gets 429 ``too_many_attempts`` with ``Retry-After``: when the oldest attempt
-that counts leaves its window. The count is read and the attempt written in one transaction
-under an advisory lock on the card, so that concurrent submissions of one card cannot both
-slip under a limit.
+that counts leaves its window; for the wrong PINs, which have none, ``PIN_RETRY_AFTER``. The
+count is read and the attempt written in one transaction under an advisory lock on the card,
+so that concurrent submissions of one card cannot both slip under a limit. The client address
+is the peer's, or behind a proxy named in ``EPAY_FORWARDED_ALLOW_IPS`` the one it forwards
+(``epay api``).
 """
 
 from __future__ import annotations
@@ -38,7 +42,10 @@ AUTHORISED = "authorised"
 WRONG_PIN = "invalid_pin"
 SESSION_WINDOW = timedelta(minutes=15)
 CARD_WINDOW = timedelta(hours=1)
-PIN_WINDOW = timedelta(hours=24)
+# The wrong-PIN limit has no window: only the card paying ends it (ePay cannot see a right PIN
+# given elsewhere). Its 429 still says when to come back, a day, so that no client retries
+# in a loop.
+PIN_RETRY_AFTER = timedelta(hours=24)
 CLIENT_WINDOW = timedelta(minutes=10)
 
 
@@ -158,33 +165,37 @@ async def _session_wait(
 async def _card_wait(
     conn: asyncpg.Connection, limits: Limits, attempt: Attempt, now: object
 ) -> timedelta | None:
-    rows = await conn.fetch(
-        """SELECT created_at, outcome FROM payer_attempts
-           WHERE card_key = $1 AND created_at > now() - $2::interval
-           ORDER BY created_at DESC""",
-        attempt.card,
-        PIN_WINDOW,
-    )
     waits: list[timedelta] = []
     if limits.card_failures:
-        failed = [
-            r
-            for r in rows
-            if r["outcome"] != AUTHORISED and now - r["created_at"] < CARD_WINDOW  # type: ignore[operator]
-        ]
+        failed = await conn.fetch(
+            """SELECT created_at FROM payer_attempts
+               WHERE card_key = $1 AND created_at > now() - $2::interval
+                 AND outcome IS DISTINCT FROM $3
+               ORDER BY created_at DESC LIMIT $4""",
+            attempt.card,
+            CARD_WINDOW,
+            AUTHORISED,
+            limits.card_failures,
+        )
         wait = _wait(failed, limits.card_failures, CARD_WINDOW, now)
         if wait is not None:
             waits.append(wait)
     if limits.wrong_pins and attempt.method_type == "e_dirham":
-        wrong: list[asyncpg.Record] = []
-        for r in rows:  # newest first: the wrong PINs since the card last paid
-            if r["outcome"] == AUTHORISED:
-                break
-            if r["outcome"] in (WRONG_PIN, None):  # one still unanswered may be wrong too
-                wrong.append(r)
-        wait = _wait(wrong, limits.wrong_pins, PIN_WINDOW, now)
-        if wait is not None:
-            waits.append(wait)
+        # The wrong PINs since the card last paid, as the issuer counts them (one still
+        # unanswered may be wrong too), however old.
+        wrong: int = await conn.fetchval(
+            """SELECT count(*) FROM payer_attempts
+               WHERE card_key = $1 AND (outcome IS NULL OR outcome = $2)
+                 AND created_at > coalesce(
+                     (SELECT max(created_at) FROM payer_attempts
+                      WHERE card_key = $1 AND outcome = $3),
+                     '-infinity')""",
+            attempt.card,
+            WRONG_PIN,
+            AUTHORISED,
+        )
+        if wrong >= limits.wrong_pins:
+            waits.append(PIN_RETRY_AFTER)
     return max(waits) if waits else None
 
 

@@ -475,13 +475,20 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         from api.app import create_app
 
+        settings = _settings()
+        proxies = settings.forwarded_allow_ips
         # The app configures logging itself (epay.telemetry): JSON lines from the first one.
+        # The client's address (the per-client payer limit) is taken from X-Forwarded-For only
+        # when the peer is a proxy EPAY_FORWARDED_ALLOW_IPS names; unset, from nobody (uvicorn
+        # alone would trust 127.0.0.1, so that any local caller could name its own address).
         uvicorn.run(
-            create_app(_settings()),
+            create_app(settings),
             host=args.host,
             port=args.port,
             log_config=None,
             access_log=False,
+            proxy_headers=proxies is not None,
+            forwarded_allow_ips=proxies,
         )
     elif args.command == "worker":
         from workers.main import run_worker

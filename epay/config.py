@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import fcntl
+import ipaddress
 import json
 import os
 import secrets
@@ -19,7 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
 
@@ -186,8 +187,9 @@ class Settings(BaseSettings):
     payer_wrong_pins: int | None = _env(
         "EPAY_PAYER_WRONG_PINS", None, ge=0, shown="`2` in production, else `0` (off)"
     )
-    """Wrong PINs one e-Dirham card may meet across payments in 24 hours before ePay stops
-    asking the issuer (which locks a card at its third): a stranger cannot lock it."""
+    """Wrong PINs one e-Dirham card may meet across payments since it last paid, however long
+    ago, before ePay stops asking the issuer (which locks a card at its third wrong PIN in a
+    row and forgets only on a right one): a stranger cannot lock it."""
     payer_card_failures: int | None = _env(
         "EPAY_PAYER_CARD_FAILURES", None, ge=0, shown="`5` in production, else `0` (off)"
     )
@@ -199,6 +201,13 @@ class Settings(BaseSettings):
     """Distinct cards declined for one client address in 10 minutes (card testing)."""
     payer_session_methods: int = _env("EPAY_PAYER_SESSION_METHODS", 5, ge=0)
     """Payment methods one hosted-page session may hand over in 15 minutes."""
+    forwarded_allow_ips: str | None = _env(
+        "EPAY_FORWARDED_ALLOW_IPS", None, shown="unset: no proxy, the peer is the client"
+    )
+    """`epay api`: the proxies (IP addresses or networks, comma-separated; `*` any) whose
+    `X-Forwarded-For` and `X-Forwarded-Proto` name the client, for the per-client payer limit;
+    behind an ingress, its addresses and no wider
+    ([security](security.md#left-to-the-deployment))."""
 
     # Telemetry (docs/observability.md).
     metrics_port: int | None = _env("EPAY_METRICS_PORT", None, ge=1, le=65535)
@@ -230,6 +239,23 @@ class Settings(BaseSettings):
             raise SettingsError(f"{name}: {first['msg']}") from None
         settings._derive(environ)
         return settings
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str | None) -> str | None:
+        """Each entry an IP address or network, or `*`: uvicorn would take a typo for a
+        host name that no connection ever has, and trust nobody without a word."""
+        if value is None:
+            return None
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for entry in entries:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return ",".join(entries) or None
 
     @model_validator(mode="before")
     @classmethod

@@ -25,7 +25,8 @@ from domain.models import MAX_METHODS
 from epay import store
 from epay.db import create_pool
 from epay.temporal import connect
-from tests.conftest import Stack, card, e_dirham
+from tests.conftest import Stack, card, e_dirham, token_of
+from tests.support import BIN, Process, free_port, http_ok, wait_until
 
 PAGE = "page-session-"  # a hosted-page caller: a declined method leaves the payment open
 
@@ -236,3 +237,132 @@ def test_card_keys_are_keyed_hashes(number: str) -> None:
     assert abuse.card_key(one, number) == abuse.card_key(one, number)
     assert abuse.card_key(one, number) != abuse.card_key(other, number)
     assert number.encode() not in abuse.card_key(one, number)
+
+
+def test_wrong_pins_count_until_the_card_pays_however_long_ago(stack: Stack) -> None:
+    """The issuer locks a card at its third wrong PIN in a row, however far apart, and only a
+    right PIN resets its count: ePay counts the same way. Every try below is moved a day and
+    an hour into the past before the next one, so that no two fall within 24 hours."""
+    number = _fresh_e_dirham_card(stack)
+    payments = [stack.created() for _ in range(5)]
+    pins = ["0000", "4321", "0001", "0002", "0003"]  # wrong, right, wrong, wrong, (wrong)
+
+    async def work(ctx: Context) -> list[Any]:
+        key = abuse.card_key(ctx.settings.token_secret, number)
+        answers: list[Any] = []
+        for n, (payment, pin) in enumerate(zip(payments, pins, strict=True)):
+            caller = payer.Caller(client=f"198.18.1.{n + 1}", session=PAGE + uuid.uuid4().hex)
+            try:
+                row = await _submit(ctx, payment["id"], e_dirham(number, pin), caller)
+                answers.append(row["last_decline"] or row["state"])
+            except ApiError as refused:
+                answers.append((refused.status, refused.code, refused.headers))
+            await ctx.pool.execute(
+                """UPDATE payer_attempts SET created_at = created_at - interval '25 hours'
+                   WHERE card_key = $1""",
+                key,
+            )
+        return answers
+
+    answers = _run(stack, work, wrong_pins=2)
+    assert answers[0] == "invalid_pin", answers
+    assert answers[1] != "reserved", answers  # the right PIN: authorised, the count reset
+    assert answers[2:4] == ["invalid_pin", "invalid_pin"], answers
+    assert isinstance(answers[4], tuple), answers  # refused, not sent to the issuer
+    status, code, headers = answers[4]
+    assert (status, code) == (429, "too_many_attempts")
+    assert int(headers["Retry-After"]) > 0
+    assert stack.wait_for(payments[1]["id"])["state"] == "succeeded"
+    outcomes = stack.fetch(
+        """SELECT outcome, created_at < now() - interval '24 hours' AS over_a_day_ago
+           FROM payer_attempts WHERE payment_id = ANY($1::text[]) ORDER BY created_at""",
+        [p["id"] for p in payments],
+    )
+    assert outcomes == [
+        {"outcome": "invalid_pin", "over_a_day_ago": True},
+        {"outcome": "authorised", "over_a_day_ago": True},
+        {"outcome": "invalid_pin", "over_a_day_ago": True},
+        {"outcome": "invalid_pin", "over_a_day_ago": True},
+    ]
+    issuer_card = stack.sandbox(f"/issuer/_admin/cards/{number}")
+    assert issuer_card["locked"] is False and issuer_card["wrong_pin_count"] == 2
+
+
+def _proxied_api(stack: Stack, **env: str) -> tuple[str, Process]:
+    """Another `epay api` on the stack, with ``env`` over the stack's."""
+    port = free_port()
+    api = stack.spawn(
+        "api-proxied", str(BIN / "epay"), "api", "--port", str(port), env=stack.env | env
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(http_ok(f"{url}/readyz"), timeout=60, what="API", proc=api)
+    return url, api
+
+
+PROXY = "127.0.0.2"  # another loopback address, as an ingress's stands for the API
+
+
+def _authorise_from(
+    api_url: str,
+    payment: dict[str, Any],
+    number: str,
+    forwarded_for: str,
+    peer: str = "127.0.0.1",
+) -> httpx.Response:
+    """The token API's authorise, from the address ``peer``, saying it forwards for
+    ``forwarded_for``."""
+    transport = httpx.HTTPTransport(local_address=peer)
+    with httpx.Client(transport=transport, timeout=60) as client:
+        return client.post(
+            f"{api_url}/v1/payments/{payment['id']}/authorise",
+            json=card(number),
+            headers={"X-Payment-Token": token_of(payment), "X-Forwarded-For": forwarded_for},
+        )
+
+
+def _client_of(stack: Stack, payment: dict[str, Any]) -> str:
+    rows = stack.fetch("SELECT client FROM payer_attempts WHERE payment_id = $1", payment["id"])
+    assert len(rows) == 1, rows
+    return str(rows[0]["client"])
+
+
+def test_behind_a_trusted_proxy_each_payer_is_its_own_client(stack: Stack) -> None:
+    """With EPAY_FORWARDED_ALLOW_IPS naming the proxy, the per-client limit counts the
+    address the proxy forwards: two payers behind one proxy are two clients, and one of them
+    testing cards does not stop the other. A caller that is not the proxy is counted by its
+    own address, whatever X-Forwarded-For it sends."""
+    api_url, api = _proxied_api(stack, EPAY_FORWARDED_ALLOW_IPS=PROXY, EPAY_PAYER_CLIENT_CARDS="1")
+    net = uuid.uuid4().int % 250 + 1
+    one, other = f"100.64.{net}.1", f"100.64.{net}.2"
+    payments = [stack.created() for _ in range(4)]
+    numbers = [_luhn_number("4000") for _ in payments]  # unknown cards: declined
+    try:
+        first = _authorise_from(api_url, payments[0], numbers[0], one, peer=PROXY)
+        assert first.status_code == 200 and first.json()["state"] == "failed", first.text
+        # One declined card is the limit for `one`; `other` is another client.
+        second = _authorise_from(api_url, payments[1], numbers[1], other, peer=PROXY)
+        assert second.status_code == 200 and second.json()["state"] == "failed", second.text
+        third = _authorise_from(api_url, payments[2], numbers[2], one, peer=PROXY)
+        assert third.status_code == 429, third.text
+        assert third.json()["code"] == "too_many_attempts" and "Retry-After" in third.headers
+        # Not from the proxy: X-Forwarded-For is not believed. The address it names has no
+        # attempt at all, so a 429 means the caller was counted as 127.0.0.1, which other
+        # tests' declines on the shared stack may have filled.
+        direct = _authorise_from(api_url, payments[3], numbers[3], f"100.64.{net}.3")
+        assert direct.status_code in (200, 429), direct.text
+    finally:
+        api.stop()
+    assert _client_of(stack, payments[0]) == one
+    assert _client_of(stack, payments[1]) == other
+    if direct.status_code == 200:
+        assert _client_of(stack, payments[3]) == "127.0.0.1"
+
+
+def test_without_a_trusted_proxy_x_forwarded_for_is_ignored(stack: Stack) -> None:
+    """The stack's API has no EPAY_FORWARDED_ALLOW_IPS: a client that sends X-Forwarded-For
+    is still counted by its own address, so it cannot name another to slip past the limit
+    (uvicorn alone would believe it from 127.0.0.1)."""
+    payment = stack.created()
+    response = _authorise_from(stack.api_url, payment, _luhn_number("4000"), "100.64.0.9")
+    assert response.status_code == 200 and response.json()["state"] == "failed", response.text
+    assert _client_of(stack, payment) == "127.0.0.1"

@@ -253,3 +253,27 @@ def test_processes_starting_at_once_on_a_fresh_checkout_share_one_set_of_dev_sec
     assert [run.returncode for run in runs] == [0] * 8, [err for _, err in answers]
     assert len({out for out, _ in answers}) == 1
     assert (tmp_path / "state" / "secrets.json").stat().st_mode & 0o077 == 0
+
+
+def test_no_proxy_is_trusted_unless_named(tmp_path: Path) -> None:
+    """`epay api` believes X-Forwarded-For only from the proxies EPAY_FORWARDED_ALLOW_IPS
+    names: none by default, not even 127.0.0.1 (tests/test_payer_limits.py runs it)."""
+    unset = Settings.from_env_mapping({"EPAY_STATE_DIR": str(tmp_path)})
+    assert unset.forwarded_allow_ips is None
+    empty = Settings.from_env_mapping(
+        {"EPAY_STATE_DIR": str(tmp_path), "EPAY_FORWARDED_ALLOW_IPS": " "}
+    )
+    assert empty.forwarded_allow_ips is None
+    named = Settings.from_env_mapping(
+        {"EPAY_STATE_DIR": str(tmp_path), "EPAY_FORWARDED_ALLOW_IPS": "10.0.0.0/8, fd00::1,*"}
+    )
+    assert named.forwarded_allow_ips == "10.0.0.0/8,fd00::1,*"
+
+
+@pytest.mark.parametrize("proxies", ["ingress.internal", "10.0.0.1/8", "10.0.0.0/8,10.1"])
+def test_a_proxy_that_is_no_address_or_network_is_refused(proxies: str, tmp_path: Path) -> None:
+    """uvicorn would take it for a host name no connection has and trust nobody, silently."""
+    with pytest.raises(SettingsError, match="EPAY_FORWARDED_ALLOW_IPS: .* is not an IP address"):
+        Settings.from_env_mapping(
+            {"EPAY_STATE_DIR": str(tmp_path), "EPAY_FORWARDED_ALLOW_IPS": proxies}
+        )
