@@ -33,9 +33,10 @@ bench: install
 record-histories: install
 	$(BIN)/pytest -q -p no:cacheprovider tests/histories/record.py
 
-# Refresh the runbook's screenshots of the Temporal UI (docs/images/, docs/operations.md).
+# Refresh the screenshots in docs/images/: the runbook's of the Temporal UI
+# (docs/operations.md) and the payment page's (README.md, docs/payer.md).
 screenshots: install
-	EPAY_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q tests/test_temporal_ui.py
+	EPAY_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q tests/test_temporal_ui.py tests/test_hosted_page.py
 
 lint: install
 	$(BIN)/ruff check .

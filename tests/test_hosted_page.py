@@ -65,9 +65,10 @@ GENERIC = {
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        pytest.skip(
+        pytest.fail(
             f"the browser tests need Debian's Chromium at {CHROMIUM}: "
-            "`sudo apt-get install -y chromium` (.ci/run does)"
+            "`sudo apt-get install -y chromium` (.ci/run does)",
+            pytrace=False,
         )
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
@@ -351,6 +352,33 @@ def test_a_link_followed_from_the_departments_site_opens_the_page(page: Page, st
     expect(page.get_by_text(AR["msg_session_expired"])).to_have_count(0)
     page.go_back()  # the link, token and all, is not kept in the history
     expect(page).to_have_url(invoice)
+
+
+def test_the_page_shows_progress_while_the_department_confirms(page: Page, stack: Stack) -> None:
+    """A department that takes its time (SLOW-, 5 s): the page shows where the payment is,
+    without a reload, then the receipt."""
+    payment = stack.created(reference=new_reference("SLOW-"))
+    open_link(page, stack, payment)
+    fill_e_dirham(page, fresh_e_dirham_card(stack, pin="1234"), "1234")
+    page.locator("#pay-button").click()
+    progress = page.locator("#progress")
+    expect(progress).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#pay")).to_be_hidden()
+    expect(page.locator("#progress-live")).to_contain_text(AR["step_confirming"], timeout=WAIT_MS)
+    expect(page.locator("#receipt")).to_be_visible(timeout=WAIT_MS)
+    expect(progress).to_be_hidden()
+    assert stack.get(payment["id"])["state"] == "succeeded"
+
+
+def test_a_cancelled_payments_link_says_so_and_asks_for_nothing(page: Page, stack: Stack) -> None:
+    payment = stack.created()
+    with stack.client() as department:
+        cancelled = department.post(f"/v1/payments/{payment['id']}/cancel", json={})
+    assert cancelled.status_code == 202, cancelled.text
+    stack.wait_for(payment["id"], {"cancelled"})
+    page.goto(payment["next_url"])
+    expect(page.locator("#ended-message")).to_have_text(AR["msg_cancelled"])
+    assert page.locator("form").count() == 0 and page.locator("input").count() == 0
 
 
 def test_fields_are_checked_as_the_payer_types(page: Page, stack: Stack) -> None:
