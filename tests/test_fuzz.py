@@ -85,6 +85,7 @@ APPROVED: dict[str, Any] = {
     "card_number": "4242424242424242",
     "expiry_month": 12,
     "expiry_year": 2031,
+    "cvv": "737",  # a Visa's security code has three digits (a fourth is refused)
 }
 
 
