@@ -1,11 +1,12 @@
 """One event's delivery to its department's webhook endpoints (epay/webhooks.py).
 
 attempt -> wait (about 1 min, 5 min, 1 h, 1 day, 2 days) -> attempt ... until every endpoint
-that takes the event has accepted it, or the schedule is spent. Each attempt is one activity
-on the departments' queue that POSTs the event, signed, to the endpoints still waiting for it
-and logs each answer; the waits are durable timers, so a delivery outlives any restart. An
-operator can skip the wait (``deliver_now``, what ``epay webhooks redeliver`` sends to a
-delivery still in progress).
+that takes the event has accepted it, or the schedule is spent and the delivery is given up
+(a warning with the event's id, and ``epay_webhook_deliveries_given_up_total``, which an
+alert watches). Each attempt is one activity on the departments' queue that POSTs the event,
+signed, to the endpoints still waiting for it and logs each answer; the waits are durable
+timers, so a delivery outlives any restart. An operator can skip the wait (``deliver_now``,
+what ``epay webhooks redeliver`` sends to a delivery still in progress).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.webhooks import DeliveryAttempt, WebhookDeliveries
@@ -54,6 +56,25 @@ class WebhookDeliveryWorkflow:
                     await workflow.wait_condition(
                         lambda: self._now, timeout=timedelta(seconds=wait)
                     )
+            if await self._attempt(delivery, attempt):
+                return DeliveryOutcome(delivered=True, attempts=attempt)
+        workflow.logger.warning(
+            "webhook %s given up: not accepted after %d attempts", delivery.event_id, len(waits)
+        )
+        workflow.metric_meter().create_counter(
+            "epay_webhook_deliveries_given_up", "Webhook deliveries given up after every attempt"
+        ).add(1)
+        return DeliveryOutcome(delivered=False, attempts=len(waits))
+
+    async def _attempt(self, delivery: Delivery, attempt: int) -> bool:
+        """One try at every endpoint still waiting: whether none waits any longer.
+
+        The relay has marked the event handed over, so nothing would start this delivery
+        again if it failed: an attempt that fails itself (an exception such as the database
+        being away, or its worker lost and its start-to-close timeout reached) is a failed
+        attempt like an endpoint's refusal, tried again on the schedule. Only a cancel in
+        Temporal ends the delivery early."""
+        try:
             waiting = await workflow.execute_activity_method(
                 WebhookDeliveries.deliver,
                 DeliveryAttempt(delivery.event_id, attempt, delivery.since_delivery),
@@ -62,9 +83,16 @@ class WebhookDeliveryWorkflow:
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=ONE_ATTEMPT,
             )
-            if waiting == 0:
-                return DeliveryOutcome(delivered=True, attempts=attempt)
-        return DeliveryOutcome(delivered=False, attempts=len(waits))
+        except ActivityError as failed:
+            # No patch needed: a failed attempt used to fail the workflow, so no delivery
+            # still running has one in its history.
+            if isinstance(failed.cause, CancelledError):
+                raise
+            workflow.logger.warning(
+                "webhook %s: attempt %d failed before its end", delivery.event_id, attempt
+            )
+            return False
+        return waiting == 0
 
     @workflow.signal
     def deliver_now(self) -> None:
