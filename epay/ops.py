@@ -7,7 +7,10 @@ last failure, next retry). ``show`` does the same for one payment and adds its a
 from the database. ``retry``, ``cancel`` and ``confirm`` send the payment workflow's
 operator updates, which need the operator's identity and a reason, are written to the
 payment's audit trail, and are refused, with their validator's message, when the payment's
-state does not allow them.
+state does not allow them. ``clear-pin-limit`` ends the wrong-PIN count of the e-Dirham
+card(s) tried on a payment (api/abuse.py), so that a resident whose card ePay refuses can use
+it again; it acts on the database alone, whether the payment has ended or not, and writes
+itself to the payment's audit trail as the updates do.
 """
 
 from __future__ import annotations
@@ -40,10 +43,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import search
-from domain.models import OperatorAction, OutOfBandConfirmation, PaymentStatus
+from domain.models import AuditEntry, OperatorAction, OutOfBandConfirmation, PaymentStatus
 from domain.money import format_aed
 from domain.references import reference_key
-from domain.states import WAITING_FOR, PaymentState
+from domain.states import WAITING_FOR, Actor, PaymentState
 from epay import store
 from epay.config import Settings
 from epay.db import create_pool
@@ -62,6 +65,7 @@ EXIT_CODES = """exit codes:
   2  usage error
   3  no such payment
   4  refused: the payment's state does not allow the action, or the payment has ended
+     (clear-pin-limit: no e-Dirham card was tried on the payment)
   5  Temporal unreachable
   1  unexpected error (traceback on stderr)"""
 
@@ -361,6 +365,78 @@ async def _describe(
         raise
 
 
+# --- the payer limits ----------------------------------------------------------------------
+
+# The audit note of a clearance, beside the workflow's own notes (domain.states.AuditNote);
+# written by this command, not by the workflow.
+PIN_LIMIT_CLEARED = "pin_limit_cleared"
+
+# The e-Dirham cards tried on a payment, and those the wrong-PIN limit refused on it (whose
+# method never reached payer_attempts): by their keyed hashes, never a number.
+_CARDS_OF_PAYMENT = """
+    SELECT card_key FROM payer_attempts WHERE payment_id = $1 AND method_type = 'e_dirham'
+    UNION
+    SELECT card_key FROM pin_limit_refusals WHERE payment_id = $1"""
+
+
+async def clear_pin_limit(
+    settings: Settings, payment: str, operator: str, reason: str
+) -> dict[str, Any]:
+    """End the wrong-PIN count of the e-Dirham cards tried on ``payment``: each card's count
+    starts again after this clearance (api/abuse.py). Recorded with the operator and reason in
+    ``pin_limit_clearances`` and in the payment's audit trail, in one transaction. The
+    payment may have ended, its workflow with it: this is the database's alone."""
+    payment_id = _payment_id(_workflow_id(payment))
+    operator, reason = operator.strip(), reason.strip()
+    if not operator or not reason:
+        raise OpsError(
+            REFUSED,
+            "operator_identity_required",
+            "an operator action needs the operator's identity and a reason",
+        )
+    pool = await create_pool(settings.require_database_url(), max_size=1)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            state = await conn.fetchval("SELECT state FROM payments WHERE id = $1", payment_id)
+            if state is None:
+                raise OpsError(NOT_FOUND, "payment_not_found", f"no payment {payment_id}")
+            cards = [r["card_key"] for r in await conn.fetch(_CARDS_OF_PAYMENT, payment_id)]
+            if not cards:
+                raise OpsError(
+                    REFUSED,
+                    "no_e_dirham_attempt",
+                    f"no e-Dirham card was tried on {payment_id}: no wrong-PIN count to clear",
+                )
+            cleared = await conn.fetch(
+                """INSERT INTO pin_limit_clearances (card_key, payment_id, operator, reason)
+                   SELECT card, $2, $3, $4 FROM unnest($1::bytea[]) AS card
+                   RETURNING id, created_at""",
+                cards,
+                payment_id,
+                operator,
+                reason,
+            )
+            await store.record_note_in(
+                conn,
+                AuditEntry(
+                    payment_id,
+                    PIN_LIMIT_CLEARED,
+                    Actor.OPERATOR,
+                    f"{operator}: {reason}",
+                    key=str(cleared[0]["id"]),
+                ),
+            )
+    finally:
+        await pool.close()
+    return {
+        "payment_id": payment_id,
+        "action": "clear-pin-limit",
+        "state": state,
+        "cards": len(cards),
+        "cleared_at": cleared[0]["created_at"].astimezone(UTC).isoformat(),
+    }
+
+
 # --- the command line ----------------------------------------------------------------------
 
 
@@ -418,10 +494,24 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         parser.add_argument("--operator", required=True, help="who you are (recorded)")
         parser.add_argument("--reason", required=True, help="why (recorded)")
 
+    clear = command(
+        "clear-pin-limit",
+        "end the wrong-PIN count of the e-Dirham card(s) tried on a payment, so that ePay "
+        "takes the card again (database only)",
+    )
+    clear.add_argument(
+        "payment", metavar="PAYMENT_ID", help="the payment the resident was refused on"
+    )
+    clear.add_argument("--operator", required=True, help="who you are (recorded)")
+    clear.add_argument("--reason", required=True, help="why (recorded)")
+
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run an ``epay ops`` command; returns its exit code."""
     try:
+        if args.action in _DATABASE_COMMANDS:
+            await _DATABASE_COMMANDS[args.action](settings, args)
+            return OK
         try:
             client = await connect(settings)
         except RuntimeError as err:  # the SDK's "Failed client connect"
@@ -485,12 +575,29 @@ async def _act(client: Client, settings: Settings, args: argparse.Namespace) -> 
     print(done["ui_url"])
 
 
+async def _clear_pin_limit(settings: Settings, args: argparse.Namespace) -> None:
+    done = await clear_pin_limit(settings, args.payment, args.operator, args.reason)
+    if args.json:
+        _print_json(done)
+        return
+    cards = f"{done['cards']} e-Dirham card{'s' if done['cards'] > 1 else ''}"
+    print(
+        f"{args.operator.strip()} cleared the wrong-PIN count of {cards} tried on "
+        f"{done['payment_id']} ({done['state']}): ePay takes the card again"
+    )
+    print("the issuer's own count is not cleared: one more wrong PIN may lock the card there")
+
+
 _COMMANDS: dict[str, Callable[[Client, Settings, argparse.Namespace], Awaitable[None]]] = {
     "stuck": _stuck,
     "show": _show,
     "retry": _act,
     "cancel": _act,
     "confirm": _act,
+}
+# Those that need the database alone, not Temporal.
+_DATABASE_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[None]]] = {
+    "clear-pin-limit": _clear_pin_limit,
 }
 
 

@@ -284,19 +284,24 @@ async def _apply_transition(conn: asyncpg.Connection, t: Transition) -> str:
 async def record_note(pool: Pool, entry: AuditEntry) -> bool:
     """Add a note to the audit trail, once per payment, note and key; the state is kept."""
     async with pool.acquire() as conn, conn.transaction():
-        state = await conn.fetchval("SELECT state FROM payments WHERE id = $1", entry.payment_id)
-        if state is None:
-            return False
-        return await _insert_event(
-            conn,
-            entry.payment_id,
-            entry.note,
-            state,
-            state,
-            entry.actor,
-            entry.detail,
-            dedupe_key=f"{entry.payment_id}:{entry.note}:{entry.key}",
-        )
+        return await record_note_in(conn, entry)
+
+
+async def record_note_in(conn: asyncpg.Connection, entry: AuditEntry) -> bool:
+    """``record_note`` in the caller's transaction (an operator's action written with it)."""
+    state = await conn.fetchval("SELECT state FROM payments WHERE id = $1", entry.payment_id)
+    if state is None:
+        return False
+    return await _insert_event(
+        conn,
+        entry.payment_id,
+        entry.note,
+        state,
+        state,
+        entry.actor,
+        entry.detail,
+        dedupe_key=f"{entry.payment_id}:{entry.note}:{entry.key}",
+    )
 
 
 # Once the issuer or acquirer has the method (a hold, an authorisation or a challenge), the

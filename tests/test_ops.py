@@ -329,3 +329,52 @@ def _next_attempt(doing: str) -> datetime:
     hour, minute, second = (int(g) for g in found.groups())
     at = now.replace(hour=hour, minute=minute, second=second, microsecond=0)
     return at + timedelta(days=1) if at < now - timedelta(hours=12) else at
+
+
+def test_clear_pin_limit_refusals_and_exit_codes(stack: Stack) -> None:
+    """``clear-pin-limit`` needs the database alone (Temporal away changes nothing here): no
+    such payment is 3; a payment on which no e-Dirham card was tried is 4
+    (``no_e_dirham_attempt``), as is an operator without a name; no reason is a usage error.
+    A refused clearance writes nothing. Clearing itself is tested with the limit it clears,
+    in tests/test_payer_limits.py."""
+    away = dict(stack.env, TEMPORAL_ADDRESS="127.0.0.1:1")
+    who = ["--operator", "gina@ops", "--reason", "resident called"]
+
+    def clear(payment_id: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return ops(stack, "clear-pin-limit", payment_id, *args, "--json", env=away)
+
+    missing = clear("pay_doesnotexist", *who)
+    assert missing.returncode == NOT_FOUND, missing.stderr
+    assert json.loads(missing.stdout)["error"]["code"] == "payment_not_found"
+
+    by_card = stack.pay(card("4242424242424242"))
+    untried = stack.created()
+    for payment in (by_card, untried):
+        refused = clear(payment["id"], *who)
+        assert refused.returncode == REFUSED, refused.stderr
+        assert json.loads(refused.stdout)["error"]["code"] == "no_e_dirham_attempt"
+
+    paid = stack.pay(E_DIRHAM)
+    nameless = clear(paid["id"], "--operator", " ", "--reason", "resident called")
+    assert nameless.returncode == REFUSED, nameless.stderr
+    assert json.loads(nameless.stdout)["error"]["code"] == "operator_identity_required"
+    assert clear(paid["id"], "--operator", "gina@ops").returncode == 2
+
+    ids = [by_card["id"], untried["id"], paid["id"]]
+    assert not stack.fetch(
+        "SELECT 1 FROM pin_limit_clearances WHERE payment_id = ANY($1::text[])", ids
+    )
+    events = stack.fetch(
+        "SELECT 1 FROM payment_events WHERE payment_id = ANY($1::text[]) "
+        "AND event = 'pin_limit_cleared'",
+        ids,
+    )
+    assert not events
+
+    # A payment that has ended is no obstacle: the e-Dirham card paid on it is cleared, and
+    # the clearance is in its audit trail, though its workflow has closed.
+    done = clear(paid["id"], *who)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["state"] == "succeeded"
+    note = audit(stack, paid, "pin_limit_cleared")
+    assert note["actor"] == "operator" and note["detail"] == "gina@ops: resident called"

@@ -3,23 +3,30 @@
 The payer calls are driven in-process (``api.payer.submit_method``, what both the token API
 and the hosted page call) with a context of the stack's own database, Temporal and secrets,
 so that each test can set the limits it checks; the workflows, the sandbox and the records
-are the stack's. The hosted page's HTTP side is tested in tests/test_hosted_page.py.
+are the stack's. The hosted page's HTTP side is tested in tests/test_hosted_page.py; the
+wrong-PIN limit's own message is checked here in Chromium, from another `epay api` with the
+limit on, as is its clearance by `epay ops clear-pin-limit`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import subprocess
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect, sync_playwright
 from pydantic import TypeAdapter
 
 from api import abuse, payer, schemas
 from api.context import Context
 from api.errors import ApiError
+from api.hosted import STRINGS
 from domain.cards import luhn_ok
 from domain.models import MAX_METHODS
 from epay import store
@@ -27,6 +34,14 @@ from epay.db import create_pool
 from epay.temporal import connect
 from tests.conftest import Stack, card, e_dirham, token_of
 from tests.support import BIN, Process, free_port, http_ok, wait_until
+from tests.test_hosted_page import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    PHONE,
+    fill_e_dirham,
+    switch_language,
+    the_message,
+)
 
 PAGE = "page-session-"  # a hosted-page caller: a declined method leaves the payment open
 
@@ -43,11 +58,13 @@ def _luhn_number(prefix: str, length: int = 16) -> str:
     return body + next(d for d in "0123456789" if luhn_ok(body + d))
 
 
-def _fresh_e_dirham_card(stack: Stack) -> str:
-    number = _luhn_number("784")
+def _fresh_e_dirham_card(stack: Stack, balance: int = 1000000, number: str = "") -> str:
+    """A new sandbox e-Dirham card (PIN 4321), or ``number`` again as new: the issuer's
+    wrong-PIN count back to 0, as after a right PIN given elsewhere."""
+    number = number or _luhn_number("784")
     response = httpx.post(
         f"{stack.sandbox_url}/issuer/_admin/cards",
-        json={"card_number": number, "pin": "4321", "balance": 1000000, "blocked": False},
+        json={"card_number": number, "pin": "4321", "balance": balance, "blocked": False},
     )
     response.raise_for_status()
     return number
@@ -214,7 +231,12 @@ def test_a_pin_guessing_run_does_not_lock_the_residents_card(stack: Stack) -> No
         return answers
 
     answers = _run(stack, work, wrong_pins=2)
-    assert answers == ["invalid_pin", "invalid_pin", "too_many_attempts", "too_many_attempts"]
+    assert answers == [
+        "invalid_pin",
+        "invalid_pin",
+        "pin_attempts_exceeded",
+        "pin_attempts_exceeded",
+    ]
     issuer_card = stack.sandbox(f"/issuer/_admin/cards/{number}")
     assert issuer_card["locked"] is False and issuer_card["wrong_pin_count"] == 2
 
@@ -270,8 +292,8 @@ def test_wrong_pins_count_until_the_card_pays_however_long_ago(stack: Stack) -> 
     assert answers[2:4] == ["invalid_pin", "invalid_pin"], answers
     assert isinstance(answers[4], tuple), answers  # refused, not sent to the issuer
     status, code, headers = answers[4]
-    assert (status, code) == (429, "too_many_attempts")
-    assert int(headers["Retry-After"]) > 0
+    assert (status, code) == (429, "pin_attempts_exceeded")
+    assert int(headers["Retry-After"]) == abuse.PIN_RETRY_AFTER.total_seconds()
     assert stack.wait_for(payments[1]["id"])["state"] == "succeeded"
     outcomes = stack.fetch(
         """SELECT outcome, created_at < now() - interval '24 hours' AS over_a_day_ago
@@ -366,3 +388,166 @@ def test_without_a_trusted_proxy_x_forwarded_for_is_ignored(stack: Stack) -> Non
     response = _authorise_from(stack.api_url, payment, _luhn_number("4000"), "100.64.0.9")
     assert response.status_code == 200 and response.json()["state"] == "failed", response.text
     assert _client_of(stack, payment) == "127.0.0.1"
+
+
+# --- the wrong-PIN limit: what ends it, and what the payer is told -------------------------
+
+
+async def _try_pins(
+    ctx: Context, number: str, tries: list[tuple[dict[str, Any], str]]
+) -> list[str]:
+    """Each (payment, PIN) on the page, from a new session and address: the decline's code,
+    the payment's state when it went on, or the refusal's code."""
+    answers: list[str] = []
+    for payment, pin in tries:
+        caller = payer.Caller(
+            client=f"198.18.2.{uuid.uuid4().int % 250 + 1}", session=PAGE + uuid.uuid4().hex
+        )
+        try:
+            row = await _submit(ctx, payment["id"], e_dirham(number, pin), caller)
+            answers.append(row["last_decline"] or row["state"])
+        except ApiError as refused:
+            answers.append(refused.code)
+    return answers
+
+
+def _tries(stack: Stack, number: str, pins: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """``pins`` tried on a new payment each, under a wrong-PIN limit of 2."""
+    payments = [stack.created() for _ in pins]
+    tries = list(zip(payments, pins, strict=True))
+    answers: list[str] = _run(stack, lambda ctx: _try_pins(ctx, number, tries), wrong_pins=2)
+    return payments, answers
+
+
+def _issuer_count(stack: Stack, number: str) -> tuple[bool, int]:
+    issuer_card = stack.sandbox(f"/issuer/_admin/cards/{number}")
+    return issuer_card["locked"], issuer_card["wrong_pin_count"]
+
+
+def test_a_balance_too_low_ends_the_wrong_pin_count(stack: Stack) -> None:
+    """The issuer checks the PIN before the balance, and a right PIN resets its count:
+    ``insufficient_funds`` proves the PIN was right, so ePay's count starts again after it as
+    after a payment (two more wrong PINs go to the issuer, the next is refused)."""
+    number = _fresh_e_dirham_card(stack, balance=100)  # less than any fee
+    _, answers = _tries(stack, number, ["0000", "4321", "0001", "0002", "0003"])
+    assert answers == [
+        "invalid_pin",
+        "insufficient_funds",
+        "invalid_pin",
+        "invalid_pin",
+        "pin_attempts_exceeded",
+    ], answers
+    assert _issuer_count(stack, number) == (False, 2)
+
+
+def test_an_operator_clears_the_pin_limit_from_the_payment_the_resident_was_refused_on(
+    stack: Stack,
+) -> None:
+    """A card at the wrong-PIN limit is refused for good; the resident brings the payment they
+    were refused on (the refused method never reached the issuer), and an operator runs
+    ``epay ops clear-pin-limit`` on it. The card goes to the issuer again, and its count
+    starts again from the clearance: two more wrong PINs, and it is refused again. The
+    clearance is in that payment's audit trail, with the operator and the reason, and is
+    kept by the card's keyed hash."""
+    number = _fresh_e_dirham_card(stack)
+    payments, before = _tries(stack, number, ["0000", "0001", "0002"])
+    assert before == ["invalid_pin", "invalid_pin", "pin_attempts_exceeded"], before
+    refused_on = payments[2]
+    assert not stack.fetch("SELECT 1 FROM payer_attempts WHERE payment_id = $1", refused_on["id"])
+    # Since then the resident has typed the right PIN at the issuer: its count is back to 0.
+    _fresh_e_dirham_card(stack, number=number)
+
+    cleared = subprocess.run(
+        [
+            str(BIN / "epay"),
+            "ops",
+            "clear-pin-limit",
+            refused_on["id"],
+            "--operator",
+            "fatima@ops",
+            "--reason",
+            "resident's ID checked at the service centre",
+            "--json",
+        ],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cleared.returncode == 0, cleared.stderr
+    done = json.loads(cleared.stdout)
+    assert (done["payment_id"], done["cards"], done["state"]) == (refused_on["id"], 1, "reserved")
+
+    _, after = _tries(stack, number, ["0003", "0004", "0005"])
+    assert after == ["invalid_pin", "invalid_pin", "pin_attempts_exceeded"], after
+    assert _issuer_count(stack, number) == (False, 2)
+
+    with stack.client() as c:
+        events = c.get(f"/v1/payments/{refused_on['id']}/events").json()["items"]
+    [note] = [e for e in events if e["event"] == "pin_limit_cleared"]
+    assert note["actor"] == "operator"
+    assert note["detail"] == "fatima@ops: resident's ID checked at the service centre"
+    assert note["from_state"] == note["to_state"] == "reserved"
+    [clearance] = stack.fetch(
+        "SELECT card_key, operator FROM pin_limit_clearances WHERE payment_id = $1",
+        refused_on["id"],
+    )
+    key = abuse.card_key(stack.settings().token_secret, number)
+    assert bytes(clearance["card_key"]) == key and clearance["operator"] == "fatima@ops"
+
+
+def test_the_pin_limit_has_its_own_code_and_its_own_message_on_the_page(stack: Stack) -> None:
+    """The token API answers the wrong-PIN limit with 429 ``pin_attempts_exceeded`` and a
+    day's Retry-After; the page tells the payer, in Arabic and in English, to use another
+    card or have this one cleared, not to wait a few minutes."""
+    number = _fresh_e_dirham_card(stack)
+    _, answers = _tries(stack, number, ["0000", "0001"])
+    assert answers == ["invalid_pin", "invalid_pin"]
+    api_url, api = _proxied_api(stack, EPAY_PAYER_WRONG_PINS="2")
+    try:
+        payment = stack.created()
+        response = httpx.post(
+            f"{api_url}/v1/payments/{payment['id']}/authorise",
+            json=e_dirham(number, "4321"),
+            headers={"X-Payment-Token": token_of(payment)},
+            timeout=60,
+        )
+        assert response.status_code == 429, response.text
+        assert response.json()["code"] == "pin_attempts_exceeded"
+        assert response.headers["Retry-After"] == str(24 * 3600)
+        on_the_page = stack.created()
+        link = f"{api_url}/pay/{on_the_page['id']}?token={token_of(on_the_page)}"
+        shown = _page_messages(link, number)
+    finally:
+        api.stop()
+    assert shown == {
+        "ar": STRINGS["ar"]["msg_pin_attempts_exceeded"],
+        "en": STRINGS["en"]["msg_pin_attempts_exceeded"],
+    }
+    assert _issuer_count(stack, number) == (False, 2)
+
+
+def _page_messages(link: str, number: str) -> dict[str, str]:
+    """The payment page opened from ``link`` in Chromium, the e-Dirham card paid with its
+    right PIN: the message shown in Arabic, then again in English."""
+    shown: dict[str, str] = {}
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
+        )
+        try:
+            page = chromium.new_context(viewport=PHONE, locale="ar-AE").new_page()
+            script_errors: list[str] = []
+            page.on("pageerror", lambda error: script_errors.append(str(error)))
+            page.goto(link)  # exchanged for the session; the page moves on without the token
+            expect(page).to_have_url(re.compile(r"/pay/pay_\w+$"))
+            for lang in ("ar", "en"):
+                if lang == "en":
+                    switch_language(page, "en")
+                fill_e_dirham(page, number, "4321")
+                page.locator("#pay-button").click()
+                shown[lang] = the_message(page)
+            assert script_errors == [], script_errors
+        finally:
+            chromium.close()
+    return shown

@@ -162,8 +162,8 @@
       });
       notice("invalid");
       if (first) $(first).focus();
-    } else if (code === "too_many_attempts") {
-      notice("too_many_attempts");
+    } else if (code === "too_many_attempts" || code === "pin_attempts_exceeded") {
+      notice(code);
     } else if (code === "not_awaiting_method" || code === "not_awaiting_challenge") {
       refresh();
     } else if (code === "payer_session_expired" || code === "csrf_token_invalid") {
