@@ -68,6 +68,9 @@ class AuditNote(StrEnum):
     # The sweeper found the payment stranded but cannot end it safely on its own (capture
     # was decided, yet the authorisation to capture is not known).
     NEEDS_OPERATOR = "needs_operator"
+    # An operator cleared the wrong-PIN count of the e-Dirham cards tried on the payment
+    # (``epay ops clear-pin-limit``, written by the command, not the workflow).
+    PIN_LIMIT_CLEARED = "pin_limit_cleared"
 
 
 class Actor(StrEnum):

@@ -46,7 +46,7 @@ from domain import search
 from domain.models import AuditEntry, OperatorAction, OutOfBandConfirmation, PaymentStatus
 from domain.money import format_aed
 from domain.references import reference_key
-from domain.states import WAITING_FOR, Actor, PaymentState
+from domain.states import WAITING_FOR, Actor, AuditNote, PaymentState
 from epay import store
 from epay.config import Settings
 from epay.db import create_pool
@@ -367,10 +367,6 @@ async def _describe(
 
 # --- the payer limits ----------------------------------------------------------------------
 
-# The audit note of a clearance, beside the workflow's own notes (domain.states.AuditNote);
-# written by this command, not by the workflow.
-PIN_LIMIT_CLEARED = "pin_limit_cleared"
-
 # The e-Dirham cards tried on a payment, and those the wrong-PIN limit refused on it (whose
 # method never reached payer_attempts): by their keyed hashes, never a number.
 _CARDS_OF_PAYMENT = """
@@ -420,7 +416,7 @@ async def clear_pin_limit(
                 conn,
                 AuditEntry(
                     payment_id,
-                    PIN_LIMIT_CLEARED,
+                    AuditNote.PIN_LIMIT_CLEARED,
                     Actor.OPERATOR,
                     f"{operator}: {reason}",
                     key=str(cleared[0]["id"]),
