@@ -497,8 +497,9 @@ class EPayPipeline:
                 end = await self.watcher.ended(payment)
             except TimeoutError:
                 return Outcome(f"still {end['state']}", method, started, time.time())
+        failure = end.get("failure") or {}
         return Outcome(
-            end["state"],
+            end["state"] + (f" ({failure['code']})" if failure.get("code") else ""),
             method,
             started,
             time.time(),
@@ -914,6 +915,15 @@ def _latencies(figures: dict[str, Any]) -> list[float | None]:
     ]
 
 
+def not_succeeded(pipeline: str, ended_otherwise: dict[str, int]) -> str | None:
+    """The table's line for the payments of a pipeline that did not succeed, by how they
+    ended (a state with its failure code, or the call that was refused), if any."""
+    if not ended_otherwise:
+        return None
+    found = ", ".join(f"{n} {how}" for how, n in sorted(ended_otherwise.items()))
+    return f"{pipeline} did not succeed: {found}"
+
+
 def render(report: dict[str, Any]) -> str:
     """The report for people: both pipelines and their ratio, costs, database, targets."""
     run, m, epay, floor, r = (report[k] for k in ("run", "machine", "epay", "floor", "ratios"))
@@ -956,9 +966,13 @@ def render(report: dict[str, Any]) -> str:
                 r["history_events_card"],
             ],
         ),
-        "",
-        f"{'cost per payment':40}{'CPU ms':>8}{'peak RSS MB':>13}{'RSS growth KB':>15}",
     ]
+    lines += [
+        line
+        for name, figures in (("ePay", epay), ("floor", floor))
+        if (line := not_succeeded(name, figures["ended_otherwise"]))
+    ]
+    lines += ["", f"{'cost per payment':40}{'CPU ms':>8}{'peak RSS MB':>13}{'RSS growth KB':>15}"]
     for phase, figures in (("ePay", epay), ("floor", floor)):
         for role, p in figures["processes"].items():
             name = f"{phase} {PROCESS_NAMES.get(role, role)} (pid {', '.join(map(str, p['pids']))})"

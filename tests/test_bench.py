@@ -13,6 +13,7 @@ from temporalio.client import WorkflowHistory
 from epay.bench import (
     ProcessMeter,
     find_stack_processes,
+    not_succeeded,
     parse_pids,
     percentiles,
     role_tasks,
@@ -95,6 +96,14 @@ def test_bench_drives_epay_and_the_floor_and_reports_their_figures(stack: Stack)
     assert [t["met"] for t in report["targets"]][2:] == [None, None]  # not at concurrency 1
     cost = sum(epay["processes"][role]["cpu_ms_per_payment"] for role in ("api", "worker"))
     assert report["targets"][3]["value"] == round(cost, 1)
+
+
+def test_the_table_says_how_payments_that_did_not_succeed_ended() -> None:
+    assert not_succeeded("ePay", {}) is None
+    assert (
+        not_succeeded("ePay", {"still capturing": 1, "failed (department_unavailable)": 2})
+        == "ePay did not succeed: 2 failed (department_unavailable), 1 still capturing"
+    )
 
 
 def test_percentiles_are_nearest_rank_in_milliseconds() -> None:
