@@ -253,9 +253,15 @@ async def list_deliveries(
 
 
 async def undispatched(pool: asyncpg.Pool, limit: int = 100) -> list[asyncpg.Record]:
+    """Events not yet handed to a delivery, oldest first, each with whether an active
+    endpoint of its department takes it now (``has_endpoint``)."""
     return await pool.fetch(
-        """SELECT id, department FROM webhook_events WHERE dispatched_at IS NULL
-           ORDER BY created_at LIMIT $1""",
+        """SELECT e.id, e.department, EXISTS (
+                   SELECT 1 FROM webhook_endpoints w
+                   WHERE w.department = e.department AND w.disabled_at IS NULL
+                     AND e.type = ANY (w.events)) AS has_endpoint
+           FROM webhook_events e WHERE e.dispatched_at IS NULL
+           ORDER BY e.created_at LIMIT $1""",
         limit,
     )
 

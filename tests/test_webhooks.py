@@ -7,6 +7,7 @@ did not sign. The stack retries webhooks after seconds, not minutes to days
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.service import RPCError
 
 from tests.conftest import Stack, card
 from tests.support import wait_until
@@ -155,3 +157,35 @@ def test_a_department_sees_and_removes_only_its_own_endpoints(
         assert rta.get("/v1/webhooks/deliveries").json()["items"] == []
     with stack.client(DEPT) as dm:
         assert endpoint["id"] in {e["id"] for e in dm.get("/v1/webhooks").json()["items"]}
+
+
+def test_an_event_that_no_endpoint_takes_starts_no_delivery(stack: Stack) -> None:
+    """Most departments register no endpoint: their outcomes' events are written and marked
+    dispatched, but start no delivery workflow (which would double Temporal's work a
+    payment for nothing)."""
+    endpoints = stack.fetch(
+        "SELECT id FROM webhook_endpoints WHERE department = 'RTA' AND disabled_at IS NULL"
+    )
+    assert endpoints == [], "this test needs a department without endpoints"
+    paid = stack.pay(card("4242424242424242"), service_code="VEHICLE_RENEWAL", department="RTA")
+    assert paid["state"] == "succeeded"
+
+    def dispatched() -> list[dict[str, Any]]:
+        return stack.fetch(
+            "SELECT id FROM webhook_events WHERE payment_id = $1 AND dispatched_at IS NOT NULL",
+            paid["id"],
+        )
+
+    wait_until(lambda: bool(dispatched()), timeout=30, what="the event marked dispatched")
+    [event] = dispatched()
+
+    async def delivery_status() -> str:
+        client = await stack.temporal_client()
+        try:
+            await client.get_workflow_handle(f"webhook-{event['id']}").describe()
+        except RPCError as err:
+            return err.status.name
+        return "found"
+
+    assert asyncio.run(delivery_status()) == "NOT_FOUND"
+    assert stack.fetch("SELECT id FROM webhook_deliveries WHERE event_id = $1", event["id"]) == []

@@ -4,7 +4,11 @@ Events are written in the transaction of the outcome they tell of (epay/webhooks
 loop, in every process that runs the records role, starts a ``WebhookDeliveryWorkflow`` for
 each event not yet dispatched (workflow id ``webhook-<event id>``, so that two relays, or a
 relay that restarts between starting a workflow and marking its event, start it once), then
-marks the event. An event waits at most ``POLL_SECONDS`` for it.
+marks the event. An event waits at most ``POLL_SECONDS`` for it. An event that no endpoint
+of its department takes when it is dispatched is marked without a delivery: most
+departments register none, and a delivery workflow for each of their payments would double
+Temporal's work for nothing (``epay webhooks redeliver`` sends such an event later to an
+endpoint registered since).
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ async def dispatch(pool: asyncpg.Pool, client: Client, settings: Settings) -> in
     """Start the delivery of every event not yet dispatched; how many were."""
     started = 0
     for row in await webhooks.undispatched(pool):
+        if not row["has_endpoint"]:
+            await webhooks.mark_dispatched(pool, row["id"])
+            continue
         try:
             await client.start_workflow(
                 WebhookDeliveryWorkflow.run,
