@@ -24,6 +24,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from workflows.patches import SWEEP_REFUNDS
+
 with workflow.unsafe.imports_passed_through():
     from activities.departments import DepartmentSystems
     from activities.payment_methods import PaymentMethods
@@ -68,8 +70,6 @@ PAYMENT_STEP_RETRY = RetryPolicy(
 )
 PARTNER_CALL_TIMEOUT = timedelta(seconds=30)
 RECORD_TIMEOUT = timedelta(seconds=10)
-# Sweeps that began before refunds were swept replay without that step (docs/design.md).
-SWEEP_REFUNDS = "sweep-refunds"
 
 
 @workflow.defn

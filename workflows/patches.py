@@ -1,0 +1,77 @@
+"""The patch ids ePay's workflows still carry, and when each may take its next step.
+
+A change that alters the commands a running workflow issues is guarded by a patch id
+(docs/design.md, "Safe upgrades"): ``workflow.patched(id)`` keeps the old branch for the runs
+started before it. A patch retires in two steps, each its own release:
+
+1. Once no run started before the patch can be running, the old branch goes and
+   ``workflow.patched`` becomes ``workflow.deprecate_patch``: new runs still write the
+   marker (flagged deprecated), so that the runs started on the patched release replay.
+2. Once no run started before that release can be running either (none with an unflagged
+   marker is left), the call itself goes, and its entry here: runs whose marker is flagged
+   deprecated replay on code without the call.
+
+Before either step, an operator checks that nothing older is running: ``temporal workflow
+count --query "WorkflowType = '<type>' AND ExecutionStatus = 'Running' AND StartTime <
+'<when the release the step retires was deployed>'"`` must answer 0.
+
+Every patch call in ``workflows/`` names an entry here, and each entry has recorded
+histories on both sides of it in ``tests/histories/`` (``tests/test_patches.py``): a live
+patch, one of its workflow type without its marker and one with it; a deprecated one, one
+with its marker unflagged (recorded while it was live) and one with it flagged. The patch ids
+are constants here, which the workflow modules import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Step(StrEnum):
+    """Where a patch is in its retirement."""
+
+    LIVE = "live"  # workflow.patched(id): the old branch is still in the code
+    DEPRECATED = "deprecated"  # workflow.deprecate_patch(id): the old branch is gone
+
+
+@dataclass(frozen=True)
+class Patch:
+    id: str
+    workflow: str  # the workflow type whose code calls it
+    step: Step
+    guards: str  # the change, as the runs started before it would meet it
+    introduced: str  # the change that added it
+    next_step: str  # the release that may take the next step, and on what condition
+
+
+SWEEP_REFUNDS = "sweep-refunds"
+
+PATCHES: tuple[Patch, ...] = (
+    Patch(
+        id=SWEEP_REFUNDS,
+        workflow="SweeperWorkflow",
+        step=Step.LIVE,
+        guards=(
+            "a sweep restarts the workflow of every pending refund whose workflow closed "
+            "without it (activity restart_stranded_refunds after the payments' sweep)"
+        ),
+        introduced="commit 5e94250 (Sweeper: a pending refund whose workflow closed ...)",
+        next_step=(
+            "the old branch may go in any release deployed after it, once no sweep started "
+            "before it is running (a sweep lasts minutes and the schedule skips a sweep while "
+            "one runs; manual sweeps count too)"
+        ),
+    ),
+)
+
+
+def live() -> tuple[Patch, ...]:
+    return tuple(p for p in PATCHES if p.step is Step.LIVE)
+
+
+def by_id(patch_id: str) -> Patch:
+    for patch in PATCHES:
+        if patch.id == patch_id:
+            return patch
+    raise KeyError(patch_id)
