@@ -51,16 +51,18 @@ PATCHES: tuple[Patch, ...] = (
     Patch(
         id=SWEEP_REFUNDS,
         workflow="SweeperWorkflow",
-        step=Step.LIVE,
+        step=Step.DEPRECATED,
         guards=(
             "a sweep restarts the workflow of every pending refund whose workflow closed "
             "without it (activity restart_stranded_refunds after the payments' sweep)"
         ),
         introduced="commit 5e94250 (Sweeper: a pending refund whose workflow closed ...)",
         next_step=(
-            "the old branch may go in any release deployed after it, once no sweep started "
-            "before it is running (a sweep lasts minutes and the schedule skips a sweep while "
-            "one runs; manual sweeps count too)"
+            "deprecated (old branch removed) in the release that ships this registry; the "
+            "call may be deleted by any release after that one, once no sweep started before "
+            "that one was deployed is running (a sweep lasts minutes and the schedule skips "
+            "a sweep while one runs; manual sweeps count too). The sweeper histories recorded "
+            "while the patch was live (marker not flagged) go with the call"
         ),
     ),
 )
