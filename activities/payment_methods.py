@@ -16,7 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import compensation_begun
-from domain.failures import DECLINE_CODES
+from domain.failures import DECLINE_CODES, ErrorType
 from domain.models import (
     AuthorisationResult,
     AuthorisationStatus,
@@ -117,7 +117,7 @@ class PaymentMethods:
         code = error_code(response)
         if code in CAPTURE_REFUSALS:
             raise ApplicationError(
-                f"capture refused: {code}", type="capture_refused", non_retryable=True
+                f"capture refused: {code}", type=ErrorType.CAPTURE_REFUSED, non_retryable=True
             )
         raise ApplicationError(f"capture unclear: {response.status_code} ({code})")
 
@@ -126,8 +126,9 @@ class PaymentMethods:
         """Release a hold or authorisation, by its id or, when the authorising call's answer
         was lost, by that call's idempotency key.
 
-        A compensation must end up done, so even a refusal is retried: it stays visible as a
-        retrying activity, with the refusal as its last failure, until an operator steps in.
+        A compensation must end up done, so anything unclear is retried. Only the partner's
+        explicit, final refusal (it captured the authorisation, or does not know it) ends
+        the call, as ``void_refused``: the workflow records it for an operator and goes on.
         """
         compensation_begun(method=req.method_type)
         if req.authorisation_id:
@@ -143,7 +144,12 @@ class PaymentMethods:
             )
         raise_for_transient(response)
         if response.status_code >= 400:
-            raise ApplicationError(f"void refused: {error_code(response)}", type="void_refused")
+            code = error_code(response)
+            raise ApplicationError(
+                f"void refused: {code}",
+                type=ErrorType.VOID_REFUSED,
+                non_retryable=code in VOID_REFUSALS,
+            )
         activity.logger.info("%s authorisation voided", req.method_type)
 
     @activity.defn
@@ -173,8 +179,9 @@ class PaymentMethods:
         raise ApplicationError(f"refund unclear: {response.status_code} ({code})")
 
 
-# The acquirer's and issuer's explicit, final refusals of a capture, and of a refund.
+# The acquirer's and issuer's explicit, final refusals of a capture, a void, and a refund.
 CAPTURE_REFUSALS = frozenset({"not_capturable", "amount_too_large"})
+VOID_REFUSALS = frozenset({"not_voidable", "not_found"})
 REFUND_REFUSALS = frozenset({"not_refundable", "refund_exceeds_captured"})
 
 

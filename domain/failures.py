@@ -22,6 +22,13 @@ class FailureCode(StrEnum):
     PAYMENT_ABANDONED = "payment_abandoned"
 
 
+class ErrorType(StrEnum):
+    """Types of the final errors activities raise, which the workflows tell apart."""
+
+    CAPTURE_REFUSED = "capture_refused"  # the partner's explicit, final refusal of a capture
+    VOID_REFUSED = "void_refused"  # its final refusal of a void or reversal
+
+
 MESSAGES: dict[FailureCode, str] = {
     FailureCode.CARD_DECLINED: "The card was declined.",
     FailureCode.CARD_EXPIRED: "The card has expired.",

@@ -88,6 +88,9 @@ class Transition:
     authorisation_id: str | None = None
     detail: str | None = None
     attempt: int = 1  # of the payer's methods: an event recorded once per attempt
+    # Closing unpaid only: the department has not yet taken the revocation of its
+    # confirmation, which the close records in its own transaction (the sweeper finds it).
+    revoke_owed: bool = False
 
 
 @dataclass

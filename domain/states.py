@@ -68,6 +68,12 @@ class AuditNote(StrEnum):
     # The sweeper found the payment stranded but cannot end it safely on its own (capture
     # was decided, yet the authorisation to capture is not known).
     NEEDS_OPERATOR = "needs_operator"
+    # The issuer or acquirer refused for good to void or reverse an authorisation (it was
+    # captured, or it does not know it): ePay holds nothing more, and an operator checks
+    # with the partner (``epay ops resolve``).
+    VOID_REFUSED = "void_refused"
+    # An operator ended what the sweeper left to an operator (``epay ops resolve``).
+    OPERATOR_RESOLVED = "operator_resolved"
     # An operator cleared the wrong-PIN count of the e-Dirham cards tried on the payment
     # (``epay ops clear-pin-limit``, written by the command, not the workflow).
     PIN_LIMIT_CLEARED = "pin_limit_cleared"

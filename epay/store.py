@@ -27,7 +27,7 @@ from domain.models import (
     attempt_key,
 )
 from domain.references import reference_key
-from domain.states import Actor, PaymentEvent, PaymentState, actor_of, transition
+from domain.states import Actor, AuditNote, PaymentEvent, PaymentState, actor_of, transition
 from epay import webhooks
 
 # --- departments, keys, catalogue -------------------------------------------------------
@@ -292,6 +292,10 @@ async def record_note_in(conn: asyncpg.Connection, entry: AuditEntry) -> bool:
     state = await conn.fetchval("SELECT state FROM payments WHERE id = $1", entry.payment_id)
     if state is None:
         return False
+    if entry.note == AuditNote.DEPARTMENT_REVOKED:  # what close_unpaid recorded as owed
+        await conn.execute(
+            "UPDATE payments SET department_revoke_owed = false WHERE id = $1", entry.payment_id
+        )
     return await _insert_event(
         conn,
         entry.payment_id,
@@ -338,6 +342,10 @@ async def close_unpaid(pool: Pool, t: Transition) -> str:
             state = str(current)
         else:
             state = await _apply_transition(conn, t)
+        if t.revoke_owed:  # with the end, so that no later step has to land for the sweeper
+            await conn.execute(
+                "UPDATE payments SET department_revoke_owed = true WHERE id = $1", t.payment_id
+            )
         await conn.execute(
             "UPDATE fee_reservations SET status = 'released', updated_at = now() "
             "WHERE payment_id = $1 AND status = 'held'",

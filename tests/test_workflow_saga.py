@@ -72,8 +72,11 @@ class Partners:
         self.reached: dict[str, asyncio.Event] = {}  # activity -> set when first called
         self.failures: dict[str, int] = {}  # activity -> transient failures before success
         self.auth_status = AuthorisationStatus.AUTHORISED
+        self.challenge_status = AuthorisationStatus.AUTHORISED
+        self.void_refused = False  # the partner refuses every void for good
         self.department_confirms = True
         self.department_up = True
+        self.department_final_error = False
         self.capture_refused = False
         self.database_up = True
         self.applied: dict[str, str] = {}  # event -> state: each recorded once, as the store does
@@ -152,7 +155,8 @@ class Partners:
         @activity.defn(name="complete_challenge")
         async def complete_challenge(answer: ChallengeAnswer) -> AuthorisationResult:
             await self._enter("complete_challenge", answer)
-            return AuthorisationResult(AuthorisationStatus.AUTHORISED, answer.authorisation_id)
+            code = None if self.challenge_status != AuthorisationStatus.DECLINED else "3ds_failed"
+            return AuthorisationResult(self.challenge_status, answer.authorisation_id, code)
 
         @activity.defn(name="capture")
         async def capture(req: FundsRequest) -> None:
@@ -163,12 +167,20 @@ class Partners:
         @activity.defn(name="void_authorisation")
         async def void_authorisation(req: FundsRequest) -> None:
             await self._enter("void_authorisation", req)
+            if self.void_refused:
+                raise ApplicationError(
+                    "void refused: not_voidable", type="void_refused", non_retryable=True
+                )
 
         @activity.defn(name="confirm_with_department")
         async def confirm_with_department(req: DepartmentRequest) -> DepartmentAnswer:
             await self._enter("confirm_with_department", req)
             if not self.department_up:
                 raise ApplicationError("department answered 503")
+            if self.department_final_error:
+                raise ApplicationError(
+                    "department answered 400", type="department_error", non_retryable=True
+                )
             if self.department_confirms:
                 return DepartmentAnswer(True, "DM-C-1")
             return DepartmentAnswer(False, failure_code="department_rejected")
@@ -298,10 +310,11 @@ class Run:
         assert self.handle is not None
         return self.handle
 
-    async def submit(self, method: str = "e_dirham") -> None:
+    async def submit(self, method: str = "e_dirham", *, may_try_again: bool = False) -> None:
         summary = MethodSummary(method, "e_dirham" if method == "e_dirham" else "visa", "0017")
         await self.wf.execute_update(
-            PaymentWorkflow.submit_payment_method, PaymentMethodSubmission(summary, "vt_1")
+            PaymentWorkflow.submit_payment_method,
+            PaymentMethodSubmission(summary, "vt_1", may_try_again=may_try_again),
         )
 
     async def reached(self, name: str) -> None:
@@ -427,11 +440,19 @@ async def test_the_payer_is_released_and_the_payment_ends_while_the_department_i
         await run.submit()
         await run.reached("revoke_department_confirmation")
         for _ in range(100):  # the void and the end state do not wait for the department
-            if "department_revoke_pending" in notes(partners):
+            if events(partners):
                 break
             await asyncio.sleep(0.1)
         assert "void_authorisation" in partners.names()
         assert events(partners) == ["failed"] and partners.state == PaymentState.FAILED
+        # What is owed to the department is written with the end state, in one transaction:
+        # no later step has to land for the sweeper to know that a revocation is pending.
+        [closed] = partners.args("close_unpaid")
+        assert closed.revoke_owed
+        for _ in range(100):
+            if notes(partners):
+                break
+            await asyncio.sleep(0.1)
         assert notes(partners) == ["department_revoke_pending"]
         assert (await run.wf.describe()).status == WorkflowExecutionStatus.RUNNING
         assert await run.wf.query(PaymentWorkflow.state) == "failed"
@@ -690,6 +711,77 @@ async def test_a_department_down_past_the_deadline_fails_unavailable(
     attempts = partners.names().count("confirm_with_department")
     assert 5 < attempts < 40  # backing off to a minute between attempts over ten minutes
     assert {"void_authorisation", "revoke_department_confirmation"} <= set(partners.names())
+
+
+@pytest.mark.parametrize("attempt_ends", ["past_the_deadline", "final_error", "rejected"])
+async def test_a_confirmation_recorded_during_an_attempt_wins_over_how_it_ends(
+    env: WorkflowEnvironment, partners: Partners, attempt_ends: str
+) -> None:
+    """The operator was told the confirmation is recorded: the attempt in flight, however
+    it ends (no answer by the deadline, a final error, a rejection), does not undo that."""
+    partners.gates["confirm_with_department"] = asyncio.Event()
+    async with Run(env.client, partners, request(confirm_deadline_seconds=1)) as run:
+        await run.submit()
+        await run.reached("confirm_with_department")
+        confirmation = OutOfBandConfirmation(OPERATOR.operator, OPERATOR.reason, "DM-PHONE-78")
+        await run.wf.execute_update(PaymentWorkflow.operator_record_confirmation, confirmation)
+        await asyncio.sleep(1.5)  # the deadline passes while the attempt is in flight
+        if attempt_ends == "past_the_deadline":
+            partners.department_up = False
+        elif attempt_ends == "final_error":
+            partners.department_final_error = True
+        else:
+            partners.department_confirms = False
+        partners.gates["confirm_with_department"].set()
+        outcome = await run.outcome()
+    assert outcome.state == "succeeded", outcome
+    assert "capture" in partners.names() and "void_authorisation" not in partners.names()
+    [confirmed] = [
+        c for c in partners.args("record_transition") if c.event == "department_confirmed"
+    ]
+    assert confirmed.department_confirmation == "DM-PHONE-78"
+
+
+async def test_a_temporal_cancel_during_the_void_of_a_failed_challenge_compensates(
+    env: WorkflowEnvironment, partners: Partners
+) -> None:
+    """On the hosted page a failed challenge is voided before the payer may try again; a
+    cancel landing during that void ends the payment as every other cancel does."""
+    partners.auth_status = AuthorisationStatus.REQUIRES_ACTION
+    partners.challenge_status = AuthorisationStatus.DECLINED
+    partners.gates["void_authorisation"] = asyncio.Event()
+    async with Run(env.client, partners, request()) as run:
+        await run.submit("card", may_try_again=True)
+        for _ in range(100):
+            if await run.wf.query(PaymentWorkflow.state) == "requires_action":
+                break
+            await asyncio.sleep(0.05)
+        await run.wf.execute_update(PaymentWorkflow.submit_challenge_answer, "000000")
+        await run.reached("void_authorisation")
+        await run.wf.cancel()
+        await asyncio.sleep(0.5)
+        partners.gates["void_authorisation"].set()
+        with pytest.raises(WorkflowFailureError) as failure:
+            await asyncio.wait_for(run.wf.result(), timeout=60)
+    assert isinstance(failure.value.cause, CancelledError), failure.value.cause
+    [closed] = partners.args("close_unpaid")
+    assert closed.event == "cancelled_by_operator"
+    assert partners.names()[-2:] == ["void_authorisation", "close_unpaid"]
+
+
+async def test_a_void_refused_for_good_is_recorded_and_the_payment_ends(
+    env: WorkflowEnvironment, partners: Partners
+) -> None:
+    partners.department_confirms = False
+    partners.void_refused = True
+    async with Run(env.client, partners, request()) as run:
+        await run.submit()
+        outcome = await run.outcome()
+    assert outcome.state == "failed" and outcome.failure_code == "department_rejected"
+    assert partners.names().count("void_authorisation") == 1
+    assert events(partners) == ["failed"]
+    [refused] = [e for e in partners.args("record_note") if e.note == "void_refused"]
+    assert "not_voidable" in (refused.detail or "")
 
 
 @pytest.mark.parametrize(

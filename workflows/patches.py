@@ -46,8 +46,55 @@ class Patch:
 
 
 SWEEP_REFUNDS = "sweep-refunds"
+CONFIRMATION_WINS = "recorded-confirmation-wins"
+REVOKE_OWED_AT_CLOSE = "revoke-owed-at-close"
+CANCEL_DURING_CHALLENGE_VOID = "cancel-during-challenge-void"
+
+_AFTER_PAYMENTS_DRAIN = (
+    "deprecate by any release after the one that added it, once no payment started before "
+    "that release is running (a payment lives for its window, 90 minutes, plus the retries "
+    "of its capture or revocation; the temporal workflow count query above must answer 0)"
+)
 
 PATCHES: tuple[Patch, ...] = (
+    Patch(
+        id=CONFIRMATION_WINS,
+        workflow="PaymentWorkflow",
+        step=Step.LIVE,
+        guards=(
+            "a confirmation an operator recorded while a department attempt was in flight "
+            "wins over that attempt's end (no answer by the deadline, a final error, a "
+            "refusal): the payment captures instead of failing department_unavailable; the "
+            "marker is written only when such a confirmation meets such an end"
+        ),
+        introduced="the recovery layer (issue 13, defect 2)",
+        next_step=_AFTER_PAYMENTS_DRAIN,
+    ),
+    Patch(
+        id=REVOKE_OWED_AT_CLOSE,
+        workflow="PaymentWorkflow",
+        step=Step.LIVE,
+        guards=(
+            "a revocation still owed to the department when a payment ends unpaid is recorded "
+            "by close_unpaid in the end state's transaction, instead of by a record_note "
+            "local activity after it; written by every compensation after the department "
+            "was asked"
+        ),
+        introduced="the recovery layer (issue 13, defect 4)",
+        next_step=_AFTER_PAYMENTS_DRAIN,
+    ),
+    Patch(
+        id=CANCEL_DURING_CHALLENGE_VOID,
+        workflow="PaymentWorkflow",
+        step=Step.LIVE,
+        guards=(
+            "a Temporal cancel that stops the void of a failed 3-D Secure challenge runs the "
+            "cancel's compensation (void, close cancelled_by_operator) instead of failing the "
+            "workflow; the marker is written only when such a cancel lands"
+        ),
+        introduced="the recovery layer (issue 13, defect 5)",
+        next_step=_AFTER_PAYMENTS_DRAIN,
+    ),
     Patch(
         id=SWEEP_REFUNDS,
         workflow="SweeperWorkflow",

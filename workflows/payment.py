@@ -28,13 +28,15 @@ from temporalio.exceptions import (
     FailureError,
 )
 
+from workflows import patches
+
 with workflow.unsafe.imports_passed_through():
     from activities.departments import DepartmentSystems
     from activities.payment_methods import PaymentMethods
     from activities.records import PaymentRecords
     from domain import search
     from domain.cards import MethodSummary
-    from domain.failures import FailureCode
+    from domain.failures import ErrorType, FailureCode
     from domain.models import (
         MAX_METHODS,
         AuditEntry,
@@ -276,7 +278,7 @@ class PaymentWorkflow:
             if not submission.may_try_again or self._method_number >= MAX_METHODS:
                 raise PaymentEnded(E.FAILED, code)
             if self._authorisation_id:  # a challenge failed: release what it opened
-                await self._void()
+                await self._void(cancellable=True)
             self._funds_may_be_held = False
             await self._record(E.METHOD_DECLINED, failure_code=code)
             self._method_number += 1
@@ -314,8 +316,9 @@ class PaymentWorkflow:
         while True:
             self._attempt += 1
             self._show(self._confirming(), until=gives_up_at)
+            answer: DepartmentAnswer | None = None
             try:
-                return await self._call(
+                answer = await self._call(
                     DepartmentSystems.confirm_with_department,
                     self._department_request(),
                     summary=f"confirm with the department (attempt {self._attempt})",
@@ -327,6 +330,13 @@ class PaymentWorkflow:
                 )
             except _TryAgain as trouble:
                 self._last_error = f"{trouble} at {workflow.now():%H:%M:%S}"
+            except PaymentEnded as end:  # a final error; an operator's cancel stands
+                if end is self._cancel or not self._recorded_confirmation_wins():
+                    raise
+            if answer is not None and (answer.confirmed or not self._recorded_confirmation_wins()):
+                return answer
+            if self._out_of_band is not None and workflow.patched(patches.CONFIRMATION_WINS):
+                return DepartmentAnswer(True, self._out_of_band.confirmation_reference)
             left = gives_up_at - workflow.now()
             if left <= timedelta(0):
                 raise PaymentEnded(
@@ -351,6 +361,11 @@ class PaymentWorkflow:
             if self._out_of_band is not None:
                 return DepartmentAnswer(True, self._out_of_band.confirmation_reference)
             self._retry_now = False
+
+    def _recorded_confirmation_wins(self) -> bool:
+        """An operator recorded the department's confirmation while an attempt was in
+        flight: it stands, however that attempt ended (no answer, an error, a refusal)."""
+        return self._out_of_band is not None and workflow.patched(patches.CONFIRMATION_WINS)
 
     def _confirming(self) -> str:
         line = f"confirming with {self._req.department}: attempt {self._attempt}"
@@ -554,6 +569,25 @@ class PaymentWorkflow:
         revoke = asyncio.ensure_future(self._revoke()) if self._department_asked else None
         if self._funds_may_be_held:
             await self._void()
+        if revoke is not None and workflow.patched(patches.REVOKE_OWED_AT_CLOSE):
+            # What is owed is recorded with the end state, in its transaction; the note that
+            # the department took the revocation clears it.
+            owed = not revoke.done()
+            outcome = await self._close_unpaid(end, revoke_owed=owed)
+            if owed:
+                if not revoke.done():
+                    self._show(
+                        f"ended {self._state}; revoking the department's confirmation (it "
+                        "has not taken it yet: retried until it does)"
+                    )
+                    await self._note(
+                        AuditNote.DEPARTMENT_REVOKE_PENDING,
+                        "the department has not taken the revocation yet: still retried",
+                    )
+                await revoke
+                await self._note(AuditNote.DEPARTMENT_REVOKED, "the department took the revocation")
+                self._show(f"ended {self._state}; the department took the revocation")
+            return outcome
         outcome = await self._close_unpaid(end)
         if revoke is not None and not revoke.done():
             self._show(
@@ -569,9 +603,15 @@ class PaymentWorkflow:
             self._show(f"ended {self._state}; the department took the revocation")
         return outcome
 
-    async def _close_unpaid(self, end: PaymentEnded) -> PaymentOutcome:
+    async def _close_unpaid(
+        self, end: PaymentEnded, *, revoke_owed: bool = False
+    ) -> PaymentOutcome:
         change = Transition(
-            self._req.payment_id, end.event, failure_code=end.failure_code, detail=end.detail
+            self._req.payment_id,
+            end.event,
+            failure_code=end.failure_code,
+            detail=end.detail,
+            revoke_owed=revoke_owed,
         )
         state = PaymentState(
             await self._local(
@@ -585,23 +625,45 @@ class PaymentWorkflow:
         self._show(f"ended {state}" + (f": {end.failure_code}" if end.failure_code else ""))
         return PaymentOutcome(state=state, failure_code=end.failure_code)
 
-    async def _void(self) -> None:
-        """Void the hold or authorisation: by id if known, else whatever the call made."""
+    async def _void(self, *, cancellable: bool = False) -> None:
+        """Void the hold or authorisation: by id if known, else whatever the call made.
+
+        Retried until done; only the partner's final refusal (it captured or does not know
+        the authorisation) ends it, recorded for an operator, since ePay then holds nothing
+        more. A ``cancellable`` void (a failed challenge's, while the payment goes on) that
+        a Temporal cancel stops gives way to the cancel's own compensation.
+        """
         method = self._submission.method.type if self._submission else "card"
-        await workflow.execute_activity_method(
-            PaymentMethods.void_authorisation,
-            FundsRequest(
-                self._req.payment_id,
-                method,
-                self._authorisation_id or "",
-                self._req.total,
-                attempt=self._method_number,
-            ),
-            summary="void the authorisation",
-            task_queue=_queue(payment_method_role(method)),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=COMPENSATION_RETRY,
-        )
+        try:
+            await workflow.execute_activity_method(
+                PaymentMethods.void_authorisation,
+                FundsRequest(
+                    self._req.payment_id,
+                    method,
+                    self._authorisation_id or "",
+                    self._req.total,
+                    attempt=self._method_number,
+                ),
+                summary="void the authorisation",
+                task_queue=_queue(payment_method_role(method)),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=COMPENSATION_RETRY,
+            )
+        except ActivityError as err:
+            if (
+                cancellable
+                and _stopped_by_cancel(err)
+                and workflow.patched(patches.CANCEL_DURING_CHALLENGE_VOID)
+            ):
+                raise asyncio.CancelledError from err
+            if not _is_error(err, ErrorType.VOID_REFUSED):
+                raise
+            await self._note(
+                AuditNote.VOID_REFUSED,
+                f"the {_partner(method)} refused for good to void the authorisation of "
+                f"method {self._method_number}: {err.cause}; ePay holds nothing more, an "
+                "operator checks with the partner",
+            )
 
     async def _revoke(self) -> None:
         """Revoking is harmless if the department never confirmed, and covers a
@@ -833,6 +895,11 @@ def _count(name: str, description: str, **labels: str) -> None:
     records nothing while a workflow replays, so a payment counts once however often its
     history is replayed."""
     workflow.metric_meter().create_counter(name, description).add(1, labels)
+
+
+def _is_error(err: ActivityError, error_type: str) -> bool:
+    """The activity failed for good with an ``ApplicationError`` of ``error_type``."""
+    return isinstance(err.cause, ApplicationError) and err.cause.type == error_type
 
 
 def _stopped_by_cancel(err: FailureError) -> bool:
