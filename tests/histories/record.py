@@ -2,13 +2,17 @@
 
 Run against a stack with ``make record-histories``; it writes one JSON file per scenario
 into this folder, named ``<version>_<scenario>.json`` (``EPAY_HISTORY_VERSION``, default
-``v5``: bump it with each guarded workflow change). The suite (``tests/test_replay.py``)
-replays each of them on the current workflow code, so a change that would break a payment
-already running fails CI. Record anew only for a deliberate, versioned change (see "Safe
-upgrades" in docs/design.md), and keep the old files: running payments were started by the
-old code. Histories are saved with their payloads decoded (the recording stack's payload
-keys are thrown away with it); the replay test decodes them through the codec, which lets
-plaintext payloads pass.
+``v7``: bump it with each guarded workflow change). Every workflow type the worker runs has
+a scenario here: payments (among them the payment page's second method), a refund, a sweep,
+a webhook delivery and a day's settlement. The suite (``tests/test_replay.py``) replays each
+file on the current workflow code, so a change that would break a workflow already running
+fails CI, and ``tests/test_patches.py`` checks that each patch in ``workflows/patches.py`` has
+histories on both sides of it. Record anew only for a deliberate, versioned change (see "Safe
+upgrades" in docs/design.md), and keep the old files: running workflows were started by the
+old code. Record on committed code (a clean export of a commit, not a work tree with changes
+in progress): the files must be what that commit's workflows write. Histories are saved with
+their payloads decoded (the recording stack's payload keys are thrown away with it); the
+replay test decodes them through the codec, which lets plaintext payloads pass.
 """
 
 from __future__ import annotations
@@ -17,19 +21,27 @@ import asyncio
 import os
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from temporalio.client import Client
 
 from domain.models import PaymentRequest
 from domain.money import fee_lines
 from domain.refunds import refund_workflow_id
+from domain.sweeper import SweepOutcome
+from epay import settlement
+from epay.schedules import SETTLEMENT_SCHEDULE_ID, SWEEPER_SCHEDULE_ID, sweep_request
 from tests.conftest import Stack, card, e_dirham, new_reference
-from tests.support import decode_history_payloads
+from tests.support import decode_history_payloads, wait_until
+from tests.test_payer_session import PayerPage
+from workflows.settlement import SettlementRequest, SettlementWorkflow
+from workflows.sweeper import SweeperWorkflow
 
 HERE = Path(__file__).parent
-VERSION = os.environ.get("EPAY_HISTORY_VERSION", "v5")
+VERSION = os.environ.get("EPAY_HISTORY_VERSION", "v7")
 
 
 async def _save(client: Client, workflow_id: str, name: str) -> None:
@@ -139,3 +151,114 @@ def test_record_refund_history(stack: Stack) -> None:
         await _save(await stack.temporal_client(), workflow_id, "refund_card")
 
     asyncio.run(save())
+
+
+def test_record_second_method_history(stack: Stack) -> None:
+    """The payment page's second method: a declined card leaves the payment open (the page
+    submits with may_try_again), then an e-Dirham card pays."""
+    payment = stack.created()
+    page = PayerPage(stack, payment)
+    declined = page.authorise(card("4000000000000002"))
+    assert declined.status_code in (200, 202), declined.text
+    wait_until(
+        lambda: page.status().json().get("message") == "declined",
+        timeout=60,
+        what="the page offering another method",
+    )
+    assert stack.get(payment["id"])["state"] == "reserved"
+    paid = page.authorise(e_dirham("7840000000000017"))
+    assert paid.status_code in (200, 202), paid.text
+    assert stack.wait_for(payment["id"])["state"] == "succeeded"
+    _finished(stack, payment, "second_method_on_the_page")
+
+
+def test_record_sweeper_history(stack: Stack) -> None:
+    """A sweep that finds a payment whose workflow was terminated during its 3-D Secure
+    challenge: it voids the authorisation and closes the payment, then restarts stranded
+    refunds (patch sweep-refunds)."""
+    payment = stack.created()
+    stack.authorise(payment, card("4000000000003220"))
+    stack.wait_for(payment["id"], {"requires_action"})
+
+    async def terminate() -> None:
+        client = await stack.temporal_client()
+        await client.get_workflow_handle(payment["workflow_id"]).terminate(reason="recorded")
+
+    asyncio.run(terminate())
+    stack.fetch(  # past the sweeper's grace period
+        "UPDATE payments SET updated_at = now() - interval '10 minutes' WHERE id = $1",
+        payment["id"],
+    )
+
+    async def sweep() -> None:
+        client = await stack.temporal_client()
+        handle = await client.start_workflow(
+            SweeperWorkflow.run,
+            sweep_request(stack.settings()),
+            id=f"{SWEEPER_SCHEDULE_ID}-recorded-{uuid.uuid4().hex[:8]}",
+            task_queue=stack.env["EPAY_TASK_QUEUE"],
+        )
+        summary = await handle.result()
+        assert [p.payment_id for p in summary.payments if p.outcome == SweepOutcome.CANCELLED] == [
+            payment["id"]
+        ], summary
+        await _save(client, handle.id, "sweeper_terminated_challenge")
+
+    asyncio.run(sweep())
+    assert stack.get(payment["id"])["state"] == "cancelled"
+
+
+def test_record_webhook_delivery_history(stack: Stack) -> None:
+    """A payment's event delivered to its department's endpoint after one refused attempt
+    (the stack retries webhooks after seconds)."""
+    receiver = f"{stack.sandbox_url}/departments/DM"
+    with stack.client() as c:
+        created = c.post("/v1/webhooks", json={"url": f"{receiver}/webhooks"})
+        assert created.status_code == 201, created.text
+        try:
+            httpx.post(f"{receiver}/_admin/webhooks/down", timeout=10).raise_for_status()
+            paid = stack.pay(card("4242424242424242"))
+            assert paid["state"] == "succeeded"
+            wait_until(
+                lambda: bool(stack.fetch(_REFUSED, paid["id"])),
+                timeout=60,
+                what="an attempt refused while the endpoint is down",
+            )
+            httpx.post(f"{receiver}/_admin/webhooks/up", timeout=10).raise_for_status()
+            [event] = stack.fetch("SELECT id FROM webhook_events WHERE payment_id = $1", paid["id"])
+            workflow_id = f"webhook-{event['id']}"
+            _closed(stack, workflow_id)
+        finally:
+            c.delete(f"/v1/webhooks/{created.json()['id']}")
+            httpx.post(f"{receiver}/_admin/webhooks/up", timeout=10)
+
+    async def save() -> None:
+        client = await stack.temporal_client()
+        outcome = await client.get_workflow_handle(workflow_id).result()
+        assert outcome["delivered"] and outcome["attempts"] >= 2, outcome
+        await _save(client, workflow_id, "webhook_delivered_after_a_refusal")
+
+    asyncio.run(save())
+
+
+_REFUSED = """SELECT d.id FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
+               WHERE e.payment_id = $1 AND d.outcome = 'failed'"""
+
+
+def test_record_settlement_history(stack: Stack) -> None:
+    """Today's settlement (Asia/Dubai), with the payments and the refund recorded above."""
+
+    async def settle() -> None:
+        client = await stack.temporal_client()
+        day = datetime.now(UTC).astimezone(settlement.DUBAI).date().isoformat()
+        handle = await client.start_workflow(
+            SettlementWorkflow.run,
+            SettlementRequest(day),
+            id=f"{SETTLEMENT_SCHEDULE_ID}-{day}-recorded",
+            task_queue=stack.env["EPAY_TASK_QUEUE"],
+        )
+        settled = await handle.result()
+        assert settled.day == day and settled.captured > 0, settled
+        await _save(client, handle.id, "settlement_day")
+
+    asyncio.run(settle())
