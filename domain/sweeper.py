@@ -41,6 +41,14 @@ class FindStranded:
 
 
 @dataclass
+class MethodAttempt:
+    """One of the payer's methods on a payment: the n-th, e-Dirham or card."""
+
+    attempt: int
+    method_type: str
+
+
+@dataclass
 class StrandedPayment:
     """A stranded payment, as the read model has it: enough to undo or finish it."""
 
@@ -54,13 +62,21 @@ class StrandedPayment:
     lines: list[FeeLine]
     method_type: str | None = None
     authorisation_id: str | None = None
+    # The payer's method the payment is on (declines + 1; the hosted page takes another
+    # after a decline), and those declined before it: each authorised under keys of its own
+    # (domain.models.attempt_key), so each is reversed under its own.
+    attempt: int = 1
+    earlier_methods: list[MethodAttempt] = field(default_factory=list)
 
 
 class SweepOutcome(StrEnum):
     CANCELLED = "cancelled"  # undone, ended cancelled_by_operator
     ABANDONED = "abandoned"  # undone, ended failed / payment_abandoned
     SUCCEEDED = "succeeded"  # capture was decided: captured and settled
-    NEEDS_OPERATOR = "needs_operator"  # capture was decided but cannot be done safely
+    CAPTURE_FAILED = "capture_failed"  # the partner refused the capture for good: undone
+    # Capture was decided but cannot be done safely, or a void was refused for good:
+    # recorded in the audit trail for ``epay ops resolve``.
+    NEEDS_OPERATOR = "needs_operator"
     REVOKED = "revoked"  # already ended: the department's confirmation is now revoked
     ERROR = "error"  # a call failed; the next run tries again
 
@@ -80,6 +96,7 @@ class SweepSummary:
     cancelled: int = 0
     abandoned: int = 0
     succeeded: int = 0
+    capture_failed: int = 0
     needs_operator: int = 0
     revoked: int = 0
     errors: int = 0
@@ -96,6 +113,8 @@ class SweepSummary:
                 self.abandoned += 1
             case SweepOutcome.SUCCEEDED:
                 self.succeeded += 1
+            case SweepOutcome.CAPTURE_FAILED:
+                self.capture_failed += 1
             case SweepOutcome.NEEDS_OPERATOR:
                 self.needs_operator += 1
             case SweepOutcome.REVOKED:

@@ -12,7 +12,7 @@ import asyncpg
 from asyncpg import Pool
 
 from domain.money import FeeLine
-from domain.sweeper import StrandedPayment
+from domain.sweeper import MethodAttempt, StrandedPayment
 
 # The predicate of the ``payments_open`` index (003_saga.sql), written the same way so that
 # PostgreSQL uses it: the payments not in an end state of ``domain.states``.
@@ -60,12 +60,18 @@ async def stranded_payment(
     department a revocation."""
     row = await pool.fetchrow(
         f"""SELECT id, state, department, service_code, reference, amount_total, lines,
-                   method_type, authorisation_id
+                   method_type, authorisation_id, declines
             FROM payments WHERE id = $1 AND ({OPEN} OR {REVOKE_PENDING})""",
         payment_id,
     )
     if row is None:
         return None
+    earlier = await pool.fetch(
+        """SELECT DISTINCT attempt, method_type FROM payer_attempts
+            WHERE payment_id = $1 AND attempt <= $2 ORDER BY attempt, method_type""",
+        payment_id,
+        row["declines"] + 1,
+    )
     return StrandedPayment(
         payment_id=row["id"],
         state=row["state"],
@@ -77,6 +83,8 @@ async def stranded_payment(
         lines=[FeeLine(line["code"], line["amount"]) for line in row["lines"]],
         method_type=row["method_type"],
         authorisation_id=row["authorisation_id"],
+        attempt=row["declines"] + 1,
+        earlier_methods=[MethodAttempt(r["attempt"], r["method_type"]) for r in earlier],
     )
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import secrets
 import subprocess
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -31,7 +32,8 @@ from epay.config import Settings
 from epay.db import create_pool
 from epay.schedules import SWEEPER_SCHEDULE_ID, sweep_request
 from tests.conftest import Stack, card, e_dirham, new_reference
-from tests.support import BIN
+from tests.support import BIN, wait_until
+from tests.test_payer_session import PayerPage
 from tests.test_payments import acquirer_records, assert_paid_once, issuer_holds
 from workflows.sweeper import SweeperWorkflow
 
@@ -542,3 +544,143 @@ def test_a_refund_terminated_before_its_department_was_told_is_restarted_and_tel
         "UPDATE refunds SET updated_at = now() - interval '10 minutes' WHERE id = $1", refund_id
     )
     assert refund_id not in sweep(stack, grace_seconds=60).refunds_restarted
+
+
+# --- the recovery layer: every method reversed, refusals that end ------------------------
+
+
+def partner(stack: Stack, system: str, switch: str) -> None:
+    """The sandbox card acquirer or e-Dirham issuer: ``down`` answers every call 503."""
+    subprocess.run([str(BIN / "epay"), "sandbox", system, switch], env=stack.env, check=True)
+
+
+def acquirer_call(stack: Stack, path: str, key: str) -> httpx.Response:
+    """A call to the sandbox acquirer made outside ePay (the authorisation lapsing, or being
+    captured, by the acquirer's doing)."""
+    return httpx.post(
+        f"{stack.sandbox_url}/acquirer{path}",
+        json={"amount": 1},
+        headers={"Idempotency-Key": key},
+        timeout=10,
+    )
+
+
+def test_a_second_method_whose_answer_was_lost_is_reversed_by_its_own_keys(
+    stack: Stack,
+) -> None:
+    """On the payment page a declined card, then the lost-answer card: the acquirer has
+    authorised the second one (under ``<payment>:authorise#2``) but its answer is held when
+    the workflow is terminated. The sweep reverses that request, not the first card's."""
+    payment = stack.created()
+    pid = payment["id"]
+    page = PayerPage(stack, payment)
+    first = page.authorise(card("4000000000000002"))
+    assert first.status_code in (200, 202), first.text
+    wait_until(
+        lambda: (
+            stack.get(pid)["state"] == "reserved"
+            and stack.fetch("SELECT declines FROM payments WHERE id = $1", pid)[0]["declines"] == 1
+        ),
+        timeout=30,
+        what="the first card declined",
+    )
+    second = threading.Thread(target=page.authorise, args=(card("4000000000000259"),))
+    second.start()
+    try:
+        wait_until(
+            lambda: any(
+                a["idempotency_key"] == f"{pid}:authorise#2" for a in acquirer_records(stack, pid)
+            ),
+            timeout=30,
+            what="the second card authorised at the acquirer",
+        )
+        terminate(stack, payment)  # while the acquirer's answer is still on its way
+    finally:
+        second.join(timeout=90)
+    [row] = stack.fetch(
+        "SELECT state, method_type, authorisation_id FROM payments WHERE id = $1", pid
+    )
+    assert row == {"state": "authorising", "method_type": "card", "authorisation_id": None}, row
+    [held] = [a for a in acquirer_records(stack, pid) if a["status"] == "authorised"]
+    quiet(stack, pid)
+
+    result = swept(sweep(stack), pid)
+
+    assert result is not None and result.outcome == SweepOutcome.CANCELLED, result
+    assert all(a["status"] != "authorised" for a in acquirer_records(stack, pid)), acquirer_records(
+        stack, pid
+    )
+    [voided] = [a for a in acquirer_records(stack, pid) if a["id"] == held["id"]]
+    assert voided["status"] == "voided" and voided["capture_count"] == 0
+    assert reservation(stack, pid) == "released"
+    assert stack.get(pid)["state"] == "cancelled"
+
+
+def _captured_by_hand_while_capturing(stack: Stack) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A card payment the department confirmed, its workflow terminated while the acquirer
+    was down for the capture; the acquirer is back. Returns the payment and its
+    authorisation."""
+    payment = stack.created(reference=new_reference("SLOW-"))
+    pid = payment["id"]
+    stack.authorise(payment, card("4242424242424242"))
+    stack.wait_for(pid, {"confirming"})
+    partner(stack, "acquirer", "down")
+    try:
+        stack.wait_for(pid, {"capturing"})
+        terminate(stack, payment)
+    finally:
+        partner(stack, "acquirer", "up")
+    [auth] = acquirer_records(stack, pid)
+    assert auth["status"] == "authorised", auth
+    assert [c["status"] for c in confirmations(stack, pid)] == ["confirmed"]
+    quiet(stack, pid)
+    return payment, auth
+
+
+def test_a_capture_refused_after_the_workflow_stopped_ends_the_payment_undone(
+    stack: Stack,
+) -> None:
+    payment, auth = _captured_by_hand_while_capturing(stack)
+    pid = payment["id"]
+    lapsed = acquirer_call(stack, f"/authorisations/{auth['id']}/void", f"lapse-{pid}")
+    assert lapsed.status_code == 200, lapsed.text  # the authorisation lapsed at the acquirer
+
+    first = sweep(stack)
+
+    result = swept(first, pid)
+    assert result is not None and result.outcome == SweepOutcome.CAPTURE_FAILED, first
+    assert "capture refused" in result.detail
+    final = stack.get(pid)
+    assert final["state"] == "failed" and final["failure"]["code"] == "capture_failed", final
+    assert_left_nothing_behind_at_the_acquirer(stack, pid)
+    assert reservation(stack, pid) == "released"
+    assert [c["status"] for c in confirmations(stack, pid)] == ["revoked"]
+    again = stack.created(reference=payment["reference"])  # the reference can be paid again
+    assert again["state"] == "reserved"
+    assert swept(sweep(stack), pid) is None  # ended: no later sweep touches it
+
+
+def test_a_void_refused_for_good_ends_the_payment_for_an_operator(stack: Stack) -> None:
+    """The acquirer captured the authorisation by its own doing: the sweep's void is refused
+    for good, recorded, and the payment ends instead of erroring on every run."""
+    payment = stranded_while_confirming(stack, card("4242424242424242"))
+    pid = payment["id"]
+    [auth] = acquirer_records(stack, pid)
+    taken = acquirer_call(stack, f"/authorisations/{auth['id']}/capture", f"taken-{pid}")
+    assert taken.status_code == 200, taken.text
+    department(stack, "up")
+
+    result = swept(sweep(stack), pid)
+
+    assert result is not None and result.outcome == SweepOutcome.NEEDS_OPERATOR, result
+    assert stack.get(pid)["state"] == "cancelled"
+    assert reservation(stack, pid) == "released"
+    [refused] = [e for e in events(stack, pid) if e["event"] == "void_refused"]
+    assert refused["actor"] == "sweeper" and "not_voidable" in refused["detail"]
+    assert swept(sweep(stack), pid) is None
+
+
+def assert_left_nothing_behind_at_the_acquirer(stack: Stack, payment_id: str) -> None:
+    for auth in acquirer_records(stack, payment_id):
+        assert auth["status"] not in ("authorised", "pending_3ds", "captured"), auth
+        assert auth["capture_count"] == 0, auth

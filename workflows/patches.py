@@ -49,6 +49,7 @@ SWEEP_REFUNDS = "sweep-refunds"
 CONFIRMATION_WINS = "recorded-confirmation-wins"
 REVOKE_OWED_AT_CLOSE = "revoke-owed-at-close"
 CANCEL_DURING_CHALLENGE_VOID = "cancel-during-challenge-void"
+SWEEP_FINAL_REFUSALS = "sweep-final-refusals"
 
 _AFTER_PAYMENTS_DRAIN = (
     "deprecate by any release after the one that added it, once no payment started before "
@@ -57,6 +58,22 @@ _AFTER_PAYMENTS_DRAIN = (
 )
 
 PATCHES: tuple[Patch, ...] = (
+    Patch(
+        id=SWEEP_FINAL_REFUSALS,
+        workflow="SweeperWorkflow",
+        step=Step.LIVE,
+        guards=(
+            "a capture the partner refuses for good ends the stranded payment failed "
+            "(capture_failed) with its compensation, and a void refused for good is recorded "
+            "(void_refused) and the payment ends, instead of the sweep erroring on it every "
+            "run; the marker is written only when a sweep meets such a refusal"
+        ),
+        introduced="the recovery layer (defect 3 of the recovery issue)",
+        next_step=(
+            "deprecate by any release after the one that added it, once no sweep started "
+            "before that release is running (a sweep lasts minutes)"
+        ),
+    ),
     Patch(
         id=CONFIRMATION_WINS,
         workflow="PaymentWorkflow",
@@ -67,7 +84,7 @@ PATCHES: tuple[Patch, ...] = (
             "refusal): the payment captures instead of failing department_unavailable; the "
             "marker is written only when such a confirmation meets such an end"
         ),
-        introduced="the recovery layer (issue 13, defect 2)",
+        introduced="the recovery layer (defect 2 of the recovery issue)",
         next_step=_AFTER_PAYMENTS_DRAIN,
     ),
     Patch(
@@ -80,7 +97,7 @@ PATCHES: tuple[Patch, ...] = (
             "local activity after it; written by every compensation after the department "
             "was asked"
         ),
-        introduced="the recovery layer (issue 13, defect 4)",
+        introduced="the recovery layer (defect 4 of the recovery issue)",
         next_step=_AFTER_PAYMENTS_DRAIN,
     ),
     Patch(
@@ -92,7 +109,7 @@ PATCHES: tuple[Patch, ...] = (
             "cancel's compensation (void, close cancelled_by_operator) instead of failing the "
             "workflow; the marker is written only when such a cancel lands"
         ),
-        introduced="the recovery layer (issue 13, defect 5)",
+        introduced="the recovery layer (defect 5 of the recovery issue)",
         next_step=_AFTER_PAYMENTS_DRAIN,
     ),
     Patch(

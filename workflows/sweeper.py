@@ -22,16 +22,16 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.patches import SWEEP_REFUNDS
+from workflows.patches import SWEEP_FINAL_REFUSALS, SWEEP_REFUNDS
 
 with workflow.unsafe.imports_passed_through():
     from activities.departments import DepartmentSystems
     from activities.payment_methods import PaymentMethods
     from activities.records import PaymentRecords
     from activities.sweeper import Sweeps
-    from domain.failures import FailureCode
+    from domain.failures import ErrorType, FailureCode
     from domain.models import (
         AuditEntry,
         DepartmentRequest,
@@ -135,24 +135,9 @@ class SweeperWorkflow:
         released first; a department that cannot take the revocation yet keeps its payment
         open (and so found again by the next run) until it can.
         """
-        done = []
-        if p.method_type:
-            await self._partner_call(
-                PaymentMethods.void_authorisation,
-                FundsRequest(p.payment_id, p.method_type, p.authorisation_id or "", p.amount),
-                f"void the authorisation of {p.payment_id}",
-                payment_method_role(p.method_type),
-            )
-            done.append("authorisation voided")
+        done, refused = await self._release_methods(p)
         if p.state == PaymentState.CONFIRMING:
-            await self._partner_call(
-                DepartmentSystems.revoke_department_confirmation,
-                DepartmentRequest(
-                    p.payment_id, p.department, p.reference, p.service_code, p.amount
-                ),
-                f"revoke the department's confirmation of {p.payment_id}",
-                Role.DEPARTMENTS,
-            )
+            await self._revoke_confirmation(p)
             done.append("department confirmation revoked")
         detail = f"{_workflow_ended(p)}; {', '.join(done) or 'nothing was open at the partners'}"
         by_operator = p.workflow_status in STOPPED_BY_OPERATOR
@@ -166,17 +151,77 @@ class SweeperWorkflow:
                 detail=detail,
             ),
         )
+        if refused:
+            return SweptPayment(p.payment_id, SweepOutcome.NEEDS_OPERATOR, detail)
         outcome = SweepOutcome.CANCELLED if by_operator else SweepOutcome.ABANDONED
         return SweptPayment(p.payment_id, outcome, detail)
 
-    async def _revoke(self, p: StrandedPayment) -> SweptPayment:
-        """Already ended, with the department's revocation still owed: revoke it."""
+    async def _release_methods(self, p: StrandedPayment) -> tuple[list[str], bool]:
+        """Release every hold or authorisation the payer's methods may have made.
+
+        The method the payment is on is voided by its authorisation id, or reversed by its
+        authorising call's idempotency key when that call's answer was lost; the methods
+        declined before it hold nothing once declined, but are reversed by their own keys
+        all the same, since the records may be a step behind. Each method's calls carry keys
+        of its own (``attempt_key``), so no void answers for another's. A partner's final
+        refusal is recorded for an operator rather than retried for ever. Returns what was
+        done, and whether a partner refused.
+        """
+        done, refusals = [], 0
+        for earlier in p.earlier_methods:
+            if p.method_type and earlier.attempt == p.attempt:
+                continue  # the method the payment is on: voided below
+            refused = await self._void(p, earlier.method_type, "", earlier.attempt)
+            done.append(refused or f"method {earlier.attempt} reversed")
+            refusals += refused is not None
+        if p.method_type:
+            refused = await self._void(p, p.method_type, p.authorisation_id or "", p.attempt)
+            done.append(refused or "authorisation voided")
+            refusals += refused is not None
+        return done, refusals > 0
+
+    async def _void(
+        self, p: StrandedPayment, method_type: str, authorisation_id: str, attempt: int
+    ) -> str | None:
+        """Void one method's hold or authorisation; what the partner refused, if it did."""
+        try:
+            await self._partner_call(
+                PaymentMethods.void_authorisation,
+                FundsRequest(p.payment_id, method_type, authorisation_id, p.amount, attempt),
+                f"void the authorisation of {p.payment_id} (method {attempt})",
+                payment_method_role(method_type),
+            )
+        except ActivityError as err:
+            if not (
+                _is_error(err, ErrorType.VOID_REFUSED) and workflow.patched(SWEEP_FINAL_REFUSALS)
+            ):
+                raise
+            refused = f"void refused for good for method {attempt}: {err.cause}"
+            await self._record(
+                PaymentRecords.record_note,
+                AuditEntry(
+                    p.payment_id,
+                    AuditNote.VOID_REFUSED,
+                    Actor.SWEEPER,
+                    f"{refused}; ePay holds nothing more: an operator checks with the partner "
+                    "(epay ops resolve)",
+                    key=f"sweeper:{attempt}",
+                ),
+            )
+            return refused
+        return None
+
+    async def _revoke_confirmation(self, p: StrandedPayment) -> None:
         await self._partner_call(
             DepartmentSystems.revoke_department_confirmation,
             DepartmentRequest(p.payment_id, p.department, p.reference, p.service_code, p.amount),
             f"revoke the department's confirmation of {p.payment_id}",
             Role.DEPARTMENTS,
         )
+
+    async def _revoke(self, p: StrandedPayment) -> SweptPayment:
+        """Already ended, with the department's revocation still owed: revoke it."""
+        await self._revoke_confirmation(p)
         detail = f"{_workflow_ended(p)} before the department took the revocation; revoked"
         await self._record(
             PaymentRecords.record_note,
@@ -205,16 +250,46 @@ class SweeperWorkflow:
                 f"{_workflow_ended(p)} after the department confirmed; capturing and settling",
             ),
         )
-        await self._partner_call(
-            PaymentMethods.capture,
-            FundsRequest(p.payment_id, p.method_type, p.authorisation_id, p.amount),
-            f"capture the funds of {p.payment_id}",
-            payment_method_role(p.method_type),
-        )
+        try:
+            await self._partner_call(
+                PaymentMethods.capture,
+                FundsRequest(p.payment_id, p.method_type, p.authorisation_id, p.amount),
+                f"capture the funds of {p.payment_id}",
+                payment_method_role(p.method_type),
+            )
+        except ActivityError as err:
+            if not (
+                _is_error(err, ErrorType.CAPTURE_REFUSED) and workflow.patched(SWEEP_FINAL_REFUSALS)
+            ):
+                raise
+            return await self._capture_refused(p, err)
         receipt = await self._record(
             PaymentRecords.settle, Settlement(p.payment_id, p.department, p.method_type, p.lines)
         )
         return SweptPayment(p.payment_id, SweepOutcome.SUCCEEDED, f"receipt {receipt.number}")
+
+    async def _capture_refused(self, p: StrandedPayment, err: ActivityError) -> SweptPayment:
+        """The partner refused the capture for good (the authorisation lapsed or was
+        voided): the payment cannot be paid, so it is undone as the workflow undoes one,
+        the payer's money first, and ends failed (``capture_failed``); the department hears
+        of it through the revocation and its webhooks, and the reference can be paid again."""
+        released, refused = await self._release_methods(p)
+        done = [f"capture refused: {err.cause}", *released]
+        await self._revoke_confirmation(p)
+        done.append("department confirmation revoked")
+        detail = f"{_workflow_ended(p)} after the department confirmed; {', '.join(done)}"
+        await self._record(
+            PaymentRecords.close_unpaid,
+            Transition(
+                p.payment_id,
+                PaymentEvent.FAILED,
+                actor=Actor.SWEEPER,
+                failure_code=FailureCode.CAPTURE_FAILED,
+                detail=detail,
+            ),
+        )
+        outcome = SweepOutcome.NEEDS_OPERATOR if refused else SweepOutcome.CAPTURE_FAILED
+        return SweptPayment(p.payment_id, outcome, detail)
 
     async def _partner_call(
         self, activity: Callable[[Any, A], Awaitable[None]], arg: A, summary: str, partner: Role
@@ -241,6 +316,11 @@ class SweeperWorkflow:
 def _queue(role: Role) -> str:
     """The task queue of ``role``'s activities, derived from this workflow's own."""
     return task_queue(workflow.info().task_queue, role)
+
+
+def _is_error(err: ActivityError, error_type: str) -> bool:
+    """The activity failed for good with an ``ApplicationError`` of ``error_type``."""
+    return isinstance(err.cause, ApplicationError) and err.cause.type == error_type
 
 
 def _workflow_ended(p: StrandedPayment) -> str:
