@@ -1,5 +1,7 @@
 """The daily settlement's one step: read the day's ledger and the partners' settlement
-files, reconcile them, and record the day's result (epay/settlement.py).
+files, reconcile them, and record the day's result (epay/settlement.py). The files of the
+days before are read too when a journal of the day was asked for before it: they say on which
+of those days the partner made the movement.
 
 One activity rather than several so that a day's lines (thousands of payments) never pass
 through the workflow's history: the workflow holds the day and the summary only. The step
@@ -46,17 +48,16 @@ class Settlements:
     @activity.defn
     async def settle_day(self, req: SettleDay) -> SettledDay:
         day = date.fromisoformat(req.day)
-        files: dict[str, dict[str, Any]] = {}
-        for partner, base in self.urls.items():
-            response = await self.http.get(f"{base.rstrip('/')}/settlements/{req.day}")
-            response.raise_for_status()  # a partner without its file yet: retried
-            files[partner] = response.json()
+        files = {day: await self._files(day)}
+        named = {payment_id for _, _, payment_id in settlement.reported_by_day(files)[day]}
         async with (
             self.pool.acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            movements, totals = await settlement.ledger_day(conn, day)
-        outcome = settlement.result(day, movements, totals, files)
+            journals = await settlement.ledger_day(conn, day, named)
+        for earlier in settlement.days_to_read(day, journals):
+            files[earlier] = await self._files(earlier)
+        outcome = settlement.result(day, journals, files)
         runs = await settlement.record(self.pool, outcome)
         activity.logger.info(
             "settlement of %s: %s",
@@ -71,3 +72,12 @@ class Settlements:
             outcome.totals["ledger"]["refunded"],
             runs,
         )
+
+    async def _files(self, day: date) -> dict[str, dict[str, Any]]:
+        """Each partner's settlement file of ``day``."""
+        files: dict[str, dict[str, Any]] = {}
+        for partner, base in self.urls.items():
+            response = await self.http.get(f"{base.rstrip('/')}/settlements/{day.isoformat()}")
+            response.raise_for_status()  # a partner without its file yet: retried
+            files[partner] = response.json()
+        return files

@@ -11,6 +11,10 @@ names its payment:
 - ``missing_at_partner``: the ledger has a capture or refund the partner does not report;
 - ``amount_differs``: both have it, with different amounts.
 
+A movement is matched on the partner's business day, not on the day the ledger booked it: a
+capture the acquirer made at 23:59:59 whose answer ePay booked at 00:00:01, or one the
+sweeper booked days later, belongs to the acquirer's day (``partner_day``).
+
 A run reads the ledger in one snapshot, writes its result as the day's row of
 ``settlement_runs`` (replacing an earlier run's), and can be made again for any past day:
 the same books and files give the same result. ``SettlementWorkflow`` runs it daily from a
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
@@ -79,33 +84,124 @@ class DayResult:
         }
 
 
-async def ledger_day(
-    conn: asyncpg.Connection, day: date
-) -> tuple[list[Movement], dict[str, dict[str, int]]]:
-    """The ledger's movements of the day per payment, and its totals per department and fee
-    line (``captured``, ``refunded`` and ``net`` in fils)."""
+@dataclass(frozen=True)
+class Journal:
+    """A capture or refund journal of the ledger: when ePay asked the partner to move the
+    money (the payment's or the refund's creation), when it booked the journal, and its
+    entries (account, fils; debit > 0)."""
+
+    kind: str  # capture | refund
+    payment_id: str
+    department: str
+    asked: date  # Asia/Dubai
+    booked: date  # Asia/Dubai
+    entries: tuple[tuple[str, int], ...]
+
+    @property
+    def movement(self) -> Movement | None:
+        """What the partner whose receivable the journal moves should report of it (None: the
+        journal moves no partner's receivable)."""
+        for account, amount in self.entries:
+            partner = SOURCE_PARTNERS.get(account)
+            if partner is not None:
+                return Movement(partner, self.kind, self.payment_id, abs(amount))
+        return None
+
+
+Reported = dict[date, set[tuple[str, str, str]]]
+"""Per business day, the (partner, kind, payment) movements the partners' files report."""
+
+
+def reported_by_day(files: dict[date, dict[str, dict[str, Any]]]) -> Reported:
+    return {
+        day: {
+            (m.partner, m.kind, m.payment_id)
+            for partner, settlement_file in by_partner.items()
+            for m in partner_movements(partner, settlement_file)
+        }
+        for day, by_partner in files.items()
+    }
+
+
+def partner_day(journal: Journal, reported: Reported, until: date) -> date | None:
+    """The partner's business day of the journal's movement, as far as the files up to
+    ``until`` tell: the first day from when ePay asked to when it booked whose file reports
+    that movement (the partner moved the money between ePay's request and its answer), or the
+    booking day when none does. None: not decided by ``until`` (booked later, not reported
+    by then)."""
+    m = journal.movement
+    day = journal.asked
+    while m is not None and day <= min(journal.booked, until):
+        if (m.partner, m.kind, m.payment_id) in reported.get(day, set()):
+            return day
+        day += timedelta(days=1)
+    return journal.booked if journal.booked <= until else None
+
+
+def days_to_read(day: date, journals: list[Journal]) -> list[date]:
+    """The earlier days whose files say where the journals asked for before ``day`` belong."""
+    earliest = min((j.asked for j in journals), default=day)
+    return [earliest + timedelta(days=n) for n in range((day - earliest).days)]
+
+
+async def ledger_day(conn: asyncpg.Connection, day: date, reported: Iterable[str]) -> list[Journal]:
+    """The journals that may belong to the partners' business day ``day``: those booked that
+    day, and those booked since of the ``reported`` payments (the day's files name them): a
+    movement is booked after the partner made it, never before."""
     start, end = day_bounds(day)
     rows = await conn.fetch(
-        """SELECT j.kind, j.payment_id, p.department, e.account, e.amount
+        """SELECT j.id, j.kind, j.payment_id, p.department, j.created_at AS booked,
+                  coalesce(r.created_at, p.created_at) AS asked, e.account, e.amount
            FROM ledger_journals j
            JOIN payments p ON p.id = j.payment_id
+           LEFT JOIN refunds r ON r.id = j.refund_id
            JOIN ledger_entries e ON e.journal_id = j.id
-           WHERE j.created_at >= $1 AND j.created_at < $2""",
+           WHERE j.created_at >= $1 AND (j.created_at < $2 OR j.payment_id = ANY($3))
+           ORDER BY j.id, e.id""",
         start,
         end,
+        sorted(reported),
     )
+    entries: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    first: dict[int, Any] = {}
+    for r in rows:
+        entries[r["id"]].append((r["account"], r["amount"]))
+        first.setdefault(r["id"], r)
+    return [
+        Journal(
+            r["kind"],
+            r["payment_id"],
+            r["department"],
+            _dubai_day(r["asked"]),
+            _dubai_day(r["booked"]),
+            tuple(entries[journal_id]),
+        )
+        for journal_id, r in first.items()
+    ]
+
+
+def _dubai_day(at: datetime) -> date:
+    return at.astimezone(DUBAI).date()
+
+
+def ledger_movements(
+    journals: list[Journal],
+) -> tuple[list[Movement], dict[str, dict[str, int]]]:
+    """The journals' movements per payment, and their totals per department and fee line
+    (``captured``, ``refunded`` and ``net`` in fils)."""
     moved: dict[tuple[str, str, str], int] = defaultdict(int)
     totals: dict[str, dict[str, int]] = defaultdict(lambda: {"captured": 0, "refunded": 0})
-    for r in rows:
-        partner = SOURCE_PARTNERS.get(r["account"])
-        if partner is not None:  # the funds source: whose receivable says who moved it
-            moved[(partner, r["kind"], r["payment_id"])] += abs(r["amount"])
-            continue
-        line = _line_of(r["account"], r["department"])
-        if r["kind"] == "capture":
-            totals[line]["captured"] += -r["amount"]
-        elif r["kind"] == "refund":
-            totals[line]["refunded"] += r["amount"]
+    for journal in journals:
+        if (m := journal.movement) is not None:
+            moved[(m.partner, m.kind, m.payment_id)] += m.amount
+        for account, amount in journal.entries:
+            if account in SOURCE_PARTNERS:  # the funds source: whose receivable says who
+                continue
+            line = _line_of(account, journal.department)
+            if journal.kind == "capture":
+                totals[line]["captured"] += -amount
+            elif journal.kind == "refund":
+                totals[line]["refunded"] += amount
     for figures in totals.values():
         figures["net"] = figures["captured"] - figures["refunded"]
     movements = [Movement(p, k, pid, amount) for (p, k, pid), amount in sorted(moved.items())]
@@ -148,22 +244,25 @@ def reconcile(ledger: list[Movement], partners: list[Movement]) -> list[Mismatch
 
 
 def result(
-    day: date,
-    ledger: list[Movement],
-    totals: dict[str, dict[str, int]],
-    files: dict[str, dict[str, Any]],
+    day: date, journals: list[Journal], files: dict[date, dict[str, dict[str, Any]]]
 ) -> DayResult:
-    partners = [m for p, f in files.items() for m in partner_movements(p, f)]
+    """The day's result from the journals that may belong to it (``ledger_day``) and the
+    partners' files of the day and of the days before it that ``days_to_read`` asks for."""
+    reported = reported_by_day(files)
+    ours = [j for j in journals if partner_day(j, reported, day) == day]
+    ledger, lines = ledger_movements(ours)
+    today = files.get(day, {})
+    partners = [m for p, f in today.items() for m in partner_movements(p, f)]
     mismatches = reconcile(ledger, partners)
     summary: dict[str, Any] = {
-        "lines": totals,
+        "lines": lines,
         "ledger": {
             "captured": sum(m.amount for m in ledger if m.kind == "capture"),
             "refunded": sum(m.amount for m in ledger if m.kind == "refund"),
         },
         "partners": {
             p: {"captured": int(f.get("captured", 0)), "refunded": int(f.get("refunded", 0))}
-            for p, f in sorted(files.items())
+            for p, f in sorted(today.items())
         },
     }
     return DayResult(day.isoformat(), not mismatches, summary, mismatches)

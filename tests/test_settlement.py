@@ -19,9 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
+from domain.references import reference_key
 from epay import settlement
 from epay.schedules import SETTLEMENT_SCHEDULE_ID
-from epay.settlement import Movement
+from epay.settlement import DUBAI, Journal, Movement
 from tests.conftest import Stack, card, e_dirham, running_stack
 from tests.support import BIN, ROOT
 from tests.test_refunds import refund, wait_for_refund
@@ -52,6 +53,57 @@ def test_reconcile_lists_each_kind_of_difference() -> None:
         ("missing_at_partner", "issuer", "capture", "pay_c"),
     }
     assert settlement.reconcile(ledger, ledger) == []
+
+
+def _journal(kind: str, payment_id: str, asked: date, booked: date) -> Journal:
+    """A card payment's capture (AED 240) or refund (AED 50) journal."""
+    amount = 24000 if kind == "capture" else -5000
+    entries = (("card_acquirer_receivable", amount), ("department_payable:DM", -amount))
+    return Journal(kind, payment_id, "DM", asked, booked, entries)
+
+
+def _file(*lines: tuple[str, str, int]) -> dict[str, Any]:
+    return {"lines": [{"kind": k, "reference": r, "amount": a} for k, r, a in lines]}
+
+
+def test_a_journal_settles_on_the_first_day_from_ask_to_booking_its_partner_reports_it() -> None:
+    d1, d2, d3 = date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)
+    midnight = _journal("capture", "pay_m", d1, d2)  # captured 23:59:59, booked 00:00:01
+    swept = _journal("capture", "pay_s", d1, d3)  # the sweeper booked it two days on
+    late = _journal("capture", "pay_l", d1, d2)  # asked before midnight, captured after
+    lost = _journal("capture", "pay_x", d1, d2)  # no partner reports it
+    refund = _journal("refund", "pay_m", d2, d2)
+    files = {
+        d1: {"acquirer": _file(("capture", "pay_m", 24000), ("capture", "pay_s", 24000))},
+        d2: {"acquirer": _file(("capture", "pay_l", 24000), ("refund", "pay_m", 5000))},
+        d3: {"acquirer": _file()},
+    }
+    reported = settlement.reported_by_day(files)
+    assert [settlement.partner_day(j, reported, d3) for j in (midnight, swept, late, lost)] == [
+        d1,
+        d1,
+        d2,
+        d2,  # its booking day: where it shows as missing_at_partner, once
+    ]
+    assert settlement.partner_day(refund, reported, d3) == d2
+    # Until its booking day has come, a journal no file has reported yet is undecided.
+    assert settlement.partner_day(swept, {}, d2) is None
+    assert settlement.days_to_read(d3, [swept]) == [d1, d2]
+    assert settlement.days_to_read(d2, [refund]) == []
+
+    journals = [midnight, swept, late, lost, refund]
+    by_day = {day: settlement.result(day, journals, files) for day in (d1, d2, d3)}
+    assert by_day[d1].balanced and by_day[d1].totals["ledger"]["captured"] == 48000
+    assert [(m.kind, m.payment_id) for m in by_day[d2].mismatches] == [
+        ("missing_at_partner", "pay_x")
+    ]
+    assert by_day[d2].totals["ledger"] == {"captured": 48000, "refunded": 5000}
+    assert by_day[d2].totals["lines"]["DM service_fee"] == {
+        "captured": 48000,
+        "refunded": 5000,
+        "net": 43000,
+    }
+    assert by_day[d3].balanced and by_day[d3].totals["ledger"]["captured"] == 0
 
 
 def test_a_business_day_is_dubais() -> None:
@@ -157,6 +209,114 @@ def test_a_day_of_payments_and_refunds_balances_and_a_mismatch_names_its_payment
         "SELECT runs FROM settlement_runs WHERE business_day = $1", date.fromisoformat(day)
     )
     assert rows == [{"runs": 2}]
+
+
+def _booked_capture(
+    stack: Stack, *, asked: datetime, booked: datetime, partner_day: str | None
+) -> str:
+    """A card payment of AED 240 made at ``asked``, captured by the acquirer on its business
+    day ``partner_day`` (a line of that day's settlement file; None: never) and booked by the
+    ledger at ``booked``. These are the records a capture whose booking falls on another day
+    leaves (the answer came back after midnight, or the sweeper finished it days later); they
+    are written directly because a test cannot move the clock to midnight."""
+    pid = f"pay_{uuid.uuid4().hex}"
+    reference = f"SETTLE-{pid[-12:]}"
+    lines = [
+        {"code": "service_fee", "amount": 22000},
+        {"code": "knowledge_fee", "amount": 1000},
+        {"code": "innovation_fee", "amount": 1000},
+    ]
+    stack.fetch(
+        """WITH p AS (
+               INSERT INTO payments (id, department, service_code, reference, reference_key,
+                   state, amount_total, lines, method_type, workflow_id, expires_at,
+                   created_at, updated_at)
+               VALUES ($1, 'DM', 'HEALTH_CERT', $2, $3, 'succeeded', 24000, $4::jsonb, 'card',
+                   'payment-' || $1, $5::timestamptz + interval '90 minutes', $5, $6)
+               RETURNING id),
+           j AS (
+               INSERT INTO ledger_journals (payment_id, kind, created_at)
+               SELECT id, 'capture', $6 FROM p RETURNING id)
+           INSERT INTO ledger_entries (journal_id, account, amount)
+           SELECT j.id, e.account, e.amount FROM j, (VALUES
+               ('card_acquirer_receivable', 24000), ('department_payable:DM', -22000),
+               ('knowledge_dirham_fund', -1000), ('innovation_dirham_fund', -1000)
+           ) AS e (account, amount)""",
+        pid,
+        reference,
+        reference_key(reference),
+        json.dumps(lines),
+        asked,
+        booked,
+    )
+    if partner_day is not None:
+        httpx.post(
+            f"{stack.sandbox_url}/acquirer/_admin/settlement-lines",
+            json={"day": partner_day, "kind": "capture", "reference": pid, "amount": 24000},
+            timeout=10,
+        ).raise_for_status()
+    return pid
+
+
+def test_a_capture_is_matched_on_the_partners_day_whatever_day_the_ledger_booked_it(
+    quiet_stack: Stack,
+) -> None:
+    """A capture the acquirer made at 23:59:59 that the ledger booked at 00:00:01, and one the
+    sweeper booked two days later, balance on the acquirer's day and are not missing on the
+    day they were booked; a capture ePay asked for before midnight that the acquirer put on
+    the next day balances on that day; a booking no partner reports is listed once."""
+    stack = quiet_stack
+    first, second, third = "2021-03-01", "2021-03-02", "2021-03-03"
+
+    def at(day: str, clock: str) -> datetime:
+        return datetime.fromisoformat(f"{day}T{clock}").replace(tzinfo=DUBAI)
+
+    midnight = _booked_capture(
+        stack,
+        asked=at(first, "23:59:50"),
+        booked=at(second, "00:00:01"),
+        partner_day=first,
+    )
+    swept = _booked_capture(
+        stack,
+        asked=at(first, "10:00:00"),
+        booked=at(third, "09:00:00"),
+        partner_day=first,
+    )
+    same_day = _booked_capture(
+        stack,
+        asked=at(second, "12:00:00"),
+        booked=at(second, "12:00:01"),
+        partner_day=second,
+    )
+    unreported = _booked_capture(
+        stack,
+        asked=at(second, "13:00:00"),
+        booked=at(second, "13:00:02"),
+        partner_day=None,
+    )
+    next_day = _booked_capture(
+        stack,
+        asked=at(second, "23:59:59.500"),
+        booked=at(third, "00:00:00.700"),
+        partner_day=third,
+    )
+    mine = {midnight, swept, same_day, unreported, next_day}
+
+    on_first = _result(stack, first)
+    assert _mine(on_first, mine) == [], on_first["mismatches"]
+    assert on_first["totals"]["ledger"] == {"captured": 48000, "refunded": 0}
+    assert on_first["totals"]["lines"]["DM service_fee"]["captured"] == 44000
+
+    on_second = _result(stack, second)
+    assert [(m["kind"], m["payment_id"]) for m in _mine(on_second, mine)] == [
+        ("missing_at_partner", unreported)
+    ]
+    assert on_second["totals"]["ledger"] == {"captured": 48000, "refunded": 0}
+
+    on_third = _result(stack, third)
+    assert _mine(on_third, mine) == [], on_third["mismatches"]
+    assert on_third["totals"]["ledger"] == {"captured": 24000, "refunded": 0}
 
 
 def test_the_shared_stacks_payments_reconcile(stack: Stack) -> None:
