@@ -46,8 +46,11 @@ SCENARIOS = {
     "expired",
     "stopped_mid_confirmation",
     "second_method_on_the_page",
+    "confirmation_recorded_during_an_attempt",
+    "cancel_during_a_challenge_void",
     "refund_card",
     "sweeper_terminated_challenge",
+    "sweeper_capture_refused",
     "webhook_delivered_after_a_refusal",
     "settlement_day",
 }

@@ -2,7 +2,7 @@
 
 Run against a stack with ``make record-histories``; it writes one JSON file per scenario
 into this folder, named ``<version>_<scenario>.json`` (``EPAY_HISTORY_VERSION``, default
-``v7``: bump it with each guarded workflow change). Every workflow type the worker runs has
+``v8``: bump it with each guarded workflow change). Every workflow type the worker runs has
 a scenario here: payments (among them the payment page's second method), a refund, a sweep,
 a webhook delivery and a day's settlement. The suite (``tests/test_replay.py``) replays each
 file on the current workflow code, so a change that would break a workflow already running
@@ -18,9 +18,14 @@ replay test decodes them through the codec, which lets plaintext payloads pass.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
+import sqlite3
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,20 +33,23 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from domain.models import PaymentRequest
+from domain.models import OutOfBandConfirmation, PaymentRequest
 from domain.money import fee_lines
 from domain.refunds import refund_workflow_id
-from domain.sweeper import SweepOutcome
+from domain.sweeper import SweepOutcome, SweepSummary
 from epay import settlement
 from epay.schedules import SETTLEMENT_SCHEDULE_ID, SWEEPER_SCHEDULE_ID, sweep_request
 from tests.conftest import Stack, card, e_dirham, new_reference
+from tests.history_files import read
 from tests.support import decode_history_payloads, wait_until
 from tests.test_payer_session import PayerPage
+from workflows import patches
+from workflows.payment import PaymentWorkflow
 from workflows.settlement import SettlementRequest, SettlementWorkflow
 from workflows.sweeper import SweeperWorkflow
 
 HERE = Path(__file__).parent
-VERSION = os.environ.get("EPAY_HISTORY_VERSION", "v7")
+VERSION = os.environ.get("EPAY_HISTORY_VERSION", "v8")
 
 
 async def _save(client: Client, workflow_id: str, name: str) -> None:
@@ -172,25 +180,137 @@ def test_record_second_method_history(stack: Stack) -> None:
     _finished(stack, payment, "second_method_on_the_page")
 
 
-def test_record_sweeper_history(stack: Stack) -> None:
-    """A sweep that finds a payment whose workflow was terminated during its 3-D Secure
-    challenge: it voids the authorisation and closes the payment, then restarts stranded
-    refunds (patch sweep-refunds)."""
-    payment = stack.created()
-    stack.authorise(payment, card("4000000000003220"))
-    stack.wait_for(payment["id"], {"requires_action"})
+def _has_marker(name: str, patch_id: str) -> bool:
+    return patch_id in read(HERE / f"{VERSION}_{name}.json").markers
+
+
+def test_record_confirmation_recorded_during_an_attempt_history(stack: Stack) -> None:
+    """An operator records the department's confirmation while an attempt is in flight at
+    a slow department, and that attempt gets no answer (the sandbox is killed): the
+    recorded confirmation wins and the payment captures once the sandbox is back."""
+    payment = stack.created(reference=new_reference("SLOW-"))
+    assert stack.authorise(payment, e_dirham("7840000000000017")).status_code in (200, 202)
+    stack.wait_for(payment["id"], {"confirming"})
+
+    async def confirm() -> None:
+        client = await stack.temporal_client()
+        await client.get_workflow_handle(payment["workflow_id"]).execute_update(
+            PaymentWorkflow.operator_record_confirmation,
+            OutOfBandConfirmation("recorder", "confirmed by telephone", "DM-PHONE-1"),
+        )
+
+    asyncio.run(confirm())
+    stack.restart_sandbox()  # within the slow department's seconds: the attempt in flight
+    final = stack.wait_for(payment["id"])
+    assert final["state"] == "succeeded" and final["department_confirmation"] == "DM-PHONE-1"
+    _finished(stack, payment, "confirmation_recorded_during_an_attempt")
+    assert _has_marker("confirmation_recorded_during_an_attempt", patches.CONFIRMATION_WINS)
+
+
+def _acquirer(stack: Stack, switch: str) -> None:
+    httpx.post(f"{stack.sandbox_url}/acquirer/_admin/{switch}", timeout=10).raise_for_status()
+
+
+def _challenge_refused(stack: Stack, payment_id: str) -> Callable[[], bool]:
+    """Whether the acquirer has refused the payment's challenge, read from the sandbox's
+    state file: its admin API answers too late to win the race with the void."""
+    [auth] = stack.sandbox(f"/acquirer/_admin/authorisations?reference={payment_id}")["items"]
+    state = sqlite3.connect(f"file:{stack.log_dir / 'sandbox.db'}?mode=ro", uri=True)
+
+    def refused() -> bool:
+        row = state.execute(
+            "SELECT body FROM documents WHERE kind = 'authorisation' AND id = ?", (auth["id"],)
+        ).fetchone()
+        return bool(json.loads(row[0])["status"] == "failed")
+
+    return refused
+
+
+def test_record_cancel_during_a_challenge_void_history(stack: Stack) -> None:
+    """On the payment page a wrong 3-D Secure code fails the challenge; the acquirer is
+    down when its void comes, and a Temporal cancel stops the void as it retries: the
+    cancel's compensation ends the payment once the acquirer is back.
+
+    No sandbox switch holds a void, so the recorder makes the window: as soon as the
+    acquirer has refused the challenge (its state file says so) it freezes the worker
+    (SIGSTOP), switches the acquirer off and lets the worker go on, which then meets the
+    acquirer down. Should the void have gone out before the freeze, it tries again with a
+    new payment."""
+    worker = stack.workers[0].proc
+    for _ in range(5):
+        payment = stack.created()
+        page = PayerPage(stack, payment)
+        assert page.authorise(card("4000000000003220")).status_code in (200, 202)
+        stack.wait_for(payment["id"], {"requires_action"})
+        submit = threading.Thread(  # the page waits for the challenge's answer
+            target=page.client.post,
+            args=(f"/pay/{payment['id']}/3ds",),
+            kwargs={"json": {"otp": "000000"}, "headers": page.headers()},
+        )
+        refused = _challenge_refused(stack, payment["id"])
+        submit.start()
+        deadline = time.monotonic() + 30
+        while not refused() and time.monotonic() < deadline:
+            pass
+        worker.send_signal(signal.SIGSTOP)
+        try:
+            _acquirer(stack, "down")
+        finally:
+            worker.send_signal(signal.SIGCONT)
+        submit.join(timeout=60)
+        if asyncio.run(_void_retrying(stack, payment["workflow_id"])):
+            break
+        _acquirer(stack, "up")  # the void went out before the freeze: the payer may retry
+        stack.wait_for(payment["id"], {"reserved"})
+    else:
+        raise AssertionError("the void of a failed challenge never met the acquirer down")
+
+    async def cancel() -> None:
+        client = await stack.temporal_client()
+        await client.get_workflow_handle(payment["workflow_id"]).cancel()
+
+    try:
+        asyncio.run(cancel())
+        time.sleep(2)  # the cancel's own void retries while the acquirer is down
+    finally:
+        _acquirer(stack, "up")
+    assert stack.wait_for(payment["id"])["state"] == "cancelled"
+    _finished(stack, payment, "cancel_during_a_challenge_void")
+    assert _has_marker("cancel_during_a_challenge_void", patches.CANCEL_DURING_CHALLENGE_VOID)
+
+
+async def _void_retrying(stack: Stack, workflow_id: str) -> bool:
+    """Whether the workflow's void has failed at least once and is being retried."""
+    client = await stack.temporal_client()
+    for _ in range(50):
+        desc = await client.get_workflow_handle(workflow_id).describe()
+        for pending in desc.raw_description.pending_activities:
+            if pending.activity_type.name == "void_authorisation" and pending.attempt >= 2:
+                return True
+        if desc.close_time is not None:
+            return False
+        await asyncio.sleep(0.1)
+    return False
+
+
+def _terminate(stack: Stack, payment: dict[str, Any]) -> None:
+    """An operator's Terminate, and the payment quiet past the sweeper's grace period."""
 
     async def terminate() -> None:
         client = await stack.temporal_client()
         await client.get_workflow_handle(payment["workflow_id"]).terminate(reason="recorded")
 
     asyncio.run(terminate())
-    stack.fetch(  # past the sweeper's grace period
+    stack.fetch(
         "UPDATE payments SET updated_at = now() - interval '10 minutes' WHERE id = $1",
         payment["id"],
     )
 
-    async def sweep() -> None:
+
+def _sweep(stack: Stack, name: str) -> SweepSummary:
+    """One sweep, as the schedule starts it, saved under ``name``."""
+
+    async def sweep() -> SweepSummary:
         client = await stack.temporal_client()
         handle = await client.start_workflow(
             SweeperWorkflow.run,
@@ -199,13 +319,55 @@ def test_record_sweeper_history(stack: Stack) -> None:
             task_queue=stack.env["EPAY_TASK_QUEUE"],
         )
         summary = await handle.result()
-        assert [p.payment_id for p in summary.payments if p.outcome == SweepOutcome.CANCELLED] == [
-            payment["id"]
-        ], summary
-        await _save(client, handle.id, "sweeper_terminated_challenge")
+        await _save(client, handle.id, name)
+        return summary
 
-    asyncio.run(sweep())
+    return asyncio.run(sweep())
+
+
+def _outcomes(summary: SweepSummary) -> dict[str, SweepOutcome]:
+    return {p.payment_id: p.outcome for p in summary.payments}
+
+
+def test_record_sweeper_history(stack: Stack) -> None:
+    """A sweep that finds a payment whose workflow was terminated during its 3-D Secure
+    challenge: it voids the authorisation and closes the payment, then restarts stranded
+    refunds (patch sweep-refunds)."""
+    payment = stack.created()
+    stack.authorise(payment, card("4000000000003220"))
+    stack.wait_for(payment["id"], {"requires_action"})
+    _terminate(stack, payment)
+    summary = _sweep(stack, "sweeper_terminated_challenge")
+    assert _outcomes(summary) == {payment["id"]: SweepOutcome.CANCELLED}, summary
     assert stack.get(payment["id"])["state"] == "cancelled"
+
+
+def test_record_sweeper_capture_refused_history(stack: Stack) -> None:
+    """A sweep that finds a payment stranded at capturing (its workflow terminated while the
+    acquirer was down for the capture) whose authorisation has since lapsed: the capture is
+    refused for good and the payment ends failed, undone (patch sweep-final-refusals)."""
+    payment = stack.created(reference=new_reference("SLOW-"))
+    pid = payment["id"]
+    assert stack.authorise(payment, card("4242424242424242")).status_code in (200, 202)
+    stack.wait_for(pid, {"confirming"})
+    _acquirer(stack, "down")
+    try:
+        stack.wait_for(pid, {"capturing"})
+        _terminate(stack, payment)
+    finally:
+        _acquirer(stack, "up")
+    [auth] = stack.sandbox(f"/acquirer/_admin/authorisations?reference={pid}")["items"]
+    lapsed = httpx.post(  # the acquirer's own doing: the authorisation lapses
+        f"{stack.sandbox_url}/acquirer/authorisations/{auth['id']}/void",
+        headers={"Idempotency-Key": f"lapse-{pid}"},
+        timeout=10,
+    )
+    assert lapsed.status_code == 200, lapsed.text
+    summary = _sweep(stack, "sweeper_capture_refused")
+    assert _outcomes(summary) == {pid: SweepOutcome.CAPTURE_FAILED}, summary
+    final = stack.get(pid)
+    assert final["state"] == "failed" and final["failure"]["code"] == "capture_failed", final
+    assert _has_marker("sweeper_capture_refused", patches.SWEEP_FINAL_REFUSALS)
 
 
 def test_record_webhook_delivery_history(stack: Stack) -> None:
