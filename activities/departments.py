@@ -153,6 +153,11 @@ class DepartmentSystems:
         """Withdraw a confirmation for a payment that will not be captured (a compensation,
         retried until done, like ``void_authorisation``)."""
         compensation_begun(department=req.department)
+        await self.revoke(req)
+        activity.logger.info("department %s took the revocation", req.department)
+
+    async def revoke(self, req: DepartmentRequest) -> None:
+        """``revoke_department_confirmation`` outside an activity (``epay ops resolve``)."""
         url = await store.department_confirm_url(self.pool, req.department)
         response = await self._send(
             req.department,
@@ -166,7 +171,6 @@ class DepartmentSystems:
             raise ApplicationError(
                 f"department answered {response.status_code}", type="revocation_refused"
             )
-        activity.logger.info("department %s took the revocation", req.department)
 
     @activity.defn
     async def notify_refund(self, notice: RefundNotice) -> None:

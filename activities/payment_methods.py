@@ -131,6 +131,12 @@ class PaymentMethods:
         the call, as ``void_refused``: the workflow records it for an operator and goes on.
         """
         compensation_begun(method=req.method_type)
+        await self.void(req)
+        activity.logger.info("%s authorisation voided", req.method_type)
+
+    async def void(self, req: FundsRequest) -> None:
+        """``void_authorisation`` outside an activity (``epay ops resolve``): raises
+        ``ApplicationError`` on trouble, non-retryable for a final refusal."""
         if req.authorisation_id:
             response = await self.http.post(
                 self._funds_url(req, "void"),
@@ -150,7 +156,6 @@ class PaymentMethods:
                 type=ErrorType.VOID_REFUSED,
                 non_retryable=code in VOID_REFUSALS,
             )
-        activity.logger.info("%s authorisation voided", req.method_type)
 
     @activity.defn
     async def refund(self, req: RefundCall) -> None:

@@ -68,6 +68,21 @@ class StrandedPayment:
     attempt: int = 1
     earlier_methods: list[MethodAttempt] = field(default_factory=list)
 
+    def methods_to_release(self) -> list[tuple[MethodAttempt, str]]:
+        """Every method whose hold or authorisation may be open, with the authorisation id
+        to void it by ("" to reverse its authorising call by its idempotency key instead):
+        the declined ones first, then the one the payment is on."""
+        found = [
+            (earlier, "")
+            for earlier in self.earlier_methods
+            if not (self.method_type and earlier.attempt == self.attempt)
+        ]
+        if self.method_type:
+            found.append(
+                (MethodAttempt(self.attempt, self.method_type), self.authorisation_id or "")
+            )
+        return found
+
 
 class SweepOutcome(StrEnum):
     CANCELLED = "cancelled"  # undone, ended cancelled_by_operator

@@ -10,7 +10,9 @@ payment's audit trail, and are refused, with their validator's message, when the
 state does not allow them. ``clear-pin-limit`` ends the wrong-PIN count of the e-Dirham
 card(s) tried on a payment (api/abuse.py), so that a resident whose card ePay refuses can use
 it again; it acts on the database alone, whether the payment has ended or not, and writes
-itself to the payment's audit trail as the updates do.
+itself to the payment's audit trail as the updates do. ``resolve`` ends what the sweeper
+left to an operator (``needs_operator``, ``void_refused``), on the database and the partners
+alone, since the payment's workflow has closed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+import asyncpg
+import httpx
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.api.failure.v1 import Failure
@@ -42,14 +46,27 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.departments import DepartmentSystems
+from activities.payment_methods import PaymentMethods
 from domain import search
-from domain.models import AuditEntry, OperatorAction, OutOfBandConfirmation, PaymentStatus
+from domain.failures import FailureCode
+from domain.models import (
+    AuditEntry,
+    DepartmentRequest,
+    FundsRequest,
+    OperatorAction,
+    OutOfBandConfirmation,
+    PaymentStatus,
+    Transition,
+)
 from domain.money import format_aed
 from domain.references import reference_key
-from domain.states import WAITING_FOR, Actor, AuditNote, PaymentState
-from epay import store
+from domain.states import WAITING_FOR, Actor, AuditNote, PaymentEvent, PaymentState
+from domain.sweeper import StrandedPayment
+from epay import store, sweeps
 from epay.config import Settings
 from epay.db import create_pool
+from epay.http import TransientError
 from epay.temporal import connect, payment_workflow_id
 from workflows.payment import PaymentWorkflow
 
@@ -65,8 +82,9 @@ EXIT_CODES = """exit codes:
   2  usage error
   3  no such payment
   4  refused: the payment's state does not allow the action, or the payment has ended
-     (clear-pin-limit: no e-Dirham card was tried on the payment)
-  5  Temporal unreachable
+     (clear-pin-limit: no e-Dirham card was tried on the payment; resolve: nothing was
+     left to an operator, or its workflow is still running it)
+  5  Temporal unreachable (resolve: a partner or the department; run it again)
   1  unexpected error (traceback on stderr)"""
 
 PAYMENT_WORKFLOW_TYPE = PaymentWorkflow.__name__
@@ -433,6 +451,152 @@ async def clear_pin_limit(
     }
 
 
+async def resolve(settings: Settings, payment: str, operator: str, reason: str) -> dict[str, Any]:
+    """End what was left to an operator: a payment the sweeper marked ``needs_operator``
+    (capture decided, its authorisation unknown) or whose void a partner refused for good
+    (``void_refused``), once the operator has looked at it with the partner.
+
+    Acts on the database and the partners, with no workflow: every method the payment may
+    have authorised is voided or reversed under its own keys (a refusal is reported, and
+    recorded, not fatal: the operator has checked); an open payment has the department's
+    confirmation revoked and ends ``failed`` (``capture_failed``), releasing its
+    reservation; a revocation still owed is made. The operator and reason go into the audit
+    trail (``operator_resolved``) with what was done. Nothing is recorded as resolved while
+    a partner or the department cannot be reached: run it again.
+    """
+    payment_id = _payment_id(_workflow_id(payment))
+    operator, reason = operator.strip(), reason.strip()
+    if not operator or not reason:
+        raise OpsError(
+            REFUSED,
+            "operator_identity_required",
+            "an operator action needs the operator's identity and a reason",
+        )
+    said = f"{operator}: {reason}"
+    pool = await create_pool(settings.require_database_url(), max_size=2)
+    try:
+        async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
+            try:
+                p, revoke_owed, left = await sweeps.left_to_operator(pool, payment_id)
+            except LookupError:
+                raise OpsError(NOT_FOUND, "payment_not_found", f"no payment {payment_id}") from None
+            state = PaymentState(p.state)
+            if not left:
+                raise OpsError(
+                    REFUSED,
+                    "nothing_to_resolve",
+                    f"{payment_id} ({state}) has nothing left to an operator "
+                    "(no needs_operator or void_refused since it was last resolved)",
+                )
+            if not state.is_terminal and AuditNote.NEEDS_OPERATOR not in left:
+                raise OpsError(
+                    REFUSED,
+                    "workflow_running",
+                    f"{payment_id} is {state} and its workflow is still running it: "
+                    "use epay ops cancel, or wait for the sweeper",
+                )
+            done = await _release_at_partners(settings, pool, http, p)
+            department = DepartmentRequest(
+                p.payment_id, p.department, p.reference, p.service_code, p.amount
+            )
+            if not state.is_terminal or revoke_owed:
+                await _partner_step(
+                    "the department",
+                    DepartmentSystems(
+                        pool,
+                        http,
+                        timeout=settings.department_timeout_seconds,
+                        token_secret=settings.token_secret,
+                    ).revoke(department),
+                )
+                done.append("department confirmation revoked")
+            if not state.is_terminal:
+                state = PaymentState(
+                    await store.close_unpaid(
+                        pool,
+                        Transition(
+                            p.payment_id,
+                            PaymentEvent.FAILED,
+                            actor=Actor.OPERATOR,
+                            failure_code=FailureCode.CAPTURE_FAILED,
+                            detail=f"{said}; {'; '.join(done)}",
+                        ),
+                    )
+                )
+            key = datetime.now(UTC).isoformat()
+            if revoke_owed:
+                await store.record_note(
+                    pool,
+                    AuditEntry(
+                        p.payment_id,
+                        AuditNote.DEPARTMENT_REVOKED,
+                        Actor.OPERATOR,
+                        f"{said}: revoked",
+                        key=f"resolve:{key}",
+                    ),
+                )
+            await store.record_note(
+                pool,
+                AuditEntry(
+                    p.payment_id,
+                    AuditNote.OPERATOR_RESOLVED,
+                    Actor.OPERATOR,
+                    f"{said} ({'; '.join(done) or 'nothing was open at the partners'})",
+                    key=key,
+                ),
+            )
+    finally:
+        await pool.close()
+    return {
+        "payment_id": payment_id,
+        "action": "resolve",
+        "resolved": sorted(left),
+        "state": state.value,
+        "done": done,
+    }
+
+
+async def _release_at_partners(
+    settings: Settings, pool: asyncpg.Pool, http: httpx.AsyncClient, p: StrandedPayment
+) -> list[str]:
+    """Void or reverse every method the payment may have authorised, as the sweeper does;
+    a final refusal is reported (the operator has checked it with the partner)."""
+    methods = PaymentMethods(
+        pool,
+        http,
+        vault_key=b"",  # voids need no card data
+        acquirer_url=settings.acquirer_url,
+        issuer_url=settings.issuer_url,
+    )
+    done = []
+    for method, authorisation_id in p.methods_to_release():
+        what = "voided" if authorisation_id else "authorising call reversed"
+        request = FundsRequest(
+            p.payment_id, method.method_type, authorisation_id, p.amount, method.attempt
+        )
+        try:
+            await _partner_step(f"the {method.method_type} partner", methods.void(request))
+        except ApplicationError as err:
+            if not err.non_retryable:
+                raise OpsError(UNREACHABLE, "partner_refused", f"{err}: run it again") from None
+            what = f"refused for good ({err}), as the operator found"
+        done.append(f"method {method.attempt} ({method.method_type}): {what}")
+    return done
+
+
+async def _partner_step(partner: str, call: Awaitable[None]) -> None:
+    """A partner call that ends the command with exit 5 when the partner cannot answer."""
+    try:
+        await call
+    except (TransientError, httpx.TransportError) as err:
+        raise OpsError(
+            UNREACHABLE,
+            "partner_unreachable",
+            f"{partner} could not be reached ({err}): nothing is recorded as resolved yet; "
+            "run it again",
+        ) from None
+
+
 # --- the command line ----------------------------------------------------------------------
 
 
@@ -500,6 +664,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     clear.add_argument("--operator", required=True, help="who you are (recorded)")
     clear.add_argument("--reason", required=True, help="why (recorded)")
+
+    resolved = command(
+        "resolve",
+        "end what the sweeper left to an operator (needs_operator, void_refused): void or "
+        "reverse at the partners, revoke, end the payment failed if open (database and "
+        "partners, no workflow)",
+    )
+    resolved.add_argument("payment", metavar="PAYMENT_ID")
+    resolved.add_argument("--operator", required=True, help="who you are (recorded)")
+    resolved.add_argument("--reason", required=True, help="what you found (recorded)")
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -584,6 +758,17 @@ async def _clear_pin_limit(settings: Settings, args: argparse.Namespace) -> None
     print("the issuer's own count is not cleared: one more wrong PIN may lock the card there")
 
 
+async def _resolve(settings: Settings, args: argparse.Namespace) -> None:
+    done = await resolve(settings, args.payment, args.operator, args.reason)
+    if args.json:
+        _print_json(done)
+        return
+    print(f"{args.operator.strip()} resolved {done['payment_id']} ({', '.join(done['resolved'])})")
+    for step in done["done"]:
+        print(f"  {step}")
+    print(f"now {done['state']}")
+
+
 _COMMANDS: dict[str, Callable[[Client, Settings, argparse.Namespace], Awaitable[None]]] = {
     "stuck": _stuck,
     "show": _show,
@@ -594,6 +779,7 @@ _COMMANDS: dict[str, Callable[[Client, Settings, argparse.Namespace], Awaitable[
 # Those that need the database alone, not Temporal.
 _DATABASE_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[None]]] = {
     "clear-pin-limit": _clear_pin_limit,
+    "resolve": _resolve,
 }
 
 

@@ -58,10 +58,19 @@ async def stranded_payment(
 ) -> StrandedPayment | None:
     """The payment as the read model has it now, if it is still open or still owes the
     department a revocation."""
+    found = await _payment(pool, payment_id, workflow_status, f"({OPEN} OR {REVOKE_PENDING})")
+    return found[0] if found else None
+
+
+async def _payment(
+    pool: Pool, payment_id: str, workflow_status: str, condition: str = "true"
+) -> tuple[StrandedPayment, bool] | None:
+    """The payment as a StrandedPayment, and whether a revocation is owed to its department,
+    if it meets ``condition``."""
     row = await pool.fetchrow(
         f"""SELECT id, state, department, service_code, reference, amount_total, lines,
-                   method_type, authorisation_id, declines
-            FROM payments WHERE id = $1 AND ({OPEN} OR {REVOKE_PENDING})""",
+                   method_type, authorisation_id, declines, department_revoke_owed
+            FROM payments WHERE id = $1 AND {condition}""",
         payment_id,
     )
     if row is None:
@@ -72,7 +81,7 @@ async def stranded_payment(
         payment_id,
         row["declines"] + 1,
     )
-    return StrandedPayment(
+    payment = StrandedPayment(
         payment_id=row["id"],
         state=row["state"],
         workflow_status=workflow_status,
@@ -86,6 +95,30 @@ async def stranded_payment(
         attempt=row["declines"] + 1,
         earlier_methods=[MethodAttempt(r["attempt"], r["method_type"]) for r in earlier],
     )
+    return payment, row["department_revoke_owed"]
+
+
+# What the sweeper, or a payment's workflow, leaves to an operator, until an operator
+# resolves it (``epay ops resolve``).
+LEFT_TO_OPERATOR = ("needs_operator", "void_refused")
+
+
+async def left_to_operator(pool: Pool, payment_id: str) -> tuple[StrandedPayment, bool, set[str]]:
+    """For ``epay ops resolve``: the payment (LookupError if there is none), whether a
+    revocation is owed to its department, and the notes left to an operator since the last
+    time one resolved it."""
+    found = await _payment(pool, payment_id, "left to an operator")
+    if found is None:
+        raise LookupError(payment_id)
+    notes = await pool.fetch(
+        """SELECT DISTINCT event FROM payment_events
+            WHERE payment_id = $1 AND event = ANY($2::text[])
+              AND id > coalesce((SELECT max(id) FROM payment_events
+                  WHERE payment_id = $1 AND event = 'operator_resolved'), 0)""",
+        payment_id,
+        list(LEFT_TO_OPERATOR),
+    )
+    return found[0], found[1], {r["event"] for r in notes}
 
 
 async def delete_card_data_older_than(pool: Pool, age: timedelta) -> int:

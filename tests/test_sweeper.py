@@ -669,8 +669,10 @@ def test_a_void_refused_for_good_ends_the_payment_for_an_operator(stack: Stack) 
     taken = acquirer_call(stack, f"/authorisations/{auth['id']}/capture", f"taken-{pid}")
     assert taken.status_code == 200, taken.text
     department(stack, "up")
-
-    result = swept(sweep(stack), pid)
+    try:
+        result = swept(sweep(stack), pid)
+    finally:
+        department(stack, "down")
 
     assert result is not None and result.outcome == SweepOutcome.NEEDS_OPERATOR, result
     assert stack.get(pid)["state"] == "cancelled"
@@ -678,6 +680,62 @@ def test_a_void_refused_for_good_ends_the_payment_for_an_operator(stack: Stack) 
     [refused] = [e for e in events(stack, pid) if e["event"] == "void_refused"]
     assert refused["actor"] == "sweeper" and "not_voidable" in refused["detail"]
     assert swept(sweep(stack), pid) is None
+
+    # The operator finds the capture at the acquirer (and has it refunded there): resolved.
+    done = resolve(stack, pid, "found captured by the acquirer; refund asked of it")
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["resolved"] == ["void_refused"] and shown["state"] == "cancelled", shown
+    assert "refused for good" in shown["done"][0], shown
+    [note] = [e for e in events(stack, pid) if e["event"] == "operator_resolved"]
+    assert note["actor"] == "operator"
+    assert note["detail"].startswith("ops@dm: found captured by the acquirer"), note
+    again = resolve(stack, pid, "twice")
+    assert again.returncode == 4 and "nothing_to_resolve" in again.stdout, again
+
+
+def resolve(stack: Stack, payment_id: str, reason: str) -> subprocess.CompletedProcess[str]:
+    command = [str(BIN / "epay"), "ops", "resolve", payment_id, "--json"]
+    command += ["--operator", "ops@dm", "--reason", reason]
+    return subprocess.run(command, env=stack.env, capture_output=True, text=True, timeout=60)
+
+
+def test_an_operator_resolves_a_capture_whose_authorisation_is_not_known(stack: Stack) -> None:
+    """The sweeper leaves it to an operator; ``epay ops resolve`` reverses what the card's
+    authorising call made, revokes the department's confirmation and ends the payment, with
+    no workflow, and the reference can be paid again."""
+    payment = _confirmed_then_terminated(stack, authorisation_known=False)
+    pid = payment["id"]
+    result = swept(sweep(stack), pid)
+    assert result is not None and result.outcome == SweepOutcome.NEEDS_OPERATOR
+    department(stack, "up")
+    try:
+        done = resolve(stack, pid, "no authorisation id at the acquirer's portal either")
+    finally:
+        department(stack, "down")
+
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["resolved"] == ["needs_operator"] and shown["state"] == "failed", shown
+    final = stack.get(pid)
+    assert final["state"] == "failed" and final["failure"]["code"] == "capture_failed"
+    assert_left_nothing_behind_at_the_acquirer(stack, pid)
+    assert reservation(stack, pid) == "released"
+    trail = events(stack, pid)
+    [ended] = [e for e in trail if e["event"] == "failed"]
+    assert ended["actor"] == "operator" and ended["detail"].startswith("ops@dm: no author")
+    assert [e["event"] for e in trail][-1] == "operator_resolved"
+    assert swept(sweep(stack), pid) is None
+    assert stack.created(reference=payment["reference"])["state"] == "reserved"
+
+
+def test_resolve_refuses_what_was_not_left_to_an_operator(stack: Stack) -> None:
+    payment = stack.created()  # running, waiting for its payer
+    refused = resolve(stack, payment["id"], "just looking")
+    assert refused.returncode == 4 and "nothing_to_resolve" in refused.stdout, refused
+    missing = resolve(stack, "pay_doesnotexist", "typo")
+    assert missing.returncode == 3 and "payment_not_found" in missing.stdout, missing
+    assert stack.get(payment["id"])["state"] == "reserved"
 
 
 def assert_left_nothing_behind_at_the_acquirer(stack: Stack, payment_id: str) -> None:

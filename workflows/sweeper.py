@@ -168,15 +168,13 @@ class SweeperWorkflow:
         done, and whether a partner refused.
         """
         done, refusals = [], 0
-        for earlier in p.earlier_methods:
-            if p.method_type and earlier.attempt == p.attempt:
-                continue  # the method the payment is on: voided below
-            refused = await self._void(p, earlier.method_type, "", earlier.attempt)
-            done.append(refused or f"method {earlier.attempt} reversed")
-            refusals += refused is not None
-        if p.method_type:
-            refused = await self._void(p, p.method_type, p.authorisation_id or "", p.attempt)
-            done.append(refused or "authorisation voided")
+        methods = p.methods_to_release()
+        for method, authorisation_id in methods:
+            refused = await self._void(p, method.method_type, authorisation_id, method.attempt)
+            what = "authorisation voided" if authorisation_id else "authorising call reversed"
+            if len(methods) > 1 or method.attempt > 1:  # the payer tried more than one
+                what = f"method {method.attempt}: {what}"
+            done.append(refused or what)
             refusals += refused is not None
         return done, refusals > 0
 
