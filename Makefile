@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test chaos bench record-histories screenshots lint install lock clean
+.PHONY: run test chaos chaos-partitions bench record-histories screenshots lint install lock clean
 
 # The whole tree comes pinned from requirements-dev.lock (make lock writes it from
 # pyproject.toml); ePay itself is installed on top, editable, without resolving again.
@@ -24,6 +24,11 @@ test: install
 
 chaos: install
 	$(BIN)/python -m tests.chaos --payments 300
+
+# The chaos run with network partitions instead of kills (docs/chaos.md): needs root and
+# iproute2's ip netns; says so and exits 77 where namespaces cannot be made.
+chaos-partitions: install
+	$(BIN)/python -m tests.partitions --payments 300
 
 # ePay against the Temporal floor on a stack of its own (docs/performance.md).
 bench: install

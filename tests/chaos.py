@@ -20,7 +20,8 @@ against the partners' records and the database:
 - the ledger balances, as a whole and journal by journal.
 
 It prints the counts and every violation, and exits 1 on any violation or on a payment that
-never ended.
+never ended. ``tests/partitions.py`` runs the same payments and checks with the workers and the
+API in network namespaces of their own, and cuts them off instead of killing them.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,8 +277,11 @@ class ChaosStack(Stack):
             proc.stop()
 
 
+StackType = Callable[[dict[str, str], str, Path], ChaosStack]
+
+
 @contextlib.contextmanager
-def chaos_stack(opts: Options) -> Iterator[ChaosStack]:
+def chaos_stack(opts: Options, stack_type: StackType = ChaosStack) -> Iterator[ChaosStack]:
     log_dir = opts.log_dir or Path(tempfile.mkdtemp(prefix="epay-chaos-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     with temporary_database() as dsn:
@@ -292,7 +296,7 @@ def chaos_stack(opts: Options) -> Iterator[ChaosStack]:
             SANDBOX_SLOW_SECONDS="1.5",
             SANDBOX_LOST_ANSWER_DELAY="3",  # above the activities' 2 s HTTP timeout
         )
-        s = ChaosStack(env, dsn, log_dir)
+        s = stack_type(env, dsn, log_dir)
         print(f"logs and state in {log_dir}", flush=True)
         try:
             s.start_temporal_and_wait()
@@ -351,6 +355,7 @@ class Run:
     chaos_log: list[str] = field(default_factory=list)
     answers: Counter[str] = field(default_factory=Counter)  # client-side answers and errors
     anomalies: list[str] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)  # more of the report, after the chaos log
 
     async def wait_for_creates(self, count: float) -> None:
         """Until ``count`` payments have been asked for, or the run's time is up."""
@@ -583,7 +588,7 @@ async def chaos(run: Run) -> None:
     actions += [
         (rng.uniform(0.25, 0.75), "restart_temporal") for _ in range(opts.temporal_restarts)
     ]
-    run.chaos_planned = Counter(action for _, action in actions)
+    run.chaos_planned.update(action for _, action in actions)
     for at, action in sorted(actions):
         await run.wait_for_creates(at * opts.payments)
         if time.monotonic() >= run.deadline:
@@ -849,6 +854,8 @@ def report(run: Run, f: Findings) -> int:
     print("chaos actions: " + ", ".join(f"{k} {v}" for k, v in sorted(run.chaos_done.items())))
     for line in run.chaos_log:
         print("  " + line)
+    for line in run.summary:
+        print(line)
     retries = ", ".join(f"{k} x{v}" for k, v in run.answers.most_common()) or "none"
     print(f"client retries and incidents: {retries}")
     for step in ("authorise", "challenge"):
@@ -893,7 +900,9 @@ def report(run: Run, f: Findings) -> int:
     complete = run.chaos_done == run.chaos_planned
     if not complete:
         print(f"CHAOS INCOMPLETE: planned {dict(run.chaos_planned)}, done {dict(run.chaos_done)}")
-    ok = total == 0 and not f.not_ended and complete
+    if not f.states["succeeded"]:
+        print("NO PAYMENT SUCCEEDED: a run in which nothing can be paid checks nothing")
+    ok = total == 0 and not f.not_ended and complete and f.states["succeeded"] > 0
     print("RESULT: " + ("OK" if ok else "FAILED"), flush=True)
     return 0 if ok else 1
 
@@ -908,7 +917,12 @@ async def settle(run: Run, until: float) -> None:
         await asyncio.sleep(1)
 
 
-async def run_chaos(stack: ChaosStack, opts: Options) -> int:
+ChaosAction = Callable[[Run], Coroutine[Any, Any, None]]
+
+
+async def run_chaos(stack: ChaosStack, opts: Options, also: Sequence[ChaosAction] = ()) -> int:
+    """Drive the payments through ``chaos`` and the actions ``also`` (each given the run, all
+    at once), then check every payment's end and report."""
     rng = random.Random(opts.seed)
     run_id = f"{opts.seed}-{uuid.uuid4().hex[:4]}"
     plans = make_plans(opts.payments, rng, run_id)
@@ -930,7 +944,7 @@ async def run_chaos(stack: ChaosStack, opts: Options) -> int:
             run.tracked = [Tracked(p) for p in plans]
             slots = asyncio.Semaphore(opts.concurrency)
             helpers = [asyncio.create_task(progress(run)), asyncio.create_task(keep_workers(run))]
-            chaos_task = asyncio.create_task(chaos(run))
+            chaos_task = asyncio.gather(chaos(run), *(action(run) for action in also))
             await asyncio.gather(*(drive(run, t, slots, own_cards) for t in run.tracked))
             run.note("all payments driven; waiting for the rest of the chaos and for the ends")
             with contextlib.suppress(TimeoutError):
@@ -944,8 +958,9 @@ async def run_chaos(stack: ChaosStack, opts: Options) -> int:
                 # calling anything a violation.
                 await asyncio.sleep(5)
                 findings = await check(run)
-            for task in [*helpers, chaos_task]:
+            for task in helpers:
                 task.cancel()
+            chaos_task.cancel()
             return report(run, findings)
     finally:
         await pool.close()
@@ -958,8 +973,11 @@ def quiet_runtime() -> Runtime:
     return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(filter=errors_only)))
 
 
-def parse(argv: Sequence[str] | None) -> Options:
-    parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__)
+def parser(
+    prog: str = "python -m tests.chaos", description: str | None = __doc__
+) -> argparse.ArgumentParser:
+    """The chaos run's options, for ``tests.chaos`` and the runs built on it."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--payments", type=int, default=300)
     parser.add_argument("--seed", type=int, default=None, help="default: a random one, printed")
     parser.add_argument("--concurrency", type=int, default=20, help="payments driven at once")
@@ -991,7 +1009,10 @@ def parse(argv: Sequence[str] | None) -> Options:
     )
     parser.add_argument("--progress-every", type=float, default=10)
     parser.add_argument("--log-dir", type=Path, default=None)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def options(args: argparse.Namespace) -> Options:
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     return Options(
         payments=args.payments,
@@ -1013,7 +1034,7 @@ def parse(argv: Sequence[str] | None) -> Options:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    opts = parse(argv)
+    opts = options(parser().parse_args(argv))
     print(f"chaos run: seed {opts.seed}, {opts.payments} payments", flush=True)
     with chaos_stack(opts) as stack:
         return asyncio.run(run_chaos(stack, opts))
