@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -15,7 +16,8 @@ from fastapi.responses import JSONResponse
 from api import schemas, temporal_calls, views
 from api.context import Ctx, Department, PaymentId
 from api.errors import ApiError, field_error, not_found, problem_body
-from domain.models import PaymentRequest
+from domain.failures import FailureCode
+from domain.models import PaymentRequest, ReservationResult
 from domain.money import MAX_AMOUNT, fee_lines, total
 from domain.proofs import commitments
 from domain.states import CANCELLABLE_STATES, PaymentState
@@ -83,64 +85,124 @@ async def create_payment(
             "amount", "amount_too_large", "With the added fees the total would pass AED 10,000,000."
         )
 
-    payment_id = "pay_" + uuid.uuid4().hex
-    status = 201
-    if idempotency_key is not None:
-        request_hash = _request_hash(body)
-        earlier = await store.claim_idempotency_key(
-            ctx.pool, dept, idempotency_key, request_hash, payment_id
+    async def reserve(payment_id: str) -> ReservationResult:
+        """Start the payment's workflow (or join it) and wait for its reservation."""
+        req = PaymentRequest(
+            payment_id=payment_id,
+            department=dept,
+            service_code=body.service_code,
+            reference=body.reference,
+            lines=lines,
+            payment_window_seconds=ctx.settings.payment_window_seconds,
+            confirm_deadline_seconds=ctx.settings.department_confirm_deadline_seconds,
+            requested_at=time.time(),
+            description=body.description,
+            return_url=body.return_url,
+            metadata=body.metadata or {},
+            payer=body.payer.model_dump(exclude_none=True) if body.payer else None,
+            update_commitments=commitments(ctx.settings.token_secret, payment_id),
         )
-        if earlier is not None:
-            if earlier["request_hash"] != request_hash:
-                raise ApiError(
-                    409,
-                    "idempotency_key_reused",
-                    "This Idempotency-Key was used with a different request in the last 24 hours.",
-                )
-            if earlier["response_status"] is not None:
-                return JSONResponse(
-                    earlier["response_body"],
-                    status_code=earlier["response_status"],
-                    media_type="application/problem+json",
-                )
-            payment_id, status = earlier["payment_id"], 200
-            if await store.get_payment(ctx.pool, dept, payment_id) is not None:
-                return await _payment_response(ctx, dept, payment_id, 200)
+        return await temporal_calls.start_payment(
+            ctx.temporal, ctx.settings.task_queue, req, ctx.settings.reservation_wait_seconds
+        )
 
-    req = PaymentRequest(
-        payment_id=payment_id,
-        department=dept,
-        service_code=body.service_code,
-        reference=body.reference,
-        lines=lines,
-        payment_window_seconds=ctx.settings.payment_window_seconds,
-        confirm_deadline_seconds=ctx.settings.department_confirm_deadline_seconds,
-        requested_at=time.time(),
-        description=body.description,
-        return_url=body.return_url,
-        metadata=body.metadata or {},
-        payer=body.payer.model_dump(exclude_none=True) if body.payer else None,
-        update_commitments=commitments(ctx.settings.token_secret, payment_id),
+    payment_id = "pay_" + uuid.uuid4().hex
+    if idempotency_key is not None:
+        replay = await _replay(ctx, dept, idempotency_key, _request_hash(body), payment_id, reserve)
+        if replay is not None:
+            return replay
+    return await _answer(ctx, dept, idempotency_key, payment_id, 201, await reserve(payment_id))
+
+
+Reserve = Callable[[str], Awaitable[ReservationResult]]
+
+# How often one request may find the payment its key names ended unreserved and move the key
+# to a new payment, when concurrent retries with the key move it first.
+KEY_MOVES = 3
+
+
+async def _replay(
+    ctx: Ctx, dept: str, key: str, request_hash: str, payment_id: str, reserve: Reserve
+) -> JSONResponse | None:
+    """The answer to a request whose Idempotency-Key an earlier request holds; None when this
+    request is to make ``payment_id`` under the key: the key was free, or the payment it
+    named ended without a reservation that the department was ever told of."""
+    for _ in range(KEY_MOVES):
+        earlier = await store.claim_idempotency_key(ctx.pool, dept, key, request_hash, payment_id)
+        if earlier is None:
+            return None
+        if earlier["request_hash"] != request_hash:
+            raise ApiError(
+                409,
+                "idempotency_key_reused",
+                "This Idempotency-Key was used with a different request in the last 24 hours.",
+            )
+        if earlier["response_status"] is not None:
+            return JSONResponse(
+                earlier["response_body"],
+                status_code=earlier["response_status"],
+                media_type="application/problem+json",
+            )
+        reservation = await _earlier_reservation(ctx, dept, earlier["payment_id"], reserve)
+        if reservation is not None:
+            return await _answer(ctx, dept, key, earlier["payment_id"], 200, reservation)
+        if await store.move_idempotency_key(ctx.pool, dept, key, earlier["payment_id"], payment_id):
+            return None
+    raise _refusal(temporal_calls.RESERVATION_PENDING)
+
+
+# The answers of a workflow that gave up its payment before it was reserved for good.
+UNRESERVED = frozenset({FailureCode.RESERVATION_FAILED, temporal_calls.PAYMENT_CLOSED})
+
+
+async def _earlier_reservation(
+    ctx: Ctx, dept: str, payment_id: str, reserve: Reserve
+) -> ReservationResult | None:
+    """What became of the reservation of the payment an earlier request with the key started
+    (a 503 told the caller to retry, or the request is still waiting): its workflow's answer,
+    or None if the payment ended unreserved, its workflow having closed before reserving or
+    released a reservation whose answer came too late."""
+    row = await store.get_payment(ctx.pool, dept, payment_id)
+    if row is not None and row["state"] != PaymentState.RESERVED:
+        return None if _released_too_late(row) else ReservationResult(ok=True)
+    # Not reserved yet, or reserved: its workflow says whether the reservation stands.
+    reservation = await reserve(payment_id)
+    if reservation.ok or reservation.code not in UNRESERVED:
+        return reservation
+    row = await store.get_payment(ctx.pool, dept, payment_id)
+    # A reservation its workflow is still releasing: 503 again, the key kept for the retry.
+    return None if row is None or _released_too_late(row) else reservation
+
+
+def _released_too_late(payment: Any) -> bool:
+    """The payment's workflow ended it because its reservation's answer came too late."""
+    return bool(
+        payment["state"] == PaymentState.FAILED
+        and payment["failure_code"] == FailureCode.RESERVATION_FAILED
     )
-    reservation = await temporal_calls.start_payment(ctx.temporal, ctx.settings.task_queue, req)
+
+
+async def _answer(
+    ctx: Ctx,
+    dept: str,
+    key: str | None,
+    payment_id: str,
+    status: int,
+    reservation: ReservationResult,
+) -> JSONResponse:
+    """The payment once reserved; else a 409, which the key keeps, or a 503, after which the
+    key still names the payment, so that a retry with it learns what became of the payment."""
     # A workflow that ended (stopped in Temporal) before it answered may have reserved the
     # fee first: the read model says.
-    if (
+    if reservation.ok or (
         reservation.code == temporal_calls.PAYMENT_CLOSED
         and await store.get_payment(ctx.pool, dept, payment_id) is not None
     ):
         return await _payment_response(ctx, dept, payment_id, status)
-    if not reservation.ok:
-        error = _refusal(reservation.code)
-        if idempotency_key is not None:
-            if error.status == 409:
-                await store.remember_idempotent_response(
-                    ctx.pool, dept, idempotency_key, 409, problem_body(error)
-                )
-            else:  # nothing was reserved: a retry with this key starts afresh
-                await store.release_idempotency_key(ctx.pool, dept, idempotency_key)
-        raise error
-    return await _payment_response(ctx, dept, payment_id, status)
+    error = _refusal(reservation.code)
+    if key is not None and error.status == 409:
+        await store.remember_idempotent_response(ctx.pool, dept, key, 409, problem_body(error))
+    raise error
 
 
 def _refusal(code: str | None) -> ApiError:
@@ -149,7 +211,8 @@ def _refusal(code: str | None) -> ApiError:
     if code == "reference_in_progress":
         return ApiError(409, code, "This reference has a payment in progress.")
     # reservation_failed / reservation_pending / payment_closed: nothing was promised; with
-    # the same Idempotency-Key a retry returns the payment if the reservation did go through.
+    # the same Idempotency-Key a retry returns the payment if the reservation did go through,
+    # or makes a new one if it did not.
     return ApiError(
         503,
         "reservation_unavailable",

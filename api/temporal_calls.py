@@ -29,10 +29,11 @@ from domain.proofs import proof_name, update_proof
 from epay.temporal import payment_workflow_id
 from workflows.payment import PaymentWorkflow
 
-RESERVATION_WAIT_SECONDS = 45.0
-
 PAYMENT_CLOSED = "payment_closed"
 """The payment's workflow has ended: what became of the payment, the read model says."""
+
+RESERVATION_PENDING = "reservation_pending"
+"""No answer within the wait: the reservation may still be made."""
 
 
 def _closed(err: RPCError) -> bool:
@@ -40,9 +41,11 @@ def _closed(err: RPCError) -> bool:
     return err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION)
 
 
-async def start_payment(client: Client, task_queue: str, req: PaymentRequest) -> ReservationResult:
-    """Start the payment's workflow (or join it, if already started) and wait for its
-    reservation: one round trip, thanks to update-with-start."""
+async def start_payment(
+    client: Client, task_queue: str, req: PaymentRequest, wait_seconds: float
+) -> ReservationResult:
+    """Start the payment's workflow (or join it, if already started) and wait up to
+    ``wait_seconds`` for its reservation: one round trip, thanks to update-with-start."""
     wf_id = payment_workflow_id(req.payment_id)
     start = WithStartWorkflowOperation(
         PaymentWorkflow.run,
@@ -60,12 +63,12 @@ async def start_payment(client: Client, task_queue: str, req: PaymentRequest) ->
             client.execute_update_with_start_workflow(
                 PaymentWorkflow.reservation, start_workflow_operation=start
             ),
-            timeout=RESERVATION_WAIT_SECONDS,
+            timeout=wait_seconds,
         )
         return result
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
         # No answer in time (the SDK reports the wait being given up as its own error).
-        return ReservationResult(ok=False, code="reservation_pending")
+        return ReservationResult(ok=False, code=RESERVATION_PENDING)
     except WorkflowAlreadyStartedError:
         # The workflow ran and closed already (a replay after a crash): read its outcome.
         try:

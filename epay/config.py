@@ -107,6 +107,10 @@ class Settings(BaseSettings):
 
     payment_window_seconds: int = _env("EPAY_PAYMENT_WINDOW_SECONDS", 5400, gt=0)
     """How long a payer has to pay before the payment expires (90 minutes)."""
+    reservation_wait_seconds: float = _env("EPAY_RESERVATION_WAIT_SECONDS", 45.0, gt=0)
+    """How long `POST /v1/payments` waits for the fee's reservation before it answers 503
+    `reservation_unavailable` (a payment's workflow answers within 30 s of its start, unless
+    workers or Temporal are slow); keep it below the timeout of any proxy in front of the API."""
     http_timeout_seconds: float = _env("EPAY_HTTP_TIMEOUT_SECONDS", 5.0, gt=0)
     """Timeout of each call to the acquirer and the issuer."""
     department_timeout_seconds: float = _env("EPAY_DEPARTMENT_TIMEOUT_SECONDS", 10.0, gt=0)

@@ -603,6 +603,23 @@ async def remember_idempotent_response(
     )
 
 
+async def move_idempotency_key(
+    pool: Pool, department: str, key: str, from_payment: str, to_payment: str
+) -> bool:
+    """Point ``key`` at a new payment for another 24 h, if it still names ``from_payment``
+    with no answer kept (a concurrent request with the key may have moved it first)."""
+    moved = await pool.fetchval(
+        """UPDATE idempotency_keys SET payment_id = $4, created_at = now()
+           WHERE department = $1 AND key = $2 AND payment_id = $3 AND response_status IS NULL
+           RETURNING 1""",
+        department,
+        key,
+        from_payment,
+        to_payment,
+    )
+    return bool(moved)
+
+
 async def release_idempotency_key(pool: Pool, department: str, key: str) -> None:
     await pool.execute(
         "DELETE FROM idempotency_keys WHERE department = $1 AND key = $2", department, key

@@ -150,9 +150,9 @@ def test_a_payment_stopped_before_it_reserved_is_refused_and_can_be_retried(
     stack: Stack, how: str
 ) -> None:
     """The workers are away, so the workflow has not reserved yet when an operator stops it.
-    The caller hears 503 `reservation_unavailable` (the key is free again) or, had the
-    reservation been made first, the payment; so does a retry that finds the key still
-    claimed, as after an API crash between starting the workflow and answering."""
+    The caller hears 503 `reservation_unavailable` or, had the reservation been made first,
+    the payment. The key still names the stopped payment: a retry with it gets that payment
+    if it was made, and otherwise a new one, which the next retry gets again."""
     key, reference = uuid.uuid4().hex, new_reference()
     with _workers_away(stack), ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(stack.create, reference=reference, headers={"Idempotency-Key": key})
@@ -176,33 +176,26 @@ def test_a_payment_stopped_before_it_reserved_is_refused_and_can_be_retried(
             assert response.json()["code"] == "reservation_unavailable"
 
     assert_answer(first, 201)
-    # An API that crashed after starting the workflow left its claim on the key behind.
-    [row] = claim
-    stack.fetch(
-        "INSERT INTO idempotency_keys (department, key, request_hash, payment_id, created_at) "
-        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        row["department"],
-        row["key"],
-        row["request_hash"],
-        row["payment_id"],
-        row["created_at"],
-    )
-    assert_answer(stack.create(reference=reference, headers={"Idempotency-Key": key}), 200)
     retry = stack.create(reference=reference, headers={"Idempotency-Key": key})
     if made:
         assert retry.status_code == 200 and retry.json()["id"] == made[0]["id"], retry.text
-    else:  # nothing was reserved: the retry starts afresh
+    else:  # nothing was reserved: the key moves to a new payment
         assert retry.status_code == 201 and retry.json()["state"] == "reserved", retry.text
+        assert retry.json()["id"] != claim[0]["payment_id"]
+        again = stack.create(reference=reference, headers={"Idempotency-Key": key})
+        assert again.status_code == 200 and again.json()["id"] == retry.json()["id"], again.text
 
 
 def test_a_reservation_nobody_answers_within_the_wait_is_a_503_not_a_500(stack: Stack) -> None:
     """Workers away for longer than the API waits (45 s), as when an operator cancels a
-    workflow that no worker is running: nothing was reserved, the key is free again."""
+    workflow that no worker is running: nothing was reserved. The key still names the payment
+    that was not: a retry with it, once a worker is back, makes a new one."""
     key, reference = uuid.uuid4().hex, new_reference()
     with _workers_away(stack):
         refused = stack.create(reference=reference, headers={"Idempotency-Key": key})
     assert refused.status_code == 503, refused.text
     assert refused.json()["code"] == "reservation_unavailable"
-    assert stack.fetch("SELECT 1 FROM idempotency_keys WHERE key = $1", key) == []
+    [claim] = stack.fetch("SELECT payment_id FROM idempotency_keys WHERE key = $1", key)
     retry = stack.create(reference=reference, headers={"Idempotency-Key": key})
     assert retry.status_code == 201, retry.text
+    assert retry.json()["id"] != claim["payment_id"]
