@@ -597,6 +597,7 @@ def test_alert_rules_say_what_fires_and_read_only_listed_metrics() -> None:
         "epay_payments_ended_total",
         "epay_payments_stuck",
         "void_authorisation",
+        'epay_payments_swept_total{outcome="needs_operator"}',
     ):
         assert concern in watched, concern
 
