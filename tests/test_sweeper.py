@@ -456,6 +456,48 @@ def test_a_revocation_left_pending_by_a_terminated_workflow_is_finished(stack: S
     assert (last["event"], last["actor"]) == ("department_revoked", "sweeper"), last
     assert stack.get(pid)["state"] == "cancelled"
     assert swept(sweep(stack), pid) is None  # done: not found again
+    [owed] = stack.fetch("SELECT department_revoke_owed FROM payments WHERE id = $1", pid)
+    assert owed == {"department_revoke_owed": False}
+
+
+def test_a_revocation_owed_at_the_end_is_found_without_any_later_step(stack: Stack) -> None:
+    """The end state and the revocation it leaves owed are one transaction: a workflow that
+    stops right after it (no note written after the end) still leaves the sweeper a
+    revocation to make."""
+    payment = stranded_while_confirming(stack, e_dirham("7840000000000017"))
+    pid = payment["id"]
+
+    async def end_owing() -> None:  # the workflow's close_unpaid, and nothing after it
+        pool = await create_pool(stack.dsn, max_size=1)
+        try:
+            await store.close_unpaid(
+                pool,
+                Transition(
+                    pid,
+                    PaymentEvent.CANCELLED_BY_DEPARTMENT,
+                    detail="duplicate invoice",
+                    revoke_owed=True,
+                ),
+            )
+        finally:
+            await pool.close()
+
+    asyncio.run(end_owing())
+    assert stack.get(pid)["state"] == "cancelled"
+    assert "department_revoke_pending" not in [e["event"] for e in events(stack, pid)]
+    quiet(stack, pid)
+
+    department(stack, "up")
+    try:
+        result = swept(sweep(stack), pid)
+    finally:
+        department(stack, "down")
+
+    assert result is not None and result.outcome == SweepOutcome.REVOKED, result
+    assert [c["status"] for c in confirmations(stack, pid)] == ["revoked"]
+    [owed] = stack.fetch("SELECT department_revoke_owed FROM payments WHERE id = $1", pid)
+    assert owed == {"department_revoke_owed": False}
+    assert swept(sweep(stack), pid) is None
 
 
 def test_a_refund_whose_workflow_was_terminated_is_restarted_and_refunds_once(
