@@ -524,22 +524,16 @@ class PartitionStack(ChaosStack):
 
     # --- partitions ------------------------------------------------------------------------
 
-    def cut(self, p: Partition) -> None:
+    def cut(self, p: Partition, cut: bool = True) -> None:
+        """Make the partition ``p``, or heal it (``cut=False``)."""
         for link in p.links:
             if p.kind == "blackhole":
-                self.network.blackhole(link, cut=True)
+                self.network.blackhole(link, cut)
             elif p.kind == "unreachable":
-                self.network.set_link(link, up=False)
-            else:
+                self.network.set_link(link, up=not cut)
+            elif cut:
                 self.forwarders[link].kill()
                 self.forwarders[link].stop()
-
-    def heal(self, p: Partition) -> None:
-        for link in p.links:
-            if p.kind == "blackhole":
-                self.network.blackhole(link, cut=False)
-            elif p.kind == "unreachable":
-                self.network.set_link(link, up=True)
             else:
                 self.start_forwarder(link)
 
@@ -667,7 +661,7 @@ async def make(run: Run, stack: PartitionStack, p: Partition) -> None:
         )
         await asyncio.sleep(max(began + p.planned - time.monotonic(), 0))
     finally:
-        stack.heal(p)  # not in a thread: a run cancelled here heals too
+        stack.cut(p, cut=False)  # not in a thread: a run cancelled here heals too
         p.lasted = time.monotonic() - began
     p.moved = await moves_since(run, first)
     healed = await until_open(stack, p)
