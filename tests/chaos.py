@@ -928,6 +928,7 @@ async def run_chaos(stack: ChaosStack, opts: Options, also: Sequence[ChaosAction
     plans = make_plans(opts.payments, rng, run_id)
     started = time.monotonic()
     pool = await asyncpg.create_pool(stack.dsn, min_size=1, max_size=4)
+    background: list[asyncio.Future[Any]] = []  # ended before the pool closes, however it ends
     try:
         async with httpx.AsyncClient(timeout=30) as http:
             run = Run(
@@ -943,8 +944,12 @@ async def run_chaos(stack: ChaosStack, opts: Options, also: Sequence[ChaosAction
             own_cards = await make_cards(run, plans)
             run.tracked = [Tracked(p) for p in plans]
             slots = asyncio.Semaphore(opts.concurrency)
-            helpers = [asyncio.create_task(progress(run)), asyncio.create_task(keep_workers(run))]
+            background += [
+                asyncio.create_task(progress(run)),
+                asyncio.create_task(keep_workers(run)),
+            ]
             chaos_task = asyncio.gather(chaos(run), *(action(run) for action in also))
+            background.append(chaos_task)
             await asyncio.gather(*(drive(run, t, slots, own_cards) for t in run.tracked))
             run.note("all payments driven; waiting for the rest of the chaos and for the ends")
             with contextlib.suppress(TimeoutError):
@@ -958,11 +963,11 @@ async def run_chaos(stack: ChaosStack, opts: Options, also: Sequence[ChaosAction
                 # calling anything a violation.
                 await asyncio.sleep(5)
                 findings = await check(run)
-            for task in helpers:
-                task.cancel()
-            chaos_task.cancel()
             return report(run, findings)
     finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await pool.close()
 
 

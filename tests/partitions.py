@@ -187,10 +187,18 @@ class Network:
         self.remove()
 
     def _make(self) -> None:
-        self.subnet = str(free_subnet())
         STATE.mkdir(parents=True, exist_ok=True)
-        (STATE / str(self.owner)).write_text(self.subnet + "\n")
-        ip("route", "add", "unreachable", self.subnet)
+        for candidate in free_subnets():
+            self.subnet = str(candidate)
+            (STATE / str(self.owner)).write_text(self.subnet + "\n")
+            try:  # the route is the claim: a run starting at the same moment takes another
+                ip("route", "add", "unreachable", self.subnet)
+                break
+            except NetworkError as err:
+                if "File exists" not in str(err):
+                    raise
+        else:
+            raise NetworkError(f"no free /24 left in {SUBNETS}")
         numbers = itertools.count()
         self.api = self._namespace("api", "API", API_LINKS, numbers)
         self.workers = [
@@ -307,7 +315,8 @@ ROUTE_TYPES = {
 }
 
 
-def free_subnet() -> ipaddress.IPv4Network:
+def free_subnets() -> list[ipaddress.IPv4Network]:
+    """The /24s of ``SUBNETS`` that no route or address of this machine overlaps."""
     taken = []
     for line in ip("-4", "-o", "route", "show", "table", "all").splitlines():
         words = line.split()
@@ -318,19 +327,16 @@ def free_subnet() -> ipaddress.IPv4Network:
     for line in ip("-4", "-o", "addr", "show").splitlines():
         with contextlib.suppress(ValueError, IndexError):
             taken.append(ipaddress.ip_interface(line.split()[3]).network)
-    for candidate in list(SUBNETS.subnets(new_prefix=24))[1:]:
-        if not any(candidate.overlaps(t) for t in taken):
-            return candidate
-    raise NetworkError(f"no free /24 left in {SUBNETS}")
+    return [
+        candidate
+        for candidate in list(SUBNETS.subnets(new_prefix=24))[1:]
+        if not any(candidate.overlaps(t) for t in taken)
+    ]
 
 
 def namespaces_of(owner: int) -> list[str]:
     prefix = f"{PREFIX}{owner}-"
-    return [
-        line.split()[0]
-        for line in ip("netns", "list").splitlines()
-        if line.startswith(prefix) and not line.split()[0].endswith("-probe")
-    ]
+    return [line.split()[0] for line in ip("netns", "list").splitlines() if line.startswith(prefix)]
 
 
 def host_links_of(owner: int) -> list[str]:
@@ -747,7 +753,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if reason is not None:
         print(f"partition run not made: {reason}", flush=True)
         return SKIPPED
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up as on Ctrl-C
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # cleans up, as Ctrl-C does
     print(
         f"partition run: seed {opts.seed}, {opts.payments} payments, {count} partitions",
         flush=True,
@@ -762,11 +768,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             with chaos_stack(opts, stack_type) as stack:
                 assert isinstance(stack, PartitionStack)
-                partitions = [lambda run: make_partitions(run, stack, plans)]
-                return asyncio.run(run_chaos(stack, opts, also=partitions))
+                try:
+                    return asyncio.run(run_until_stopped(stack, opts, plans))
+                except asyncio.CancelledError:
+                    print("partition run stopped by SIGTERM", flush=True)
+                    return 128 + signal.SIGTERM
         except CannotPartition as err:
             print(f"partition run not made: {err}", flush=True)
             return SKIPPED
+
+
+async def run_until_stopped(stack: PartitionStack, opts: Options, plans: list[Partition]) -> int:
+    """The run, which SIGTERM cancels as Ctrl-C does; the stack and the network are removed
+    either way. (Outside the event loop, SIGTERM raises KeyboardInterrupt, as Ctrl-C does.)"""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await run_chaos(stack, opts, also=[lambda run: make_partitions(run, stack, plans)])
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ def test_a_small_partition_run_ends_every_payment_with_nothing_left_behind(
     try:
         stdout, stderr = run.communicate(timeout=420)
     except subprocess.TimeoutExpired:
-        run.send_signal(2)  # as Ctrl-C: it removes its namespaces before it ends
+        run.terminate()  # on SIGTERM it removes its stack and namespaces before it ends
         stdout, stderr = run.communicate(timeout=120)
     output = stdout[-10000:] + stderr[-4000:]
     if run.returncode == 77:
