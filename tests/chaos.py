@@ -567,6 +567,15 @@ async def drive(run: Run, t: Tracked, slots: asyncio.Semaphore, own: dict[int, s
                     run.creates.notify_all()
             if t.payment is None:
                 return
+            if t.payment["next_url"] is None:
+                # An idempotent retry of the create can answer with the payment its first
+                # attempt made, ended meanwhile (a long partition): no payer has it to pay.
+                run.anomalies.append(
+                    f"{t.plan.reference}: the create answered {t.create_outcome} with "
+                    f"{t.payment['id']}, already {t.payment['state']} "
+                    f"({t.payment.get('failure_code')})"
+                )
+                return
             canceller = asyncio.create_task(cancel_later(run, t)) if t.plan.cancel else None
             if t.plan.method != "abandoned":
                 await pay(run, t, own)
