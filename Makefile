@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test chaos chaos-partitions bench record-histories screenshots lint install lock clean
+.PHONY: run test test-fast chaos chaos-partitions bench record-histories screenshots lint install lock clean
 
 # The whole tree comes pinned from requirements-dev.lock (make lock writes it from
 # pyproject.toml); ePay itself is installed on top, editable, without resolving again.
@@ -20,7 +20,11 @@ run: install
 	$(BIN)/python -m epay.devstack
 
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
+
+# The tests that need no running stack (unit and workflow tiers, tests/conftest.py): minutes.
+test-fast: install
+	$(BIN)/pytest -q --durations=10 -m "not e2e and not slow"
 
 chaos: install
 	$(BIN)/python -m tests.chaos --payments 300

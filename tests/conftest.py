@@ -321,6 +321,24 @@ LOW_BALANCE = 100_000
 _session_stack: list[Stack] = []
 
 
+# --- the tiers: make test-fast runs what needs no running stack ---------------------------
+
+E2E_FIXTURES = frozenset({"stack", "quiet_stack"})
+"""A test that takes one of these (itself or through another fixture) needs the whole stack."""
+TIERS = ("unit", "workflow", "e2e", "slow")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, from what it needs rather than from a list to keep up:
+    ``e2e`` if it takes the stack, ``workflow`` and ``slow`` as its module says (the
+    time-skipping server; long runs), else ``unit``."""
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+        if not any(item.get_closest_marker(tier) for tier in TIERS):
+            item.add_marker(pytest.mark.unit)
+
+
 @pytest.fixture(autouse=True)
 def _the_shared_e_dirham_card_has_funds() -> None:
     if not _session_stack:

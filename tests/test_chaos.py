@@ -7,7 +7,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.support import ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # a stack of its own, about a minute
 
 SMALL_RUN = [
     "--payments", "36",

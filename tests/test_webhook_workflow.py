@@ -28,7 +28,7 @@ from domain.queues import Role, task_queue
 from tests.support import BIN
 from workflows.webhook import Delivery, DeliveryOutcome, WebhookDeliveryWorkflow
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.workflow]
 
 SCHEDULE = [60, 300, 3600, 86400, 172800]  # the default: six attempts over three days
 GIVEN_UP = "epay_webhook_deliveries_given_up"

@@ -59,7 +59,7 @@ from workers.main import SERVED
 from workflows import payment as payment_workflow
 from workflows.payment import PaymentWorkflow
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.workflow]
 
 
 class Partners:
