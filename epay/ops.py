@@ -83,7 +83,8 @@ EXIT_CODES = """exit codes:
   3  no such payment
   4  refused: the payment's state does not allow the action, or the payment has ended
      (clear-pin-limit: no e-Dirham card was tried on the payment; resolve: nothing was
-     left to an operator, or its workflow is still running it)
+     left to an operator, its workflow is still running it, or a partner or the
+     department refused: nothing recorded as resolved)
   5  Temporal unreachable (resolve: a partner or the department; run it again)
   1  unexpected error (traceback on stderr)"""
 
@@ -488,27 +489,31 @@ async def resolve(settings: Settings, payment: str, operator: str, reason: str) 
                     f"{payment_id} ({state}) has nothing left to an operator "
                     "(no needs_operator or void_refused since it was last resolved)",
                 )
-            if not state.is_terminal and AuditNote.NEEDS_OPERATOR not in left:
+            if (
+                not state.is_terminal and AuditNote.NEEDS_OPERATOR not in left
+            ) or await _workflow_running(settings, p.payment_id):
                 raise OpsError(
                     REFUSED,
                     "workflow_running",
                     f"{payment_id} is {state} and its workflow is still running it: "
                     "use epay ops cancel, or wait for the sweeper",
                 )
-            done = await _release_at_partners(settings, pool, http, p)
+            # A payment that succeeded keeps the method that paid it: only the methods
+            # declined before it are released (one of those is what was refused).
+            done = await _release_at_partners(
+                settings, pool, http, p, paid=state == PaymentState.SUCCEEDED
+            )
             department = DepartmentRequest(
                 p.payment_id, p.department, p.reference, p.service_code, p.amount
             )
             if not state.is_terminal or revoke_owed:
-                await _partner_step(
-                    "the department",
-                    DepartmentSystems(
-                        pool,
-                        http,
-                        timeout=settings.department_timeout_seconds,
-                        token_secret=settings.token_secret,
-                    ).revoke(department),
+                departments = DepartmentSystems(
+                    pool,
+                    http,
+                    timeout=settings.department_timeout_seconds,
+                    token_secret=settings.token_secret,
                 )
+                await _partner_step("the department", departments.revoke(department))
                 done.append("department confirmation revoked")
             if not state.is_terminal:
                 state = PaymentState(
@@ -557,10 +562,18 @@ async def resolve(settings: Settings, payment: str, operator: str, reason: str) 
 
 
 async def _release_at_partners(
-    settings: Settings, pool: asyncpg.Pool, http: httpx.AsyncClient, p: StrandedPayment
+    settings: Settings,
+    pool: asyncpg.Pool,
+    http: httpx.AsyncClient,
+    p: StrandedPayment,
+    *,
+    paid: bool,
 ) -> list[str]:
-    """Void or reverse every method the payment may have authorised, as the sweeper does;
-    a final refusal is reported (the operator has checked it with the partner)."""
+    """Void or reverse every method the payment may have authorised, as the sweeper does
+    (for a ``paid`` payment, those before the one that paid it). A final refusal is
+    reported (the operator has checked it with the partner), but for the method of an open
+    payment: the partner saying it captured that one means the payment was paid, and
+    nothing is changed."""
     methods = PaymentMethods(
         pool,
         http,
@@ -568,24 +581,49 @@ async def _release_at_partners(
         acquirer_url=settings.acquirer_url,
         issuer_url=settings.issuer_url,
     )
+    open_payment = not PaymentState(p.state).is_terminal
     done = []
-    for method, authorisation_id in p.methods_to_release():
+    # The method the payment is on first: its refusal stops the command before any change.
+    for method, authorisation_id in reversed(p.methods_to_release()):
+        current = bool(p.method_type) and method.attempt == p.attempt
+        if paid and current:
+            continue
         what = "voided" if authorisation_id else "authorising call reversed"
         request = FundsRequest(
             p.payment_id, method.method_type, authorisation_id, p.amount, method.attempt
         )
         try:
             await _partner_step(f"the {method.method_type} partner", methods.void(request))
-        except ApplicationError as err:
-            if not err.non_retryable:
-                raise OpsError(UNREACHABLE, "partner_refused", f"{err}: run it again") from None
+        except ApplicationError as err:  # a final refusal (_partner_step raised the rest)
+            if open_payment and current:
+                raise OpsError(
+                    REFUSED,
+                    "partner_refused",
+                    f"the {method.method_type} partner refused for good to release the "
+                    f"method {p.payment_id} is on ({err}): if it captured it, the payment "
+                    "was paid: nothing was changed; escalate to engineering to settle it",
+                ) from None
             what = f"refused for good ({err}), as the operator found"
         done.append(f"method {method.attempt} ({method.method_type}): {what}")
-    return done
+    return done[::-1]
+
+
+async def _workflow_running(settings: Settings, payment_id: str) -> bool:
+    """Whether Temporal runs the payment's workflow; False when Temporal cannot be reached
+    within seconds (resolve needs only the database and the partners: the notes it acts on
+    were written once the workflow had closed)."""
+    try:
+        client = await asyncio.wait_for(connect(settings), timeout=10)
+        handle = client.get_workflow_handle(payment_workflow_id(payment_id))
+        description = await asyncio.wait_for(handle.describe(), timeout=10)
+    except (RPCError, RuntimeError, TimeoutError):  # unknown to Temporal, or unreachable
+        return False
+    return description.status == WorkflowExecutionStatus.RUNNING
 
 
 async def _partner_step(partner: str, call: Awaitable[None]) -> None:
-    """A partner call that ends the command with exit 5 when the partner cannot answer."""
+    """A partner call that ends the command with exit 5 when the partner cannot answer, and
+    4 when it refuses (a department's refusal included)."""
     try:
         await call
     except (TransientError, httpx.TransportError) as err:
@@ -595,6 +633,14 @@ async def _partner_step(partner: str, call: Awaitable[None]) -> None:
             f"{partner} could not be reached ({err}): nothing is recorded as resolved yet; "
             "run it again",
         ) from None
+    except ApplicationError as err:
+        if partner == "the department" or not err.non_retryable:
+            raise OpsError(
+                REFUSED,
+                "partner_refused",
+                f"{partner} refused ({err}): nothing is recorded as resolved",
+            ) from None
+        raise
 
 
 # --- the command line ----------------------------------------------------------------------

@@ -292,9 +292,13 @@ async def record_note_in(conn: asyncpg.Connection, entry: AuditEntry) -> bool:
     state = await conn.fetchval("SELECT state FROM payments WHERE id = $1", entry.payment_id)
     if state is None:
         return False
-    if entry.note == AuditNote.DEPARTMENT_REVOKED:  # what close_unpaid recorded as owed
+    if entry.note in (AuditNote.DEPARTMENT_REVOKE_PENDING, AuditNote.DEPARTMENT_REVOKED):
+        # What close_unpaid records as owed; a payment that replays the code from before the
+        # column (patch revoke-owed-at-close) says it with the pending note instead.
         await conn.execute(
-            "UPDATE payments SET department_revoke_owed = false WHERE id = $1", entry.payment_id
+            "UPDATE payments SET department_revoke_owed = $2 WHERE id = $1",
+            entry.payment_id,
+            entry.note == AuditNote.DEPARTMENT_REVOKE_PENDING,
         )
     return await _insert_event(
         conn,

@@ -37,8 +37,14 @@ async def open_payments(
 
 # Ended payments whose department had not yet taken the revocation of its confirmation when
 # the payment ended (recorded by close_unpaid in the same transaction; the workflow goes on
-# retrying it, and the sweeper takes over if the workflow stops).
-REVOKE_PENDING = "department_revoke_owed"
+# retrying it, and the sweeper takes over if the workflow stops). The notes' predicate
+# covers what workers from before migration 013 wrote without the column; it goes once no
+# such payment can be left (docs/design.md, "Sweeper").
+REVOKE_PENDING = """(department_revoke_owed OR (
+    EXISTS (SELECT 1 FROM payment_events e WHERE e.payment_id = payments.id
+        AND e.event = 'department_revoke_pending')
+    AND NOT EXISTS (SELECT 1 FROM payment_events e WHERE e.payment_id = payments.id
+        AND e.event = 'department_revoked')))"""
 
 
 async def revokes_pending(pool: Pool, *, quiet_for: timedelta, limit: int) -> list[asyncpg.Record]:

@@ -24,8 +24,8 @@ from temporalio.client import (
 )
 from temporalio.worker import Replayer
 
-from domain.models import Transition
-from domain.states import PaymentEvent
+from domain.models import AuditEntry, Transition
+from domain.states import AuditNote, PaymentEvent
 from domain.sweeper import SweepOutcome, SweepRequest, SweepSummary, SweptPayment
 from epay import store
 from epay.config import Settings
@@ -500,6 +500,36 @@ def test_a_revocation_owed_at_the_end_is_found_without_any_later_step(stack: Sta
     assert swept(sweep(stack), pid) is None
 
 
+def test_a_revocation_owed_in_the_notes_alone_is_still_found(stack: Stack) -> None:
+    """Workers from before the column said a revocation was owed with the pending note
+    alone (and a payment replaying that code still does): the sweeper finds those too."""
+    payment = stranded_while_confirming(stack, e_dirham("7840000000000017"))
+    pid = payment["id"]
+
+    async def end_the_old_way() -> None:
+        pool = await create_pool(stack.dsn, max_size=1)
+        try:
+            await store.close_unpaid(pool, Transition(pid, PaymentEvent.CANCELLED_BY_DEPARTMENT))
+        finally:
+            await pool.close()
+
+    asyncio.run(end_the_old_way())
+    stack.fetch(  # the note as a worker without the column wrote it
+        """INSERT INTO payment_events (payment_id, event, from_state, to_state, actor, detail,
+               dedupe_key) VALUES ($1, 'department_revoke_pending', 'cancelled', 'cancelled',
+               'workflow', 'still retried', $1 || ':department_revoke_pending:1')""",
+        pid,
+    )
+    quiet(stack, pid)
+    department(stack, "up")
+    try:
+        result = swept(sweep(stack), pid)
+    finally:
+        department(stack, "down")
+    assert result is not None and result.outcome == SweepOutcome.REVOKED, result
+    assert swept(sweep(stack), pid) is None
+
+
 def test_a_refund_whose_workflow_was_terminated_is_restarted_and_refunds_once(
     stack: Stack,
 ) -> None:
@@ -769,6 +799,61 @@ def test_an_operator_resolves_a_capture_whose_authorisation_is_not_known(stack: 
     assert [e["event"] for e in trail][-1] == "operator_resolved"
     assert swept(sweep(stack), pid) is None
     assert stack.created(reference=payment["reference"])["state"] == "reserved"
+
+
+def test_resolve_leaves_a_paid_method_alone_and_stops_on_a_captured_open_payment(
+    stack: Stack,
+) -> None:
+    """A payment paid with its second method on the page keeps that method; an open
+    payment whose method the partner says it captured is not ended as failed."""
+    paid = stack.created()
+    page = PayerPage(stack, paid)
+    assert page.authorise(card("4000000000000002")).status_code in (200, 202)
+    wait_until(
+        lambda: (
+            stack.fetch("SELECT declines FROM payments WHERE id = $1", paid["id"])[0]["declines"]
+            == 1
+        ),
+        timeout=30,
+        what="the first card declined",
+    )
+    assert page.authorise(card("4242424242424242")).status_code in (200, 202)
+    assert stack.wait_for(paid["id"])["state"] == "succeeded"
+    note(stack, paid["id"], AuditNote.VOID_REFUSED, "void refused: not_voidable (method 1)")
+
+    done = resolve(stack, paid["id"], "method 1 was a decline: nothing held")
+
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["state"] == "succeeded" and len(shown["done"]) == 1, shown
+    assert shown["done"][0].startswith("method 1 (card)"), shown
+    [captured] = [a for a in acquirer_records(stack, paid["id"]) if a["status"] == "captured"]
+    assert captured["capture_count"] == 1
+
+    payment, auth = _captured_by_hand_while_capturing(stack)
+    pid = payment["id"]
+    taken = acquirer_call(stack, f"/authorisations/{auth['id']}/capture", f"taken-{pid}")
+    assert taken.status_code == 200, taken.text
+    stack.fetch("UPDATE payments SET authorisation_id = NULL WHERE id = $1", pid)
+    note(stack, pid, AuditNote.NEEDS_OPERATOR, "authorisation not known")
+
+    refused = resolve(stack, pid, "let us see")
+
+    assert refused.returncode == 4 and "partner_refused" in refused.stdout, refused
+    assert stack.get(pid)["state"] == "capturing"
+    assert [c["status"] for c in confirmations(stack, pid)] == ["confirmed"]
+    assert "operator_resolved" not in [e["event"] for e in events(stack, pid)]
+
+
+def note(stack: Stack, payment_id: str, kind: AuditNote, detail: str) -> None:
+    async def record() -> None:
+        pool = await create_pool(stack.dsn, max_size=1)
+        try:
+            await store.record_note(pool, AuditEntry(payment_id, kind, "sweeper", detail))
+        finally:
+            await pool.close()
+
+    asyncio.run(record())
 
 
 def test_resolve_refuses_what_was_not_left_to_an_operator(stack: Stack) -> None:

@@ -717,8 +717,9 @@ async def test_a_department_down_past_the_deadline_fails_unavailable(
 async def test_a_confirmation_recorded_during_an_attempt_wins_over_how_it_ends(
     env: WorkflowEnvironment, partners: Partners, attempt_ends: str
 ) -> None:
-    """The operator was told the confirmation is recorded: the attempt in flight, however
-    it ends (no answer by the deadline, a final error, a rejection), does not undo that."""
+    """The operator was told the confirmation is recorded: the attempt in flight, ending
+    with no answer by the deadline or with a final error, does not undo that. The
+    department's own system refusing it does: an explicit answer stands."""
     partners.gates["confirm_with_department"] = asyncio.Event()
     async with Run(env.client, partners, request(confirm_deadline_seconds=1)) as run:
         await run.submit()
@@ -734,6 +735,10 @@ async def test_a_confirmation_recorded_during_an_attempt_wins_over_how_it_ends(
             partners.department_confirms = False
         partners.gates["confirm_with_department"].set()
         outcome = await run.outcome()
+    if attempt_ends == "rejected":
+        assert outcome.state == "failed" and outcome.failure_code == "department_rejected"
+        assert "capture" not in partners.names()
+        return
     assert outcome.state == "succeeded", outcome
     assert "capture" in partners.names() and "void_authorisation" not in partners.names()
     [confirmed] = [

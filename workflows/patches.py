@@ -80,9 +80,9 @@ PATCHES: tuple[Patch, ...] = (
         step=Step.LIVE,
         guards=(
             "a confirmation an operator recorded while a department attempt was in flight "
-            "wins over that attempt's end (no answer by the deadline, a final error, a "
-            "refusal): the payment captures instead of failing department_unavailable; the "
-            "marker is written only when such a confirmation meets such an end"
+            "wins over that attempt's end without an answer (no answer by the deadline, a "
+            "final error): the payment captures instead of failing department_unavailable; "
+            "the marker is written only when such a confirmation meets such an end"
         ),
         introduced="the recovery layer (defect 2 of the recovery issue)",
         next_step=_AFTER_PAYMENTS_DRAIN,

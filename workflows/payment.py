@@ -333,7 +333,7 @@ class PaymentWorkflow:
             except PaymentEnded as end:  # a final error; an operator's cancel stands
                 if end is self._cancel or not self._recorded_confirmation_wins():
                     raise
-            if answer is not None and (answer.confirmed or not self._recorded_confirmation_wins()):
+            if answer is not None:  # its confirmation, or its system's explicit refusal
                 return answer
             if self._out_of_band is not None and workflow.patched(patches.CONFIRMATION_WINS):
                 return DepartmentAnswer(True, self._out_of_band.confirmation_reference)
@@ -364,7 +364,9 @@ class PaymentWorkflow:
 
     def _recorded_confirmation_wins(self) -> bool:
         """An operator recorded the department's confirmation while an attempt was in
-        flight: it stands, however that attempt ended (no answer, an error, a refusal)."""
+        flight: it stands, whether that attempt had no answer by the deadline or ended in an
+        error. The department's own explicit refusal is an answer, not trouble, and stands:
+        capturing a service its system refused would take money that must go back."""
         return self._out_of_band is not None and workflow.patched(patches.CONFIRMATION_WINS)
 
     def _confirming(self) -> str:
@@ -898,8 +900,10 @@ def _count(name: str, description: str, **labels: str) -> None:
 
 
 def _is_error(err: ActivityError, error_type: str) -> bool:
-    """The activity failed for good with an ``ApplicationError`` of ``error_type``."""
-    return isinstance(err.cause, ApplicationError) and err.cause.type == error_type
+    """The activity failed with the partner's final answer: a non-retryable
+    ``ApplicationError`` of ``error_type`` (not one of that type that ran out of attempts)."""
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.non_retryable and cause.type == error_type
 
 
 def _stopped_by_cancel(err: FailureError) -> bool:

@@ -317,8 +317,10 @@ def _queue(role: Role) -> str:
 
 
 def _is_error(err: ActivityError, error_type: str) -> bool:
-    """The activity failed for good with an ``ApplicationError`` of ``error_type``."""
-    return isinstance(err.cause, ApplicationError) and err.cause.type == error_type
+    """The activity failed with the partner's final answer: a non-retryable
+    ``ApplicationError`` of ``error_type`` (not one of that type that ran out of attempts)."""
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.non_retryable and cause.type == error_type
 
 
 def _workflow_ended(p: StrandedPayment) -> str:
