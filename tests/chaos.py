@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -573,7 +574,7 @@ async def drive(run: Run, t: Tracked, slots: asyncio.Semaphore, own: dict[int, s
                 run.anomalies.append(
                     f"{t.plan.reference}: the create answered {t.create_outcome} with "
                     f"{t.payment['id']}, already {t.payment['state']} "
-                    f"({t.payment.get('failure_code')})"
+                    f"({(t.payment.get('failure') or {}).get('code')})"
                 )
                 return
             canceller = asyncio.create_task(cancel_later(run, t)) if t.plan.cancel else None
@@ -892,8 +893,21 @@ def report(run: Run, f: Findings) -> int:
         print(f"  {line} x{n}")
     if run.anomalies:
         print(f"client-side anomalies ({len(run.anomalies)}):")
-        for line in run.anomalies[:20]:
+        # Answers 500 by call, then the others one by one: a burst of 500s hides nothing.
+        calls = Counter(
+            line.split()[0]
+            + " /v1"
+            + re.sub(r"pay_[0-9a-f]+", "{id}", line.split()[1].split("/v1")[-1])
+            for line in run.anomalies
+            if " answered 500: " in line
+        )
+        for call, n in calls.most_common():
+            print(f"  {call} answered 500 x{n}")
+        others = [line for line in run.anomalies if " answered 500: " not in line]
+        for line in others[:30]:
             print("  " + line)
+        if len(others) > 30:
+            print(f"  ... and {len(others) - 30} more")
     if f.not_ended:
         print(f"NOT ENDED ({len(f.not_ended)}):")
         for line in f.not_ended:
