@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml requirements-dev.lock
 install: $(BIN)/.installed
 
 run: install
-	$(BIN)/python -m epay.devstack
+	$(BIN)/python -m tools.devstack
 
 test: install
 	$(BIN)/pytest -q --durations=25

@@ -2,7 +2,7 @@
 
 Each confirmation attempt counts in ``epay_department_confirmation_attempts_total`` by
 department and outcome, and each revocation, once, in ``epay_compensations_total``. Every
-request is signed with the department's active signing secrets (epay/signing.py), so that
+request is signed with the department's active signing secrets (domain/signing.py), so that
 the department can refuse one that is not ePay's.
 """
 
@@ -19,10 +19,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import compensation_begun
+from domain import signing
 from domain.failures import FailureCode
 from domain.models import DepartmentAnswer, DepartmentRequest
 from domain.refunds import RefundNotice
-from epay import department_secrets, refunds, signing, store
+from epay import department_secrets, refunds, store
 from epay.http import error_code, raise_for_transient
 
 

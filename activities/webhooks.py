@@ -17,7 +17,8 @@ import asyncpg
 import httpx
 from temporalio import activity
 
-from epay import department_secrets, signing, webhooks
+from domain import signing
+from epay import department_secrets, webhooks
 
 
 @dataclass

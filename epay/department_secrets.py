@@ -1,4 +1,4 @@
-"""The departments' signing secrets in PostgreSQL, sealed (epay/signing.py signs with them).
+"""The departments' signing secrets in PostgreSQL, sealed (domain/signing.py signs with them).
 
 ePay must be able to read a secret back to sign with it, so it is kept sealed with
 AES-256-GCM under a key derived from ``EPAY_TOKEN_SECRET`` (the department and the row's id
@@ -16,7 +16,7 @@ from datetime import datetime
 import asyncpg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from epay import signing
+from domain import signing
 
 
 def _key(token_secret: bytes) -> bytes:

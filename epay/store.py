@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,9 +29,21 @@ from domain.models import (
 )
 from domain.references import reference_key
 from domain.states import Actor, AuditNote, PaymentEvent, PaymentState, actor_of, transition
-from epay import webhooks
+from epay import secrets, webhooks
 
 # --- departments, keys, catalogue -------------------------------------------------------
+
+
+async def create_api_key(pool: Pool, department: str, label: str) -> str:
+    """A new API key for ``department`` (LookupError if there is no such department): only
+    its hash is kept, the key itself is returned once."""
+    if not await pool.fetchval("SELECT 1 FROM departments WHERE code = $1", department):
+        raise LookupError(department)
+    key = secrets.new_api_key()
+    await add_api_key(
+        pool, "key_" + uuid.uuid4().hex[:12], department, secrets.hash_api_key(key), label
+    )
+    return key
 
 
 async def department_for_key(pool: Pool, key_hash: bytes) -> str | None:

@@ -6,7 +6,7 @@ transaction as the state change it tells of, with an id of its own (a transactio
 outbox: no outcome without its event, no event without its outcome). A relay in the
 records workers (``relay``) starts one durable delivery workflow per event
 (workflows/webhook.py), which POSTs it, signed like every call to a department
-(epay/signing.py), to each of the department's endpoints that takes its type, and retries on
+(domain/signing.py), to each of the department's endpoints that takes its type, and retries on
 a schedule (about 1 min, 5 min, 1 h, 1 day, 2 days) until each has accepted it (a 2xx) or
 the schedule is spent. Every attempt is logged (``webhook_deliveries``); ``epay webhooks
 redeliver EVENT_ID`` sends an event again. A receiver dedupes by the event's id.

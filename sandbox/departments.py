@@ -4,7 +4,7 @@ Departments confirm that a paid fee was received. The payment reference's prefix
 picks the behaviour (REJECT-, FLAKY-, SLOW-, DOWN-) so the gateway's retries,
 timeouts and compensations can be driven from a test.
 
-Like a real department, each refuses a call that ePay did not sign (epay/signing.py): no
+Like a real department, each refuses a call that ePay did not sign (domain/signing.py): no
 signature, a malformed one, one older than five minutes, or one made with no secret the
 department holds answers 401. The secrets are handed over through
 ``PUT /departments/{dept}/_admin/signing-secrets`` (``epay seed`` and ``epay departments
@@ -23,7 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from epay import signing
+from domain import signing
 from sandbox.common import SandboxError, now_iso, unavailable
 from sandbox.state import StateDB, Table
 

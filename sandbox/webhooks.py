@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from epay import signing
+from domain import signing
 from sandbox.common import SandboxError, now_iso, unavailable
 from sandbox.departments import SigningSecrets
 from sandbox.state import StateDB, Table

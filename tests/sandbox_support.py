@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from epay import signing
+from domain import signing
 from epay.catalogue import DEPARTMENTS
 from tests.support import Process, free_port, http_ok, wait_until
 
@@ -36,7 +36,7 @@ SIGNING_SECRET = "whsec_sandbox-tests-" + uuid.uuid4().hex
 
 
 class SignedAsEPay(httpx.Auth):
-    """Signs each call to a sandbox department's system as ePay does (epay/signing.py),
+    """Signs each call to a sandbox department's system as ePay does (domain/signing.py),
     handing the department the secret first (as ``epay seed`` does) if it has not been."""
 
     requires_request_body = True

@@ -10,7 +10,10 @@ import uuid
 
 from temporalio.client import WorkflowHistory
 
-from epay.bench import (
+from epay.config import Settings
+from tests.conftest import Stack
+from tests.support import BIN, ROOT
+from tools.bench import (
     ProcessMeter,
     find_stack_processes,
     not_succeeded,
@@ -19,9 +22,6 @@ from epay.bench import (
     role_tasks,
     worker_process_of,
 )
-from epay.config import Settings
-from tests.conftest import Stack
-from tests.support import BIN, ROOT
 
 HISTORIES = ROOT / "tests" / "histories"
 

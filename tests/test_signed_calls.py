@@ -1,6 +1,6 @@
 """Every request ePay sends to a department is signed, and the sandbox's departments refuse
 one that is not: unsigned, forged, tampered with, too old, or signed with a retired secret.
-The signing itself (epay/signing.py) is pure logic and tested on its own first."""
+The signing itself (domain/signing.py) is pure logic and tested on its own first."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import uuid
 import httpx
 import pytest
 
-from epay import department_secrets, signing
+from domain import signing
+from epay import department_secrets
 from epay.db import create_pool
 from tests.conftest import Stack, card, new_reference
 

@@ -33,8 +33,7 @@ import httpx
 
 from domain.queues import Role
 from domain.search import dev_server_args
-from epay.bench import worker_process
-from epay.cli import create_key
+from epay import secrets, store
 from epay.config import DATABASE_URL_FILE, Settings, dev_operator_token
 from epay.db import create_pool, migrate
 from epay.schedules import SWEEP_EVERY, SWEEPER_SCHEDULE_ID
@@ -42,6 +41,12 @@ from epay.seed import ensure_signing_secrets, seed_catalogue, share_signing_secr
 
 BIN = Path(sys.executable).parent
 STATE = Path(os.environ.get("EPAY_STATE_DIR", ".epay")).resolve()
+
+
+def worker_process(role: str) -> str:
+    """What a worker process of ``role`` is called (here and in ``epay bench``): ``worker``
+    for ``all`` (one process polls every queue), else ``worker-<role>``."""
+    return "worker" if role == Role.ALL else f"worker-{role}"
 
 
 @dataclass(frozen=True)
@@ -339,8 +344,6 @@ class DevStack:
         """The key printed last time if it still works, else a new one for DM."""
         path = self.state_dir / "dm_api_key"
         if path.exists():
-            from epay import secrets, store
-
             pool = await create_pool(settings.require_database_url())
             try:
                 key = path.read_text().strip()
@@ -348,7 +351,11 @@ class DevStack:
                     return key
             finally:
                 await pool.close()
-        key = await create_key("DM", "make run")
+        pool = await create_pool(settings.require_database_url())
+        try:
+            key = await store.create_api_key(pool, "DM", "make run")
+        finally:
+            await pool.close()
         _write_private(path, key)
         return key
 

@@ -67,6 +67,7 @@ from domain.queues import Role, roles_in, task_queue
 from domain.states import PaymentState
 from epay.config import Settings
 from epay.temporal import connect
+from tools.devstack import worker_process
 from workflows.floor import FloorWorkflow
 
 T = TypeVar("T")
@@ -101,12 +102,6 @@ TASK_NAMES = {
     "workflow_tasks": "workflow tasks (workflows role)",
     "local_activities": "local activities (inside those tasks)",
 }
-
-
-def worker_process(role: str) -> str:
-    """What the bench calls a worker process of ``role``: ``worker`` for ``all`` (one process
-    polls every queue), else ``worker-<role>``."""
-    return "worker" if role == Role.ALL else f"worker-{role}"
 
 
 WORKER_PROCESSES = tuple(worker_process(role) for role in (Role.ALL, *roles_in(Role.ALL)))
@@ -630,7 +625,7 @@ def floor_queue(settings: Settings) -> str:
 
 
 async def serve_floor() -> None:
-    """The floor's worker process (``python -m epay.bench``): polls until SIGTERM."""
+    """The floor's worker process (``python -m tools.bench``): polls until SIGTERM."""
     import signal
 
     settings = Settings.from_env()
@@ -693,7 +688,7 @@ class FloorPipeline:
 
 async def start_floor_worker(env: dict[str, str]) -> asyncio.subprocess.Process:
     worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "epay.bench", env=env, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "tools.bench", env=env, stdout=asyncio.subprocess.PIPE
     )
     assert worker.stdout is not None
     line = await asyncio.wait_for(worker.stdout.readline(), timeout=60)
@@ -1030,11 +1025,10 @@ def render(report: dict[str, Any]) -> str:
 # --- the command -------------------------------------------------------------------------
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``epay bench``, under the ``epay`` parser's subcommands."""
-    bench = sub.add_parser(
-        "bench",
-        help="drive payments end to end and the Temporal floor; print both and their ratios",
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """``epay bench``'s options (the ``epay`` command hands them over unparsed)."""
+    bench = argparse.ArgumentParser(
+        prog="epay bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -1062,6 +1056,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "worker-issuer=PID (default: found by their command lines)",
     )
     bench.add_argument("--json", action="store_true", help="print JSON for machines")
+    return bench.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -1088,7 +1083,7 @@ def _on_running_stack(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _on_started_stack(args: argparse.Namespace) -> dict[str, Any]:
-    from epay.devstack import DevStack, Ports
+    from tools.devstack import DevStack, Ports
 
     state_dir = Path(tempfile.mkdtemp(prefix="epay-bench-"))
     roles = roles_in(Role.ALL) if args.split_roles else (Role.ALL,)
