@@ -26,7 +26,7 @@ from domain.models import (
     attempt_key,
 )
 from domain.refunds import RefundCall
-from epay import secrets, store
+from epay import crypto, store
 from epay.http import error_code, raise_for_transient
 
 
@@ -54,7 +54,7 @@ class PaymentMethods:
                 type="authorisation_failed",
                 non_retryable=True,
             )
-        return secrets.unseal(
+        return crypto.unseal(
             self.vault_key, row["token"], row["payment_id"], row["nonce"], row["ciphertext"]
         )
 

@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
 from api.errors import SAFE_NAME, ApiError, field_error, not_found
-from epay import secrets, store
+from epay import crypto, store
 from epay.config import Settings
 
 
@@ -66,7 +66,7 @@ async def department(
         raise ApiError(
             401, "unauthorised", "Send a department API key as 'Authorization: Bearer <key>'."
         )
-    key_hash = secrets.hash_api_key(credentials.credentials.strip())
+    key_hash = crypto.hash_api_key(credentials.credentials.strip())
     dept = await store.department_for_key(ctx.pool, key_hash)
     if dept is None:
         raise ApiError(401, "unauthorised", "The API key is not valid or has been revoked.")

@@ -31,7 +31,7 @@ from domain.cards import (
 )
 from domain.models import PaymentMethodSubmission
 from domain.states import PaymentState
-from epay import secrets, store
+from epay import crypto, store
 
 router = APIRouter(prefix="/v1", tags=["payers"])
 
@@ -56,7 +56,7 @@ WAIT_FOR_PROGRESS_SECONDS = 10.0
 
 async def payment_for_payer(ctx: Context, payment_id: str, token: str | None) -> asyncpg.Record:
     row = await store.get_payment_any_department(ctx.pool, payment_id)
-    if row is None or not secrets.payer_token_ok(ctx.settings.token_secret, payment_id, token):
+    if row is None or not crypto.payer_token_ok(ctx.settings.token_secret, payment_id, token):
         raise not_found()
     return row
 
@@ -187,8 +187,8 @@ async def submit_method(
         ),
     )
     del number
-    vault_token = secrets.new_vault_token()
-    nonce, ciphertext = secrets.seal(ctx.settings.vault_key, vault_token, payment_id, card_data)
+    vault_token = crypto.new_vault_token()
+    nonce, ciphertext = crypto.seal(ctx.settings.vault_key, vault_token, payment_id, card_data)
     del card_data
     await store.vault_put(ctx.pool, vault_token, payment_id, nonce, ciphertext)
     try:

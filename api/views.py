@@ -8,7 +8,7 @@ import asyncpg
 
 from api import schemas
 from domain.states import PaymentState
-from epay import secrets
+from epay import crypto
 from epay.config import Settings
 
 
@@ -16,7 +16,7 @@ def payment(row: asyncpg.Record, settings: Settings) -> schemas.Payment:
     state = PaymentState(row["state"])
     next_url = None
     if not state.is_terminal:
-        token = secrets.payer_token(settings.token_secret, row["id"])
+        token = crypto.payer_token(settings.token_secret, row["id"])
         next_url = f"{settings.public_url}/pay/{row['id']}?token={token}"
     receipt = None
     if row["receipt_number"]:

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import httpx
 
 from domain.queues import Role
-from epay import department_secrets, ops, secrets, store
+from epay import crypto, department_secrets, ops, store
 from epay import report as report_command
 from epay.config import Settings, SettingsError
 from epay.db import create_pool, migrate
@@ -312,9 +312,9 @@ async def _register_search_attributes() -> None:
 def _create_operator_token(name: str) -> None:
     if not name or any(c in name for c in ",: "):
         raise SystemExit("an operator name has no commas, colons or spaces")
-    token = secrets.new_operator_token()
+    token = crypto.new_operator_token()
     print(f"token (give it to {name}; it is not stored anywhere): {token}")
-    print(f"EPAY_OPERATOR_TOKENS entry: {name}:{secrets.hash_operator_token(token).hex()}")
+    print(f"EPAY_OPERATOR_TOKENS entry: {name}:{crypto.hash_operator_token(token).hex()}")
 
 
 def _exit_without_teardown(run: Callable[[], int | None]) -> NoReturn:

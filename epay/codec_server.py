@@ -38,7 +38,7 @@ from temporalio.common import MetricMeter
 from epay import telemetry
 from epay.codec import EncryptionCodec, PayloadKeyError
 from epay.config import Settings
-from epay.secrets import hash_operator_token
+from epay.crypto import hash_operator_token
 
 log = logging.getLogger("epay.codec_server")
 

@@ -26,7 +26,7 @@ from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
 
 from domain.queues import Role
 from epay.codec import PayloadKeyError, PayloadKeys
-from epay.secrets import hash_operator_token
+from epay.crypto import hash_operator_token
 
 DEFAULT_STATE_DIR = Path(".epay")
 DEV_SECRET = "made once into the state folder's `secrets.json` (development only)"

@@ -29,7 +29,7 @@ from domain.models import (
 )
 from domain.references import reference_key
 from domain.states import Actor, AuditNote, PaymentEvent, PaymentState, actor_of, transition
-from epay import secrets, webhooks
+from epay import crypto, webhooks
 
 # --- departments, keys, catalogue -------------------------------------------------------
 
@@ -39,9 +39,9 @@ async def create_api_key(pool: Pool, department: str, label: str) -> str:
     its hash is kept, the key itself is returned once."""
     if not await pool.fetchval("SELECT 1 FROM departments WHERE code = $1", department):
         raise LookupError(department)
-    key = secrets.new_api_key()
+    key = crypto.new_api_key()
     await add_api_key(
-        pool, "key_" + uuid.uuid4().hex[:12], department, secrets.hash_api_key(key), label
+        pool, "key_" + uuid.uuid4().hex[:12], department, crypto.hash_api_key(key), label
     )
     return key
 

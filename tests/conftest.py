@@ -22,7 +22,7 @@ from temporalio.client import Client
 
 from domain.search import dev_server_args
 from epay.config import Settings
-from epay.secrets import hash_operator_token, new_operator_token
+from epay.crypto import hash_operator_token, new_operator_token
 from epay.temporal import connect
 from tests.otlp_receiver import OtlpReceiver
 from tests.support import (

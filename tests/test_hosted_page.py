@@ -30,7 +30,7 @@ from playwright.sync_api import (
 )
 
 from api.hosted import STRINGS
-from epay import secrets
+from epay import crypto
 from tests.conftest import Stack, e_dirham, new_reference
 from tests.support import ROOT
 from tests.test_payer_session import fresh_e_dirham_card
@@ -215,7 +215,7 @@ def test_pay_with_an_e_dirham_card_and_see_the_receipt(page: Page, stack: Stack)
 
 
 def _link(stack: Stack, payment: dict[str, Any]) -> str:
-    token = secrets.payer_token(stack.settings().token_secret, payment["id"])
+    token = crypto.payer_token(stack.settings().token_secret, payment["id"])
     return f"{stack.api_url}/pay/{payment['id']}?token={token}"
 
 

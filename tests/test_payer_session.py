@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from api import payer_session
 from api.hosted import PAGE_HEADERS, _set_session
 from domain.cards import luhn_ok
-from epay import secrets
+from epay import crypto
 from tests.conftest import Stack, card, e_dirham, new_reference, token_of
 from tests.test_payments import issuer_holds
 
@@ -248,7 +248,7 @@ def test_every_pay_answer_has_the_security_headers(stack: Stack) -> None:
             "not an id": anonymous.get("/pay/not-a-payment"),
             "css": anonymous.get("/pay/static/pay.css"),
             "js": anonymous.get("/pay/static/pay.js"),
-            "no such file": anonymous.get("/pay/static/secrets.json"),
+            "no such file": anonymous.get("/pay/static/crypto.json"),
             "status without session": anonymous.get(f"/pay/{pid}/status"),
             "receipt before paying": page.client.get(f"/pay/{pid}/receipt.pdf"),
             "malformed body": page.client.post(
@@ -281,7 +281,7 @@ def test_the_link_after_the_payment_started_asks_for_no_card(stack: Stack) -> No
     paid = stack.pay(e_dirham("7840000000000017"))
     with api(stack) as client:
         # A paid payment has no next_url any more; its link is what the department sent.
-        token = secrets.payer_token(stack.settings().token_secret, paid["id"])
+        token = crypto.payer_token(stack.settings().token_secret, paid["id"])
         response = client.get(f"/pay/{paid['id']}?token={token}")
         assert response.status_code == 200
         assert PAY_FORM not in response.text and not CARD_INPUTS.search(response.text)

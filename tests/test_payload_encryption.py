@@ -27,7 +27,7 @@ from temporalio.exceptions import ApplicationError
 from epay.codec import ENCODING, KEY_ID, EncryptionCodec, PayloadKeyError, PayloadKeys
 from epay.codec_server import SESSION_SECONDS, Operators
 from epay.config import Settings
-from epay.secrets import hash_operator_token, new_operator_token
+from epay.crypto import hash_operator_token, new_operator_token
 from epay.temporal import data_converter
 from tests.conftest import Stack, card, e_dirham, new_reference
 from tests.support import (

@@ -16,7 +16,7 @@ from domain.cards import MethodSummary
 from domain.models import PaymentMethodSubmission, PaymentOutcome, PaymentRequest
 from domain.money import fee_lines
 from domain.search import SEARCH_ATTRIBUTES
-from epay import secrets, store
+from epay import crypto, store
 from epay.config import Settings
 from epay.db import create_pool
 from epay.temporal import data_converter
@@ -72,7 +72,7 @@ async def _run_expiring_payment(
 async def _enter_challenge(handle: Any, pool: Any, settings: Settings, payment_id: str) -> None:
     """Hand the workflow a 3-D Secure card, then never answer the challenge."""
     await handle.execute_update(PaymentWorkflow.reservation)
-    token = secrets.new_vault_token()
+    token = crypto.new_vault_token()
     data = {
         "card_number": "4000000000003220",
         "expiry_month": 12,
@@ -80,7 +80,7 @@ async def _enter_challenge(handle: Any, pool: Any, settings: Settings, payment_i
         "cvv": "737",
         "cardholder_name": "Test Payer",
     }
-    nonce, ciphertext = secrets.seal(settings.vault_key, token, payment_id, data)
+    nonce, ciphertext = crypto.seal(settings.vault_key, token, payment_id, data)
     await store.vault_put(pool, token, payment_id, nonce, ciphertext)
     submission = PaymentMethodSubmission(MethodSummary("card", "visa", "3220"), token)
     await handle.execute_update(PaymentWorkflow.submit_payment_method, submission)

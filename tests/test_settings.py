@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from epay.config import DATABASE_URL_FILE, Settings, SettingsError, settings_table
-from epay.secrets import hash_operator_token
+from epay.crypto import hash_operator_token
 from tests.support import BIN, ROOT
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from epay.secrets import payer_token
+from epay.crypto import payer_token
 from epay.telemetry import masked
 from tests.conftest import Stack, card, token_of
 

@@ -33,7 +33,7 @@ import httpx
 
 from domain.queues import Role
 from domain.search import dev_server_args
-from epay import secrets, store
+from epay import crypto, store
 from epay.config import DATABASE_URL_FILE, Settings, dev_operator_token
 from epay.db import create_pool, migrate
 from epay.schedules import SWEEP_EVERY, SWEEPER_SCHEDULE_ID
@@ -347,7 +347,7 @@ class DevStack:
             pool = await create_pool(settings.require_database_url())
             try:
                 key = path.read_text().strip()
-                if await store.department_for_key(pool, secrets.hash_api_key(key)) == "DM":
+                if await store.department_for_key(pool, crypto.hash_api_key(key)) == "DM":
                     return key
             finally:
                 await pool.close()
