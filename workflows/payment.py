@@ -15,20 +15,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import (
-    ActivityError,
-    ApplicationError,
-    CancelledError,
-    FailureError,
-)
+from temporalio.common import SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 from workflows import patches
+from workflows.steps import (
+    COMPENSATION_RETRY,
+    ONE_ATTEMPT,
+    OUTSIDE_CALL_RETRY,
+    RECORD_RETRY,
+    RECORD_TIMEOUT,
+    Steps,
+    TryAgain,
+    call,
+    count,
+    is_error,
+    stopped_by_cancel,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.departments import DepartmentSystems
@@ -58,7 +66,7 @@ with workflow.unsafe.imports_passed_through():
         Transition,
     )
     from domain.proofs import proof_name, proven
-    from domain.queues import Role, payment_method_role, task_queue
+    from domain.queues import Role, payment_method_role
     from domain.references import reference_key
     from domain.states import (
         CANCELLABLE_STATES,
@@ -69,58 +77,24 @@ with workflow.unsafe.imports_passed_through():
         PaymentState,
     )
 
-A = TypeVar("A")
-T = TypeVar("T")
 E = PaymentEvent
 # Events a payment records once per payment method it is handed (domain.models.attempt_key).
 PER_METHOD_EVENTS = frozenset(
     {E.METHOD_SUBMITTED, E.CHALLENGE_REQUIRED, E.CHALLENGE_PASSED, E.METHOD_DECLINED}
 )
-
-
-# Database steps: short local transactions, retried for as long as the database is away,
-# backing off to minutes so that the history grows by a few events an attempt. Waits longer
-# than LOCAL_RETRY_THRESHOLD are durable timers rather than workflow-task heartbeats. After
-# about twelve hours (150 attempts, counted rather than timed so that it holds whatever the
-# clocks do) the payment fails loudly instead of nearing Temporal's history limits, and the
-# sweeper finishes it once the database is back.
-RECORD_TIMEOUT = timedelta(seconds=10)
-RECORD_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5),
-    maximum_attempts=150,
-)
-LOCAL_RETRY_THRESHOLD = timedelta(seconds=5)
 # The API's caller waits 45 s for the reservation: it starts within 15 s of the workflow's
 # start and ends within 30 s.
 RESERVE_START_LIMIT = timedelta(seconds=15)
 RESERVE_DEADLINE = timedelta(seconds=15)
-# Calls to issuers, acquirers and departments: retried with backoff on transient trouble.
-OUTSIDE_CALL_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["authorisation_failed", "capture_refused", "department_error"],
-)
-# Compensations must end up done: they retry without limit.
-COMPENSATION_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
-)
 # Workflow changes that alter the commands of a running payment are guarded by a patch id
 # (docs/design.md, "Safe upgrades"): histories recorded before it replay the old way. A patch
 # retires in two releases: its old branch goes and the call becomes deprecate_patch (which
 # still writes the marker, flagged deprecated), then the call goes too.
 # Retired (calls deleted; histories recorded while they were live are no longer replayed):
 # payer-first-compensation, operator-view, steerable-confirmation.
-ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)
 CONFIRM_BACKOFF = timedelta(seconds=1)  # doubling between attempts, up to:
 CONFIRM_BACKOFF_MAX = timedelta(minutes=1)
 COMPENSATING = "compensating: compensation ran to its end"
-
-
-class _TryAgain(Exception):
-    """A call's trouble is worth another attempt, which its caller schedules."""
 
 
 class PaymentEnded(Exception):
@@ -159,11 +133,20 @@ class PaymentWorkflow:
         self._doing = "starting"  # the current details line: where the payment is
         self._step_started_at: datetime | None = None
         self._gives_up_at: datetime | None = None
+        self._steps = Steps(
+            cancel=lambda: self._cancel,
+            failed=lambda code, detail: PaymentEnded(E.FAILED, code, detail=detail),
+            cancel_refused=lambda doing: self._note(
+                AuditNote.OPERATOR_CANCEL_REFUSED,
+                f"cancel requested in Temporal while {doing}",
+                actor=Actor.OPERATOR,
+            ),
+        )
 
     @workflow.run
     async def run(self, req: PaymentRequest) -> PaymentOutcome:
         self._req = req
-        _count("epay_payments_started", "Payments started", department=req.department)
+        count("epay_payments_started", "Payments started", department=req.department)
         self._deadline = workflow.info().workflow_start_time + timedelta(
             seconds=req.payment_window_seconds
         )
@@ -178,12 +161,12 @@ class PaymentWorkflow:
             self._set_state(PaymentState.RESERVED)
             outcome = await self._pay(req)
         except PaymentEnded as end:
-            outcome = await self._unstoppable(self._end_unpaid(end), COMPENSATING)
+            outcome = await self._steps.unstoppable(self._end_unpaid(end), COMPENSATING)
         except asyncio.CancelledError:
             # Cancelled in Temporal (an operator, not the API) before the point of no
             # return: undo everything, then end as cancelled in Temporal too.
             cancelled = PaymentEnded(E.CANCELLED_BY_OPERATOR, detail="cancelled in Temporal")
-            await self._unstoppable(self._end_unpaid(cancelled), COMPENSATING)
+            await self._steps.unstoppable(self._end_unpaid(cancelled), COMPENSATING)
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
         return outcome
@@ -205,15 +188,16 @@ class PaymentWorkflow:
                     retry_policy=RECORD_RETRY,
                 )
             except FailureError as err:
-                if _stopped_by_cancel(err):
+                if stopped_by_cancel(err):
                     raise asyncio.CancelledError from err
                 # Its answer may have been lost: undo it, once the database answers.
         # The API has told (or is about to tell) its caller that nothing was reserved.
         self._reservation = ReservationResult(ok=False, code=FailureCode.RESERVATION_FAILED)
-        await self._local(
+        await self._steps.local(
             PaymentRecords.release_unanswered_reservation,
             Transition(req.payment_id, E.FAILED, failure_code=FailureCode.RESERVATION_FAILED),
             summary="undo a reservation whose answer came too late",
+            retry_policy=RECORD_RETRY,
         )
         return self._reservation
 
@@ -230,7 +214,7 @@ class PaymentWorkflow:
         # The point of no return: the department has granted the service, so the payment
         # captures and settles whatever arrives; a department's cancel is refused from here.
         self._capture_decided = True
-        return await self._unstoppable(
+        return await self._steps.unstoppable(
             self._capture(method, auth.authorisation_id or "", answer.confirmation_reference),
             "capturing: the payment was finished",
         )
@@ -254,7 +238,7 @@ class PaymentWorkflow:
 
             self._funds_may_be_held = True
             self._show(f"authorising with the {_partner(method.type)}")
-            auth = await self._call(
+            auth = await self._steps.call(
                 PaymentMethods.authorise,
                 AuthoriseRequest(
                     req.payment_id,
@@ -266,6 +250,7 @@ class PaymentWorkflow:
                 summary="authorise the payment method",
                 role=payment_method_role(method.type),
                 failure_code=FailureCode.AUTHORISATION_FAILED,
+                retry_policy=OUTSIDE_CALL_RETRY,
                 start_to_close_timeout=timedelta(seconds=30),
                 schedule_to_close_timeout=timedelta(minutes=10),
             )
@@ -289,7 +274,7 @@ class PaymentWorkflow:
         self._show("waiting for the payer's 3-D Secure code", until=self._deadline)
         await self._wait_for_payer(lambda: self._otp is not None)
         self._show("completing the 3-D Secure challenge with the card acquirer")
-        result = await self._call(
+        result = await self._steps.call(
             PaymentMethods.complete_challenge,
             ChallengeAnswer(
                 self._req.payment_id,
@@ -300,6 +285,7 @@ class PaymentWorkflow:
             summary="complete the 3-D Secure challenge",
             role=Role.ACQUIRER,  # 3-D Secure is a card's
             failure_code=FailureCode.AUTHORISATION_FAILED,
+            retry_policy=OUTSIDE_CALL_RETRY,
             start_to_close_timeout=timedelta(seconds=30),
             schedule_to_close_timeout=timedelta(minutes=10),
         )
@@ -318,7 +304,7 @@ class PaymentWorkflow:
             self._show(self._confirming(), until=gives_up_at)
             answer: DepartmentAnswer | None = None
             try:
-                answer = await self._call(
+                answer = await self._steps.call(
                     DepartmentSystems.confirm_with_department,
                     self._department_request(),
                     summary=f"confirm with the department (attempt {self._attempt})",
@@ -328,7 +314,7 @@ class PaymentWorkflow:
                     retry_policy=ONE_ATTEMPT,
                     start_to_close_timeout=timedelta(seconds=15),
                 )
-            except _TryAgain as trouble:
+            except TryAgain as trouble:
                 self._last_error = f"{trouble} at {workflow.now():%H:%M:%S}"
             except PaymentEnded as end:  # a final error; an operator's cancel stands
                 if end is self._cancel or not self._recorded_confirmation_wins():
@@ -357,7 +343,7 @@ class PaymentWorkflow:
                     lambda: self._retry_now or self._cancel is not None or bool(self._out_of_band),
                     timeout=pause,
                 )
-            self._raise_if_cancelled()
+            self._steps.raise_if_cancelled()
             if self._out_of_band is not None:
                 return DepartmentAnswer(True, self._out_of_band.confirmation_reference)
             self._retry_now = False
@@ -385,18 +371,20 @@ class PaymentWorkflow:
             f"capturing with the {_partner(method.type)}: retried until it answers (past the "
             "point of no return)"
         )
-        await self._call(
+        await self._steps.call(
             PaymentMethods.capture,
             FundsRequest(req.payment_id, method.type, authorisation_id, req.total),
             summary="capture the funds",
             role=payment_method_role(method.type),
             failure_code=FailureCode.CAPTURE_FAILED,
+            retry_policy=OUTSIDE_CALL_RETRY,
             start_to_close_timeout=timedelta(seconds=30),
         )
-        receipt = await self._local(
+        receipt = await self._steps.local(
             PaymentRecords.settle,
             Settlement(req.payment_id, req.department, method.type, req.lines),
             summary="post the ledger journal and issue the receipt",
+            retry_policy=RECORD_RETRY,
         )
         self._set_state(PaymentState.SUCCEEDED)
         self._show(f"succeeded: receipt {receipt.number}")
@@ -616,10 +604,11 @@ class PaymentWorkflow:
             revoke_owed=revoke_owed,
         )
         state = PaymentState(
-            await self._local(
+            await self._steps.local(
                 PaymentRecords.close_unpaid,
                 change,
                 summary=f"end {end.event}: release the reservation, forget the card data",
+                retry_policy=RECORD_RETRY,
             )
         )
         self._failure_code = end.failure_code
@@ -637,7 +626,7 @@ class PaymentWorkflow:
         """
         method = self._submission.method.type if self._submission else "card"
         try:
-            await workflow.execute_activity_method(
+            await call(
                 PaymentMethods.void_authorisation,
                 FundsRequest(
                     self._req.payment_id,
@@ -647,18 +636,18 @@ class PaymentWorkflow:
                     attempt=self._method_number,
                 ),
                 summary="void the authorisation",
-                task_queue=_queue(payment_method_role(method)),
+                role=payment_method_role(method),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=COMPENSATION_RETRY,
             )
         except ActivityError as err:
             if (
                 cancellable
-                and _stopped_by_cancel(err)
+                and stopped_by_cancel(err)
                 and workflow.patched(patches.CANCEL_DURING_CHALLENGE_VOID)
             ):
                 raise asyncio.CancelledError from err
-            if not _is_error(err, ErrorType.VOID_REFUSED):
+            if not is_error(err, ErrorType.VOID_REFUSED):
                 raise
             await self._note(
                 AuditNote.VOID_REFUSED,
@@ -670,40 +659,16 @@ class PaymentWorkflow:
     async def _revoke(self) -> None:
         """Revoking is harmless if the department never confirmed, and covers a
         confirmation that lands just as the payment ends."""
-        await workflow.execute_activity_method(
+        await call(
             DepartmentSystems.revoke_department_confirmation,
             self._department_request(),
             summary="revoke the department's confirmation",
-            task_queue=_queue(Role.DEPARTMENTS),
+            role=Role.DEPARTMENTS,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=COMPENSATION_RETRY,
         )
 
     # --- helpers --------------------------------------------------------------------------
-
-    async def _unstoppable(self, work: Awaitable[T], doing: str) -> T:
-        """Run ``work`` to its end whatever arrives.
-
-        Used once stopping half-way would strand money: capture and settle after the
-        department confirmed, and compensation once begun. A Temporal cancel (an operator's
-        button) that arrives meanwhile is recorded in the audit trail, not obeyed.
-        """
-        task = asyncio.ensure_future(work)
-        refused = False
-        while not task.done():
-            try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                refused = refused or not task.done()
-            except Exception:  # noqa: BLE001, S110 - the task's own outcome is raised below
-                pass
-        if refused:
-            await self._note(
-                AuditNote.OPERATOR_CANCEL_REFUSED,
-                f"cancel requested in Temporal while {doing}",
-                actor=Actor.OPERATOR,
-            )
-        return task.result()
 
     def _show(self, doing: str, *, until: datetime | None = None) -> None:
         """Say in one line, on the payment's page in the Temporal UI, where it is and until
@@ -749,7 +714,7 @@ class PaymentWorkflow:
         workflow.upsert_search_attributes(updates)
 
     def _count_end(self, state: str, failure_code: str | None) -> None:
-        _count(
+        count(
             "epay_payments_ended",
             "Payments ended, by end state, failure code and method",
             department=self._req.department,
@@ -767,95 +732,7 @@ class PaymentWorkflow:
             )
         except TimeoutError:
             raise PaymentEnded(E.EXPIRED, FailureCode.PAYMENT_WINDOW_EXPIRED) from None
-        self._raise_if_cancelled()
-
-    def _raise_if_cancelled(self) -> None:
-        if self._cancel is not None:
-            raise self._cancel
-
-    async def _call(
-        self,
-        activity: Callable[[Any, A], Awaitable[T]],
-        arg: A,
-        *,
-        summary: str,
-        role: Role,
-        failure_code: FailureCode,
-        abandon_on_cancel: bool = False,
-        retry_policy: RetryPolicy = OUTSIDE_CALL_RETRY,
-        **timeouts: Any,
-    ) -> T:
-        """Call the outside world through an activity on ``role``'s task queue, retrying
-        transient trouble.
-
-        A call that fails for good (or runs out of time) ends the payment with
-        ``failure_code``; with a retry policy of one attempt, trouble worth retrying
-        raises ``_TryAgain`` instead, for the caller to retry on its own terms. A cancel
-        asked for meanwhile applies once the call is back, or at once for a call that may
-        wait long (``abandon_on_cancel``).
-        """
-        task = asyncio.ensure_future(
-            workflow.execute_activity_method(
-                activity,
-                arg,
-                summary=summary,
-                task_queue=_queue(role),
-                retry_policy=retry_policy,
-                **timeouts,
-            )
-        )
-        try:
-            if abandon_on_cancel:
-                await workflow.wait_condition(lambda: task.done() or self._cancel is not None)
-                if not task.done():
-                    task.cancel()
-            result = await task
-        except asyncio.CancelledError:
-            task.cancel()
-            self._raise_if_cancelled()
-            raise
-        except ActivityError as err:
-            self._raise_if_cancelled()
-            if _stopped_by_cancel(err):  # the workflow was cancelled in Temporal meanwhile
-                raise asyncio.CancelledError from err
-            final = isinstance(err.cause, ApplicationError) and err.cause.non_retryable
-            if retry_policy.maximum_attempts == 1 and not final:
-                raise _TryAgain(str(err.cause)) from err
-            raise PaymentEnded(E.FAILED, failure_code, detail=f"{summary}: {err.cause}") from err
-        self._raise_if_cancelled()
-        return result
-
-    async def _local(
-        self, activity: Callable[[Any, A], Awaitable[T]], arg: A, *, summary: str
-    ) -> T:
-        """A database step, retried while the database is away (see RECORD_RETRY).
-
-        One that fails for good is a defect, not a payment outcome: it fails the workflow
-        task, which Temporal retries (the payment shows as stuck in the UI) until fixed.
-        """
-        try:
-            return await workflow.execute_local_activity_method(
-                activity,
-                arg,
-                summary=summary,
-                start_to_close_timeout=RECORD_TIMEOUT,
-                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
-                retry_policy=RECORD_RETRY,
-            )
-        except FailureError as err:  # a local activity's own failure may come unwrapped
-            if _stopped_by_cancel(err):  # the workflow was cancelled in Temporal meanwhile
-                raise asyncio.CancelledError from err
-            name = getattr(activity, "__name__", "database step")
-            cause = err.cause if isinstance(err, ActivityError) else err
-            if isinstance(cause, ApplicationError) and cause.non_retryable:
-                raise RuntimeError(f"{name} failed: {cause}") from err
-            raise ApplicationError(
-                f"{name}: the database was unreachable for "
-                f"{RECORD_RETRY.maximum_attempts} attempts (hours); the sweeper finishes this "
-                "payment once it is back",
-                type="database_unavailable",
-                non_retryable=True,
-            ) from err
+        self._steps.raise_if_cancelled()
 
     async def _record(
         self,
@@ -875,46 +752,26 @@ class PaymentWorkflow:
             authorisation_id=authorisation_id,
             attempt=self._method_number if event in PER_METHOD_EVENTS else 1,
         )
-        state = await self._local(
-            PaymentRecords.record_transition, change, summary=f"record {event}"
+        state = await self._steps.local(
+            PaymentRecords.record_transition,
+            change,
+            summary=f"record {event}",
+            retry_policy=RECORD_RETRY,
         )
         self._set_state(PaymentState(state))
 
     async def _note(self, note: AuditNote, detail: str, actor: Actor = Actor.WORKFLOW) -> None:
         self._notes += 1
         entry = AuditEntry(self._req.payment_id, note, actor, detail, key=str(self._notes))
-        await self._local(PaymentRecords.record_note, entry, summary=f"note {note}")
+        await self._steps.local(
+            PaymentRecords.record_note, entry, summary=f"note {note}", retry_policy=RECORD_RETRY
+        )
 
     def _department_request(self) -> DepartmentRequest:
         req = self._req
         return DepartmentRequest(
             req.payment_id, req.department, req.reference, req.service_code, req.total
         )
-
-
-def _count(name: str, description: str, **labels: str) -> None:
-    """One more in counter ``name`` (docs/observability.md). The SDK's workflow metric meter
-    records nothing while a workflow replays, so a payment counts once however often its
-    history is replayed."""
-    workflow.metric_meter().create_counter(name, description).add(1, labels)
-
-
-def _is_error(err: ActivityError, error_type: str) -> bool:
-    """The activity failed with the partner's final answer: a non-retryable
-    ``ApplicationError`` of ``error_type`` (not one of that type that ran out of attempts)."""
-    cause = err.cause
-    return isinstance(cause, ApplicationError) and cause.non_retryable and cause.type == error_type
-
-
-def _stopped_by_cancel(err: FailureError) -> bool:
-    """An activity stopped because the workflow was cancelled in Temporal: the SDK reports
-    it as the activity's failure, but it is the operator's cancel, not the partner's answer."""
-    return isinstance(err, CancelledError) or isinstance(err.cause, CancelledError)
-
-
-def _queue(role: Role) -> str:
-    """The task queue of ``role``'s activities, derived from this workflow's own."""
-    return task_queue(workflow.info().task_queue, role)
 
 
 def _partner(method_type: str) -> str:

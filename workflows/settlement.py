@@ -14,9 +14,11 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from workflows.steps import call
+
 with workflow.unsafe.imports_passed_through():
     from activities.settlement import SettleDay, SettledDay, Settlements
-    from domain.queues import Role, task_queue
+    from domain.queues import Role
     from epay.settlement import previous_business_day
 
 FILE_RETRY = RetryPolicy(
@@ -34,11 +36,11 @@ class SettlementWorkflow:
     @workflow.run
     async def run(self, req: SettlementRequest) -> SettledDay:
         day = req.day or previous_business_day(workflow.now()).isoformat()
-        return await workflow.execute_activity_method(
+        return await call(
             Settlements.settle_day,
             SettleDay(day),
             summary=f"settle and reconcile {day}",
-            task_queue=task_queue(workflow.info().task_queue, Role.RECORDS),
+            role=Role.RECORDS,
             start_to_close_timeout=timedelta(minutes=10),
             schedule_to_close_timeout=timedelta(days=1),
             retry_policy=FILE_RETRY,

@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 from workflows.patches import SWEEP_FINAL_REFUSALS, SWEEP_REFUNDS
+from workflows.steps import RECORD_TIMEOUT, call, count, is_error
 
 with workflow.unsafe.imports_passed_through():
     from activities.departments import DepartmentSystems
@@ -39,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
         Settlement,
         Transition,
     )
-    from domain.queues import Role, payment_method_role, task_queue
+    from domain.queues import Role, payment_method_role
     from domain.states import Actor, AuditNote, PaymentEvent, PaymentState
     from domain.sweeper import (
         STOPPED_BY_OPERATOR,
@@ -69,7 +70,6 @@ PAYMENT_STEP_RETRY = RetryPolicy(
     maximum_attempts=3,
 )
 PARTNER_CALL_TIMEOUT = timedelta(seconds=30)
-RECORD_TIMEOUT = timedelta(seconds=10)
 
 
 @workflow.defn
@@ -77,19 +77,19 @@ class SweeperWorkflow:
     @workflow.run
     async def run(self, req: SweepRequest) -> SweepSummary:
         summary = SweepSummary()
-        summary.card_data_deleted = await workflow.execute_activity_method(
+        summary.card_data_deleted = await call(
             Sweeps.delete_expired_card_data,
             req.card_data_max_age_seconds,
             summary="delete card data past the payment window",
-            task_queue=_queue(Role.RECORDS),
+            role=Role.RECORDS,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=SWEEP_QUERY_RETRY,
         )
-        stranded = await workflow.execute_activity_method(
+        stranded = await call(
             Sweeps.find_stranded_payments,
             FindStranded(grace_seconds=req.grace_seconds, limit=req.batch),
             summary="find open payments whose workflow has closed",
-            task_queue=_queue(Role.RECORDS),
+            role=Role.RECORDS,
             start_to_close_timeout=timedelta(minutes=5),
             heartbeat_timeout=timedelta(minutes=1),
             retry_policy=SWEEP_QUERY_RETRY,
@@ -97,17 +97,19 @@ class SweeperWorkflow:
         summary.stranded = len(stranded)
         for payment in stranded:
             swept = await self._sweep(payment)
-            # docs/observability.md; the SDK's meter records nothing while a sweep replays.
-            workflow.metric_meter().create_counter(
-                "epay_payments_swept", "Stranded payments the sweeper handled, by outcome"
-            ).add(1, {"department": payment.department, "outcome": swept.outcome.value})
+            count(
+                "epay_payments_swept",
+                "Stranded payments the sweeper handled, by outcome",
+                department=payment.department,
+                outcome=swept.outcome.value,
+            )
             summary.add(swept)
         workflow.deprecate_patch(SWEEP_REFUNDS)  # workflows/patches.py: the call goes next
-        summary.refunds_restarted = await workflow.execute_activity_method(
+        summary.refunds_restarted = await call(
             Sweeps.restart_stranded_refunds,
             FindStranded(grace_seconds=req.grace_seconds, limit=req.batch),
             summary="restart refunds whose workflow closed without them",
-            task_queue=_queue(Role.RECORDS),
+            role=Role.RECORDS,
             start_to_close_timeout=timedelta(minutes=5),
             retry_policy=SWEEP_QUERY_RETRY,
         )
@@ -191,7 +193,7 @@ class SweeperWorkflow:
             )
         except ActivityError as err:
             if not (
-                _is_error(err, ErrorType.VOID_REFUSED) and workflow.patched(SWEEP_FINAL_REFUSALS)
+                is_error(err, ErrorType.VOID_REFUSED) and workflow.patched(SWEEP_FINAL_REFUSALS)
             ):
                 raise
             refused = f"void refused for good for method {attempt}: {err.cause}"
@@ -257,7 +259,7 @@ class SweeperWorkflow:
             )
         except ActivityError as err:
             if not (
-                _is_error(err, ErrorType.CAPTURE_REFUSED) and workflow.patched(SWEEP_FINAL_REFUSALS)
+                is_error(err, ErrorType.CAPTURE_REFUSED) and workflow.patched(SWEEP_FINAL_REFUSALS)
             ):
                 raise
             return await self._capture_refused(p, err)
@@ -292,35 +294,23 @@ class SweeperWorkflow:
     async def _partner_call(
         self, activity: Callable[[Any, A], Awaitable[None]], arg: A, summary: str, partner: Role
     ) -> None:
-        await workflow.execute_activity_method(
+        await call(
             activity,
             arg,
             summary=summary,
-            task_queue=_queue(partner),
+            role=partner,
             start_to_close_timeout=PARTNER_CALL_TIMEOUT,
             retry_policy=PAYMENT_STEP_RETRY,
         )
 
     async def _record(self, activity: Callable[[Any, A], Awaitable[T]], arg: A) -> T:
-        return await workflow.execute_activity_method(
+        return await call(
             activity,
             arg,
-            task_queue=_queue(Role.RECORDS),
+            role=Role.RECORDS,
             start_to_close_timeout=RECORD_TIMEOUT,
             retry_policy=PAYMENT_STEP_RETRY,
         )
-
-
-def _queue(role: Role) -> str:
-    """The task queue of ``role``'s activities, derived from this workflow's own."""
-    return task_queue(workflow.info().task_queue, role)
-
-
-def _is_error(err: ActivityError, error_type: str) -> bool:
-    """The activity failed with the partner's final answer: a non-retryable
-    ``ApplicationError`` of ``error_type`` (not one of that type that ran out of attempts)."""
-    cause = err.cause
-    return isinstance(cause, ApplicationError) and cause.non_retryable and cause.type == error_type
 
 
 def _workflow_ended(p: StrandedPayment) -> str:

@@ -16,15 +16,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.exceptions import ActivityError
+
+from workflows.steps import ONE_ATTEMPT, call, count, stopped_by_cancel
 
 with workflow.unsafe.imports_passed_through():
     from activities.webhooks import DeliveryAttempt, WebhookDeliveries
-    from domain.queues import Role, task_queue
-
-# An attempt is one try at every waiting endpoint: the schedule, not the activity, retries.
-ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)
+    from domain.queues import Role
 
 
 @dataclass
@@ -61,9 +59,7 @@ class WebhookDeliveryWorkflow:
         workflow.logger.warning(
             "webhook %s given up: not accepted after %d attempts", delivery.event_id, len(waits)
         )
-        workflow.metric_meter().create_counter(
-            "epay_webhook_deliveries_given_up", "Webhook deliveries given up after every attempt"
-        ).add(1)
+        count("epay_webhook_deliveries_given_up", "Webhook deliveries given up after every attempt")
         return DeliveryOutcome(delivered=False, attempts=len(waits))
 
     async def _attempt(self, delivery: Delivery, attempt: int) -> bool:
@@ -75,18 +71,19 @@ class WebhookDeliveryWorkflow:
         attempt like an endpoint's refusal, tried again on the schedule. Only a cancel in
         Temporal ends the delivery early."""
         try:
-            waiting = await workflow.execute_activity_method(
+            waiting = await call(
                 WebhookDeliveries.deliver,
                 DeliveryAttempt(delivery.event_id, attempt, delivery.since_delivery),
                 summary=f"deliver {delivery.event_id} (attempt {attempt})",
-                task_queue=task_queue(workflow.info().task_queue, Role.DEPARTMENTS),
+                role=Role.DEPARTMENTS,
                 start_to_close_timeout=timedelta(minutes=2),
+                # One try at every waiting endpoint: the schedule, not the activity, retries.
                 retry_policy=ONE_ATTEMPT,
             )
         except ActivityError as failed:
             # No patch needed: a failed attempt used to fail the workflow, so no delivery
             # still running has one in its history.
-            if isinstance(failed.cause, CancelledError):
+            if stopped_by_cancel(failed):
                 raise
             workflow.logger.warning(
                 "webhook %s: attempt %d failed before its end", delivery.event_id, attempt
