@@ -37,18 +37,18 @@ import io
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 import asyncpg
 
+from domain.calendar import day_start
 from domain.failures import FailureCode
 from domain.money import FILS_PER_AED
 
 # Dubai has kept UTC+4, with no daylight saving, since 1920: a fixed offset needs no tz database.
-DUBAI = timezone(timedelta(hours=4), "Asia/Dubai")
 FORMATS = ("table", "csv", "chart")
 DEFAULT_CHART = "report.svg"
 METHODS = (("e_dirham", "e-Dirham"), ("card", "card"))
@@ -72,12 +72,12 @@ class Period:
     @property
     def start(self) -> datetime:
         """The first instant of the period (Dubai midnight of ``first``)."""
-        return datetime.combine(self.first, time(), DUBAI)
+        return day_start(self.first)
 
     @property
     def end(self) -> datetime:
         """The first instant after the period (Dubai midnight after ``last``)."""
-        return datetime.combine(self.last + timedelta(days=1), time(), DUBAI)
+        return day_start(self.last + timedelta(days=1))
 
     def describe(self) -> str:
         days = (self.last - self.first).days + 1

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from domain import calendar
 from sandbox.common import SandboxError, now_iso
 from sandbox.state import StateDB, Table
-
-DUBAI = timezone(timedelta(hours=4), "Asia/Dubai")  # no daylight saving
 
 
 @dataclass
@@ -43,7 +42,7 @@ class ExtraLine(BaseModel):
 
 
 def business_day(at: datetime | None = None) -> str:
-    return (at or datetime.now(UTC)).astimezone(DUBAI).date().isoformat()
+    return calendar.business_day(at or datetime.now(UTC)).isoformat()
 
 
 class Settlement:
