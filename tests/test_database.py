@@ -211,8 +211,9 @@ def test_migration_002_stops_at_two_live_reservations_of_one_invoice(
 
 
 def test_without_a_server_the_suite_starts_an_embedded_one(tmp_path: Path) -> None:
-    """What ``make test`` does on a machine with no PostgreSQL listening (tests/support.py
-    ``admin_dsn``): the embedded server takes the migrations and the ledger's guarantees."""
+    """What ``make test`` does on a machine with no PostgreSQL listening
+    (``tests.support.admin_dsn``): the embedded server takes the migrations and the ledger's
+    guarantees."""
     server = embedded_server(tmp_path / "pg")
     dsn = with_database(server, "epay_embedded")
 

@@ -1,4 +1,6 @@
-"""Starting the real parts for the tests: processes, a database, a Temporal dev server."""
+"""What the tests share. Here: starting the real parts (processes, a database, a Temporal dev
+server) and reading recorded histories; in the package's modules, the helpers that talk to a
+running stack, by what they are about."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 BIN = Path(sys.executable).parent
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
