@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -109,30 +110,69 @@ class PaymentEnded(Exception):
         self.detail = detail
 
 
+@dataclass
+class Method:
+    """The payer's current method: what the payer handed over, and the partner's id for
+    the authorisation it opened."""
+
+    number: int = 1  # the payer's n-th method (the hosted page allows another)
+    submission: PaymentMethodSubmission | None = None
+    otp: str | None = None
+    authorisation_id: str | None = None
+
+    @property
+    def type(self) -> str | None:
+        return self.submission.method.type if self.submission else None
+
+
+@dataclass
+class Saga:
+    """What may need undoing, set before the call that may do it (its answer may be lost),
+    and how far the payment has gone past it."""
+
+    funds_may_be_held: bool = False
+    department_asked: bool = False
+    capture_decided: bool = False  # the point of no return: capture and settle
+    ending: bool = False  # compensations have begun: the payer and department are refused
+
+
+@dataclass
+class Confirmation:
+    """The department confirmation under way: its attempts, and what an operator asked of
+    it."""
+
+    attempt: int = 0
+    last_error: str | None = None
+    retry_now: bool = False  # an operator asked to try the department again at once
+    out_of_band: OutOfBandConfirmation | None = None  # an operator recorded it
+
+
+@dataclass
+class View:
+    """Where the payment is, as the Temporal UI and the status query show it."""
+
+    doing: str = "starting"  # the current details line
+    step_started_at: datetime | None = None
+    gives_up_at: datetime | None = None
+
+
 @workflow.defn
 class PaymentWorkflow:
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, req: PaymentRequest) -> None:
+        self._req = req
+        self._deadline = workflow.info().workflow_start_time + timedelta(
+            seconds=req.payment_window_seconds
+        )
         self._state: PaymentState | None = None
         self._reservation: ReservationResult | None = None
-        self._submission: PaymentMethodSubmission | None = None
-        self._otp: str | None = None
         self._cancel: PaymentEnded | None = None  # asked by the department or an operator
-        self._retry_now = False  # an operator asked to try the department again at once
-        self._out_of_band: OutOfBandConfirmation | None = None
-        self._attempt = 0  # of the current department confirmation
-        self._last_error: str | None = None
-        self._authorisation_id: str | None = None
-        self._method_number = 1  # the payer's n-th method (the hosted page allows another)
-        # What may need undoing, set before the call that may do it (its answer may be lost).
-        self._funds_may_be_held = False
-        self._department_asked = False
-        self._capture_decided = False
-        self._ending = False  # compensations have begun: the payer and department are refused
-        self._notes = 0  # audit notes recorded, to tell two of one kind apart
         self._failure_code: str | None = None
-        self._doing = "starting"  # the current details line: where the payment is
-        self._step_started_at: datetime | None = None
-        self._gives_up_at: datetime | None = None
+        self._method = Method()
+        self._saga = Saga()
+        self._confirmation = Confirmation()
+        self._view = View()
+        self._notes = 0  # audit notes recorded, to tell two of one kind apart
         self._steps = Steps(
             cancel=lambda: self._cancel,
             failed=lambda code, detail: PaymentEnded(E.FAILED, code, detail=detail),
@@ -145,11 +185,7 @@ class PaymentWorkflow:
 
     @workflow.run
     async def run(self, req: PaymentRequest) -> PaymentOutcome:
-        self._req = req
         count("epay_payments_started", "Payments started", department=req.department)
-        self._deadline = workflow.info().workflow_start_time + timedelta(
-            seconds=req.payment_window_seconds
-        )
         self._show("reserving the fee")
         try:
             self._reservation = await self._reserve_fee(req)
@@ -205,7 +241,7 @@ class PaymentWorkflow:
         method, auth = await self._authorised_method(req)
         await self._record(E.AUTHORISED, authorisation_id=auth.authorisation_id)
 
-        self._department_asked = True
+        self._saga.department_asked = True
         answer = await self._confirm_with_department(
             timedelta(seconds=req.confirm_deadline_seconds)
         )
@@ -213,7 +249,7 @@ class PaymentWorkflow:
             raise PaymentEnded(E.FAILED, answer.failure_code or FailureCode.DEPARTMENT_REJECTED)
         # The point of no return: the department has granted the service, so the payment
         # captures and settles whatever arrives; a department's cancel is refused from here.
-        self._capture_decided = True
+        self._saga.capture_decided = True
         return await self._steps.unstoppable(
             self._capture(method, auth.authorisation_id or "", answer.confirmation_reference),
             "capturing: the payment was finished",
@@ -230,13 +266,13 @@ class PaymentWorkflow:
         """
         while True:
             self._show("waiting for the payer to pay", until=self._deadline)
-            await self._wait_for_payer(lambda: self._submission is not None)
-            submission = self._submission
+            await self._wait_for_payer(lambda: self._method.submission is not None)
+            submission = self._method.submission
             assert submission is not None
             method = submission.method
             await self._record(E.METHOD_SUBMITTED, method=method)
 
-            self._funds_may_be_held = True
+            self._saga.funds_may_be_held = True
             self._show(f"authorising with the {_partner(method.type)}")
             auth = await self._steps.call(
                 PaymentMethods.authorise,
@@ -245,7 +281,7 @@ class PaymentWorkflow:
                     method.type,
                     submission.vault_token,
                     req.total,
-                    attempt=self._method_number,
+                    attempt=self._method.number,
                 ),
                 summary="authorise the payment method",
                 role=payment_method_role(method.type),
@@ -254,33 +290,32 @@ class PaymentWorkflow:
                 start_to_close_timeout=timedelta(seconds=30),
                 schedule_to_close_timeout=timedelta(minutes=10),
             )
-            self._authorisation_id = auth.authorisation_id
+            self._method.authorisation_id = auth.authorisation_id
             if auth.status == AuthorisationStatus.REQUIRES_ACTION:
                 auth = await self._three_d_secure(auth)
             if auth.status == AuthorisationStatus.AUTHORISED:
                 return method, auth
             code = auth.failure_code or FailureCode.CARD_DECLINED
-            if not submission.may_try_again or self._method_number >= MAX_METHODS:
+            if not submission.may_try_again or self._method.number >= MAX_METHODS:
                 raise PaymentEnded(E.FAILED, code)
-            if self._authorisation_id:  # a challenge failed: release what it opened
+            if self._method.authorisation_id:  # a challenge failed: release what it opened
                 await self._void(cancellable=True)
-            self._funds_may_be_held = False
+            self._saga.funds_may_be_held = False
             await self._record(E.METHOD_DECLINED, failure_code=code)
-            self._method_number += 1
-            self._submission, self._otp, self._authorisation_id = None, None, None
+            self._method = Method(number=self._method.number + 1)
 
     async def _three_d_secure(self, auth: AuthorisationResult) -> AuthorisationResult:
         await self._record(E.CHALLENGE_REQUIRED, authorisation_id=auth.authorisation_id)
         self._show("waiting for the payer's 3-D Secure code", until=self._deadline)
-        await self._wait_for_payer(lambda: self._otp is not None)
+        await self._wait_for_payer(lambda: self._method.otp is not None)
         self._show("completing the 3-D Secure challenge with the card acquirer")
         result = await self._steps.call(
             PaymentMethods.complete_challenge,
             ChallengeAnswer(
                 self._req.payment_id,
                 auth.authorisation_id or "",
-                self._otp or "",
-                attempt=self._method_number,
+                self._method.otp or "",
+                attempt=self._method.number,
             ),
             summary="complete the 3-D Secure challenge",
             role=Role.ACQUIRER,  # 3-D Secure is a card's
@@ -297,17 +332,17 @@ class PaymentWorkflow:
         """Ask the department until it answers or ``patience`` runs out, backing off between
         attempts. An operator can wake the wait (retry now), cancel the payment, or record
         a confirmation the department gave out of band."""
-        req = self._req
+        req, tries = self._req, self._confirmation
         gives_up_at = workflow.now() + patience
         while True:
-            self._attempt += 1
+            tries.attempt += 1
             self._show(self._confirming(), until=gives_up_at)
             answer: DepartmentAnswer | None = None
             try:
                 answer = await self._steps.call(
                     DepartmentSystems.confirm_with_department,
                     self._department_request(),
-                    summary=f"confirm with the department (attempt {self._attempt})",
+                    summary=f"confirm with the department (attempt {tries.attempt})",
                     role=Role.DEPARTMENTS,
                     failure_code=FailureCode.DEPARTMENT_UNAVAILABLE,
                     abandon_on_cancel=True,
@@ -315,24 +350,24 @@ class PaymentWorkflow:
                     start_to_close_timeout=timedelta(seconds=15),
                 )
             except TryAgain as trouble:
-                self._last_error = f"{trouble} at {workflow.now():%H:%M:%S}"
+                tries.last_error = f"{trouble} at {workflow.now():%H:%M:%S}"
             except PaymentEnded as end:  # a final error; an operator's cancel stands
                 if end is self._cancel or not self._recorded_confirmation_wins():
                     raise
             if answer is not None:  # its confirmation, or its system's explicit refusal
                 return answer
-            if self._out_of_band is not None and workflow.patched(patches.CONFIRMATION_WINS):
-                return DepartmentAnswer(True, self._out_of_band.confirmation_reference)
+            if tries.out_of_band is not None and workflow.patched(patches.CONFIRMATION_WINS):
+                return DepartmentAnswer(True, tries.out_of_band.confirmation_reference)
             left = gives_up_at - workflow.now()
             if left <= timedelta(0):
                 raise PaymentEnded(
                     E.FAILED,
                     FailureCode.DEPARTMENT_UNAVAILABLE,
-                    detail=f"no answer from {req.department} after {self._attempt} attempts: "
-                    f"{self._last_error}",
+                    detail=f"no answer from {req.department} after {tries.attempt} attempts: "
+                    f"{tries.last_error}",
                 )
             pause = min(
-                CONFIRM_BACKOFF * 2 ** min(self._attempt - 1, 10), CONFIRM_BACKOFF_MAX, left
+                CONFIRM_BACKOFF * 2 ** min(tries.attempt - 1, 10), CONFIRM_BACKOFF_MAX, left
             )
             self._show(
                 f"{self._confirming()}; next attempt at {workflow.now() + pause:%H:%M:%S}",
@@ -340,24 +375,28 @@ class PaymentWorkflow:
             )
             with contextlib.suppress(TimeoutError):  # the pause is over: try again
                 await workflow.wait_condition(
-                    lambda: self._retry_now or self._cancel is not None or bool(self._out_of_band),
+                    lambda: tries.retry_now or self._cancel is not None or bool(tries.out_of_band),
                     timeout=pause,
                 )
             self._steps.raise_if_cancelled()
-            if self._out_of_band is not None:
-                return DepartmentAnswer(True, self._out_of_band.confirmation_reference)
-            self._retry_now = False
+            if tries.out_of_band is not None:
+                return DepartmentAnswer(True, tries.out_of_band.confirmation_reference)
+            tries.retry_now = False
 
     def _recorded_confirmation_wins(self) -> bool:
         """An operator recorded the department's confirmation while an attempt was in
         flight: it stands, whether that attempt had no answer by the deadline or ended in an
         error. The department's own explicit refusal is an answer, not trouble, and stands:
         capturing a service its system refused would take money that must go back."""
-        return self._out_of_band is not None and workflow.patched(patches.CONFIRMATION_WINS)
+        return self._confirmation.out_of_band is not None and workflow.patched(
+            patches.CONFIRMATION_WINS
+        )
 
     def _confirming(self) -> str:
-        line = f"confirming with {self._req.department}: attempt {self._attempt}"
-        return line + (f", last error {self._last_error}" if self._last_error else "")
+        line = f"confirming with {self._req.department}: attempt {self._confirmation.attempt}"
+        return line + (
+            f", last error {self._confirmation.last_error}" if self._confirmation.last_error else ""
+        )
 
     async def _capture(
         self, method: MethodSummary, authorisation_id: str, confirmation: str | None
@@ -401,26 +440,35 @@ class PaymentWorkflow:
 
     @workflow.update
     def submit_payment_method(self, submission: PaymentMethodSubmission) -> None:
-        self._submission = submission
+        self._method.submission = submission
 
     @submit_payment_method.validator
     def _validate_submission(self, submission: PaymentMethodSubmission) -> None:
         self._require_proof(
-            proof_name("submit_payment_method", self._method_number), submission.proof
+            proof_name("submit_payment_method", self._method.number), submission.proof
         )
-        if self._state != PaymentState.RESERVED or self._submission or self._cancel or self._ending:
+        if (
+            self._state != PaymentState.RESERVED
+            or self._method.submission
+            or self._cancel
+            or self._saga.ending
+        ):
             raise ApplicationError(
                 "this payment is not waiting for a payment method", type="not_awaiting_method"
             )
 
     @workflow.update
     def submit_challenge_answer(self, otp: str, proof: str = "") -> None:
-        self._otp = otp
+        self._method.otp = otp
 
     @submit_challenge_answer.validator
     def _validate_challenge_answer(self, otp: str, proof: str = "") -> None:
-        self._require_proof(proof_name("submit_challenge_answer", self._method_number), proof)
-        if self._state != PaymentState.REQUIRES_ACTION or self._otp is not None or self._ending:
+        self._require_proof(proof_name("submit_challenge_answer", self._method.number), proof)
+        if (
+            self._state != PaymentState.REQUIRES_ACTION
+            or self._method.otp is not None
+            or self._saga.ending
+        ):
             raise ApplicationError(
                 "this payment is not waiting for a 3-D Secure answer", type="not_awaiting_challenge"
             )
@@ -441,8 +489,8 @@ class PaymentWorkflow:
         if (
             self._state not in CANCELLABLE_STATES
             or self._cancel
-            or self._capture_decided
-            or self._ending
+            or self._saga.capture_decided
+            or self._saga.ending
         ):
             raise ApplicationError(
                 "this payment can no longer be cancelled", type="not_cancellable"
@@ -453,7 +501,7 @@ class PaymentWorkflow:
     @workflow.update
     async def operator_retry_now(self, action: OperatorAction) -> None:
         """Wake a department confirmation that waits between attempts: try again now."""
-        self._retry_now = True
+        self._confirmation.retry_now = True
         await self._note(AuditNote.OPERATOR_RETRY_REQUESTED, _said(action), actor=Actor.OPERATOR)
 
     @operator_retry_now.validator
@@ -475,7 +523,7 @@ class PaymentWorkflow:
     @workflow.update
     async def operator_record_confirmation(self, confirmation: OutOfBandConfirmation) -> None:
         """The department confirmed outside its system: capture and succeed with it."""
-        self._out_of_band = confirmation
+        self._confirmation.out_of_band = confirmation
         detail = (
             f"{_said(confirmation)} (department reference {confirmation.confirmation_reference})"
         )
@@ -504,10 +552,10 @@ class PaymentWorkflow:
     def _require_steerable_confirmation(self, what: str) -> None:
         if (
             self._state != PaymentState.CONFIRMING
-            or self._out_of_band is not None
+            or self._confirmation.out_of_band is not None
             or self._cancel is not None
-            or self._capture_decided
-            or self._ending
+            or self._saga.capture_decided
+            or self._saga.ending
         ):
             raise ApplicationError(
                 f"this payment is {self._state or 'not reserved'}, not waiting for its "
@@ -531,17 +579,17 @@ class PaymentWorkflow:
             amount=req.total,
             state=self._state.value if self._state else None,
             waiting_for=WAITING_FOR[self._state] if self._state else None,
-            doing=self._doing,
-            step_started_at=_iso(self._step_started_at),
-            gives_up_at=_iso(self._gives_up_at),
-            method=self._submission.method if self._submission else None,
-            authorisation_id=self._authorisation_id,
+            doing=self._view.doing,
+            step_started_at=_iso(self._view.step_started_at),
+            gives_up_at=_iso(self._view.gives_up_at),
+            method=self._method.submission.method if self._method.submission else None,
+            authorisation_id=self._method.authorisation_id,
             failure_code=self._failure_code,
             cancel_requested=self._cancel is not None,
-            compensating=self._ending,
-            capture_decided=self._capture_decided,
-            attempt=self._attempt,
-            last_error=self._last_error,
+            compensating=self._saga.ending,
+            capture_decided=self._saga.capture_decided,
+            attempt=self._confirmation.attempt,
+            last_error=self._confirmation.last_error,
         )
 
     # --- ending unpaid ---------------------------------------------------------------------
@@ -554,10 +602,10 @@ class PaymentWorkflow:
         ends as soon as that is done; the revocation goes on being retried (noted in the
         audit trail) and the workflow closes once the department has taken it.
         """
-        self._ending = True
+        self._saga.ending = True
         self._show(f"compensating before ending {end.event}: releasing the payer's money first")
-        revoke = asyncio.ensure_future(self._revoke()) if self._department_asked else None
-        if self._funds_may_be_held:
+        revoke = asyncio.ensure_future(self._revoke()) if self._saga.department_asked else None
+        if self._saga.funds_may_be_held:
             await self._void()
         if revoke is not None and workflow.patched(patches.REVOKE_OWED_AT_CLOSE):
             # What is owed is recorded with the end state, in its transaction; the note that
@@ -624,16 +672,16 @@ class PaymentWorkflow:
         more. A ``cancellable`` void (a failed challenge's, while the payment goes on) that
         a Temporal cancel stops gives way to the cancel's own compensation.
         """
-        method = self._submission.method.type if self._submission else "card"
+        method = self._method.type or "card"
         try:
             await call(
                 PaymentMethods.void_authorisation,
                 FundsRequest(
                     self._req.payment_id,
                     method,
-                    self._authorisation_id or "",
+                    self._method.authorisation_id or "",
                     self._req.total,
-                    attempt=self._method_number,
+                    attempt=self._method.number,
                 ),
                 summary="void the authorisation",
                 role=payment_method_role(method),
@@ -652,7 +700,7 @@ class PaymentWorkflow:
             await self._note(
                 AuditNote.VOID_REFUSED,
                 f"the {_partner(method)} refused for good to void the authorisation of "
-                f"method {self._method_number}: {err.cause}; ePay holds nothing more, an "
+                f"method {self._method.number}: {err.cause}; ePay holds nothing more, an "
                 "operator checks with the partner",
             )
 
@@ -673,23 +721,23 @@ class PaymentWorkflow:
     def _show(self, doing: str, *, until: datetime | None = None) -> None:
         """Say in one line, on the payment's page in the Temporal UI, where it is and until
         when it waits (the workflow's current details; the status query has the rest)."""
-        self._doing = doing
-        self._gives_up_at = until
+        self._view.doing = doing
+        self._view.gives_up_at = until
         when = f", until {until:%Y-%m-%d %H:%M:%S} UTC" if until else ""
         workflow.set_current_details(f"{self._state or 'new'}: {doing}{when}")
 
     def _set_state(self, state: PaymentState) -> None:
         """The payment's new state, published as search attributes for operators to filter,
         logged and measured (the time spent in the step it leaves, and its end)."""
-        left, since = self._state, self._step_started_at
+        left, since = self._state, self._view.step_started_at
         self._state = state
-        self._step_started_at = workflow.now()
+        self._view.step_started_at = workflow.now()
         workflow.logger.info("%s -> %s", left or "new", state)
         if left is not None and since is not None:
             workflow.metric_meter().create_histogram_timedelta(
                 "epay_payment_step_seconds", "Time payments spent in each step", "s"
             ).record(
-                self._step_started_at - since,
+                self._view.step_started_at - since,
                 {"step": left.value, "department": self._req.department},
             )
         if state.is_terminal:
@@ -698,7 +746,7 @@ class PaymentWorkflow:
         updates: list[SearchAttributeUpdate[Any]] = [
             search.PAYMENT_STATE.value_set(state.value),
             search.WAITING_FOR.value_set(WAITING_FOR[state]),
-            search.STEP_STARTED_AT.value_set(self._step_started_at),
+            search.STEP_STARTED_AT.value_set(self._view.step_started_at),
         ]
         if state == PaymentState.RESERVED:  # the first state: what the payment is for
             updates += [
@@ -707,8 +755,8 @@ class PaymentWorkflow:
                 search.PAYMENT_REFERENCE.value_set(reference_key(req.reference)),
                 search.AMOUNT_FILS.value_set(req.total),
             ]
-        if self._submission is not None:
-            updates.append(search.PAYMENT_METHOD.value_set(self._submission.method.type))
+        if self._method.type is not None:
+            updates.append(search.PAYMENT_METHOD.value_set(self._method.type))
         if self._failure_code:
             updates.append(search.FAILURE_CODE.value_set(self._failure_code))
         workflow.upsert_search_attributes(updates)
@@ -720,7 +768,7 @@ class PaymentWorkflow:
             department=self._req.department,
             state=state,
             failure_code=failure_code or "none",
-            method=self._submission.method.type if self._submission else "none",
+            method=self._method.type or "none",
         )
 
     async def _wait_for_payer(self, arrived: Callable[[], bool]) -> None:
@@ -750,7 +798,7 @@ class PaymentWorkflow:
             failure_code=failure_code,
             department_confirmation=confirmation,
             authorisation_id=authorisation_id,
-            attempt=self._method_number if event in PER_METHOD_EVENTS else 1,
+            attempt=self._method.number if event in PER_METHOD_EVENTS else 1,
         )
         state = await self._steps.local(
             PaymentRecords.record_transition,
