@@ -23,6 +23,19 @@ def luhn_ok(number: str) -> bool:
     return total % 10 == 0
 
 
+def with_check_digit(partial: str) -> str:
+    """``partial`` (ASCII digits) with the check digit that makes it pass ``luhn_ok``."""
+    total = 0
+    for i, ch in enumerate(reversed(partial)):
+        d = int(ch)
+        if i % 2 == 0:  # doubled once the check digit is appended
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return partial + str((10 - total % 10) % 10)
+
+
 def normalise_number(raw: str) -> str:
     """Card numbers may be typed with spaces or dashes between groups."""
     return raw.replace(" ", "").replace("-", "")

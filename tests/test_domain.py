@@ -14,6 +14,7 @@ from domain.cards import (
     holds_card_number,
     luhn_ok,
     normalise_number,
+    with_check_digit,
 )
 from domain.failures import MESSAGES, FailureCode, message_for
 from domain.money import (
@@ -98,6 +99,14 @@ def test_luhn_refuses_bad_numbers(number: str) -> None:
 )
 def test_luhn_refuses_non_ascii_digits_without_raising(number: str) -> None:
     assert luhn_ok(number) is False
+
+
+def test_with_check_digit_gives_the_one_digit_luhn_ok_accepts() -> None:
+    for number in SANDBOX_NUMBERS:
+        assert with_check_digit(number[:-1]) == number
+    for partial in ("784000000000001", "400000000000000", "0" * 11, "9" * 18, "12345678901"):
+        accepted = [d for d in "0123456789" if luhn_ok(partial + d)]
+        assert [with_check_digit(partial)[-1]] == accepted, partial
 
 
 def test_luhn_length_bounds() -> None:
