@@ -1,7 +1,8 @@
 """The daily settlement's one step: read the day's ledger and the partners' settlement
 files, reconcile them, and record the day's result (epay/settlement.py). The files of the
 days before are read too when a journal of the day was asked for before it: they say on which
-of those days the partner made the movement.
+of those days the partner made the movement (and which of their lines a journal of the same
+payment booked earlier has taken).
 
 One activity rather than several so that a day's lines (thousands of payments) never pass
 through the workflow's history: the workflow holds the day and the summary only. The step

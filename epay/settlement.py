@@ -13,7 +13,9 @@ names its payment:
 
 A movement is matched on the partner's business day, not on the day the ledger booked it: a
 capture the acquirer made at 23:59:59 whose answer ePay booked at 00:00:01, or one the
-sweeper booked days later, belongs to the acquirer's day (``partner_day``).
+sweeper booked days later, belongs to the acquirer's day (``partner_days``). Each line of a
+partner's file is one capture or refund, and places one journal: two refunds of a payment,
+one on each side of midnight, each go to the day that reports them.
 
 A run reads the ledger in one snapshot, writes its result as the day's row of
 ``settlement_runs`` (replacing an earlier run's), and can be made again for any past day:
@@ -24,7 +26,7 @@ Temporal Schedule (epay/schedules.py) and by hand (``epay settlement run --day D
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
@@ -88,14 +90,20 @@ class DayResult:
 class Journal:
     """A capture or refund journal of the ledger: when ePay asked the partner to move the
     money (the payment's or the refund's creation), when it booked the journal, and its
-    entries (account, fils; debit > 0)."""
+    entries (account, fils; debit > 0). ``booked_at`` and then ``id`` give the booking order."""
 
+    id: int
     kind: str  # capture | refund
     payment_id: str
     department: str
     asked: date  # Asia/Dubai
-    booked: date  # Asia/Dubai
+    booked_at: datetime
     entries: tuple[tuple[str, int], ...]
+
+    @property
+    def booked(self) -> date:
+        """The business day (Asia/Dubai) the ledger booked the journal on."""
+        return _dubai_day(self.booked_at)
 
     @property
     def movement(self) -> Movement | None:
@@ -108,55 +116,108 @@ class Journal:
         return None
 
 
-Reported = dict[date, set[tuple[str, str, str]]]
-"""Per business day, the (partner, kind, payment) movements the partners' files report."""
+MovementKey = tuple[str, str, str]  # partner, kind (capture | refund), payment id
+
+Reported = dict[date, dict[MovementKey, list[int]]]
+"""Per business day and (partner, kind, payment), the amounts of the lines the partners'
+files report: one line per capture or refund the partner made."""
 
 
 def reported_by_day(files: dict[date, dict[str, dict[str, Any]]]) -> Reported:
-    return {
-        day: {
-            (m.partner, m.kind, m.payment_id)
-            for partner, settlement_file in by_partner.items()
-            for m in partner_movements(partner, settlement_file)
-        }
-        for day, by_partner in files.items()
+    reported: Reported = {}
+    for day, by_partner in files.items():
+        lines = reported.setdefault(day, {})
+        for partner, settlement_file in by_partner.items():
+            for line in settlement_file.get("lines", []):
+                key = (partner, line["kind"], line["reference"])
+                lines.setdefault(key, []).append(int(line["amount"]))
+    return reported
+
+
+def _key(m: Movement) -> MovementKey:
+    return (m.partner, m.kind, m.payment_id)
+
+
+def partner_days(journals: list[Journal], reported: Reported, until: date) -> list[date | None]:
+    """Each journal's partner business day, as far as the files up to ``until`` tell: the
+    first day from when ePay asked to when it booked (the partner moved the money between
+    ePay's request and its answer) whose file has a line of that movement, of its amount,
+    that no journal booked before it has taken; or its booking day when none has (a line of
+    another amount on that day is then an ``amount_differs``). None: not decided by ``until``
+    (booked later, no such line by then).
+
+    A line places one journal, so that a payment's second refund, booked after midnight, is
+    not placed by the line of its first. The journals take their lines in booking order: a
+    journal booked later cannot take the line of one booked before it, and so the files of
+    the days after ``until`` change nothing up to it. A line places a journal of its own
+    amount only: whether a later day's file has a line of the journal's amount is not known
+    by ``until``, so that a journal placed by a line of another amount could be placed on
+    two days by the runs of two days."""
+    left = {
+        day: {key: Counter(amounts) for key, amounts in by_key.items()}
+        for day, by_key in reported.items()
+        if day <= until
     }
-
-
-def partner_day(journal: Journal, reported: Reported, until: date) -> date | None:
-    """The partner's business day of the journal's movement, as far as the files up to
-    ``until`` tell: the first day from when ePay asked to when it booked whose file reports
-    that movement (the partner moved the money between ePay's request and its answer), or the
-    booking day when none does. None: not decided by ``until`` (booked later, not reported
-    by then)."""
-    m = journal.movement
-    day = journal.asked
-    while m is not None and day <= min(journal.booked, until):
-        if (m.partner, m.kind, m.payment_id) in reported.get(day, set()):
-            return day
-        day += timedelta(days=1)
-    return journal.booked if journal.booked <= until else None
+    placed: dict[int, date | None] = {}
+    for i in sorted(range(len(journals)), key=lambda i: (journals[i].booked_at, journals[i].id)):
+        journal = journals[i]
+        placed[i] = journal.booked if journal.booked <= until else None
+        m = journal.movement
+        day = journal.asked
+        while m is not None and day <= min(journal.booked, until):
+            amounts = left.get(day, {}).get(_key(m))
+            if amounts and amounts[m.amount] > 0:
+                amounts[m.amount] -= 1
+                placed[i] = day
+                break
+            day += timedelta(days=1)
+    return [placed[i] for i in range(len(journals))]
 
 
 def days_to_read(day: date, journals: list[Journal]) -> list[date]:
-    """The earlier days whose files say where the journals asked for before ``day`` belong."""
-    earliest = min((j.asked for j in journals), default=day)
+    """The earlier days whose files ``partner_days`` needs to place the journals booked on
+    ``day`` or since: from the first day one was asked for, and, as the lines go in booking
+    order, from the first day of any journal of the same movement booked before them on one
+    of the days read (whose line it may have taken), and so on."""
+    earliest = day
+    by_key: dict[MovementKey, list[Journal]] = defaultdict(list)
+    for journal in journals:
+        if (m := journal.movement) is not None:
+            by_key[_key(m)].append(journal)
+    for same in by_key.values():
+        since = day
+        while (first := min((j.asked for j in same if j.booked >= since), default=since)) < since:
+            since = first
+        earliest = min(earliest, since)
     return [earliest + timedelta(days=n) for n in range((day - earliest).days)]
 
 
 async def ledger_day(conn: asyncpg.Connection, day: date, reported: Iterable[str]) -> list[Journal]:
-    """The journals that may belong to the partners' business day ``day``: those booked that
-    day, and those booked since of the ``reported`` payments (the day's files name them): a
-    movement is booked after the partner made it, never before."""
+    """Every journal of the payments that may have a movement on the partners' business day
+    ``day``: those with a journal booked that day, and the ``reported`` ones (the day's files
+    name them; a movement is booked after the partner made it, never before). All of a
+    payment's journals, not only the day's: the one booked before may have taken a line of
+    the days ``partner_days`` reads (a payment's earlier refund)."""
     start, end = day_bounds(day)
+    # The captures by payment and the refunds through their refunds: each way has its index.
     rows = await conn.fetch(
-        """SELECT j.id, j.kind, j.payment_id, p.department, j.created_at AS booked,
+        """WITH of_day AS (
+               SELECT payment_id FROM ledger_journals WHERE created_at >= $1 AND created_at < $2
+               UNION SELECT unnest($3::text[])),
+           journals AS (
+               SELECT j.id FROM of_day d
+               JOIN ledger_journals j ON j.payment_id = d.payment_id AND j.kind = 'capture'
+               UNION ALL
+               SELECT j.id FROM of_day d
+               JOIN refunds r ON r.payment_id = d.payment_id
+               JOIN ledger_journals j ON j.refund_id = r.id)
+           SELECT j.id, j.kind, j.payment_id, p.department, j.created_at AS booked,
                   coalesce(r.created_at, p.created_at) AS asked, e.account, e.amount
-           FROM ledger_journals j
+           FROM journals o
+           JOIN ledger_journals j ON j.id = o.id
            JOIN payments p ON p.id = j.payment_id
            LEFT JOIN refunds r ON r.id = j.refund_id
            JOIN ledger_entries e ON e.journal_id = j.id
-           WHERE j.created_at >= $1 AND (j.created_at < $2 OR j.payment_id = ANY($3))
            ORDER BY j.id, e.id""",
         start,
         end,
@@ -169,11 +230,12 @@ async def ledger_day(conn: asyncpg.Connection, day: date, reported: Iterable[str
         first.setdefault(r["id"], r)
     return [
         Journal(
+            journal_id,
             r["kind"],
             r["payment_id"],
             r["department"],
             _dubai_day(r["asked"]),
-            _dubai_day(r["booked"]),
+            r["booked"],
             tuple(entries[journal_id]),
         )
         for journal_id, r in first.items()
@@ -248,8 +310,8 @@ def result(
 ) -> DayResult:
     """The day's result from the journals that may belong to it (``ledger_day``) and the
     partners' files of the day and of the days before it that ``days_to_read`` asks for."""
-    reported = reported_by_day(files)
-    ours = [j for j in journals if partner_day(j, reported, day) == day]
+    placed = partner_days(journals, reported_by_day(files), day)
+    ours = [j for j, on in zip(journals, placed, strict=True) if on == day]
     ledger, lines = ledger_movements(ours)
     today = files.get(day, {})
     partners = [m for p, f in today.items() for m in partner_movements(p, f)]

@@ -9,11 +9,12 @@ schedule exists. The reconciliation itself (epay/settlement.py) is pure and test
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import subprocess
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 import httpx
@@ -55,11 +56,24 @@ def test_reconcile_lists_each_kind_of_difference() -> None:
     assert settlement.reconcile(ledger, ledger) == []
 
 
-def _journal(kind: str, payment_id: str, asked: date, booked: date) -> Journal:
-    """A card payment's capture (AED 240) or refund (AED 50) journal."""
-    amount = 24000 if kind == "capture" else -5000
-    entries = (("card_acquirer_receivable", amount), ("department_payable:DM", -amount))
-    return Journal(kind, payment_id, "DM", asked, booked, entries)
+def _journal(
+    kind: str,
+    payment_id: str,
+    asked: date,
+    booked: date,
+    *,
+    at: str = "12:00",
+    amount: int | None = None,
+) -> Journal:
+    """A card payment's capture (AED 240) or refund (AED 50 unless ``amount``) journal,
+    booked at ``at`` on ``booked``."""
+    moved = 24000 if kind == "capture" else -(amount or 5000)
+    entries = (("card_acquirer_receivable", moved), ("department_payable:DM", -moved))
+    booked_at = datetime.combine(booked, time.fromisoformat(at), DUBAI)
+    return Journal(next(_journal_ids), kind, payment_id, "DM", asked, booked_at, entries)
+
+
+_journal_ids = itertools.count(1)
 
 
 def _file(*lines: tuple[str, str, int]) -> dict[str, Any]:
@@ -79,15 +93,15 @@ def test_a_journal_settles_on_the_first_day_from_ask_to_booking_its_partner_repo
         d3: {"acquirer": _file()},
     }
     reported = settlement.reported_by_day(files)
-    assert [settlement.partner_day(j, reported, d3) for j in (midnight, swept, late, lost)] == [
+    assert settlement.partner_days([midnight, swept, late, lost, refund], reported, d3) == [
         d1,
         d1,
         d2,
         d2,  # its booking day: where it shows as missing_at_partner, once
+        d2,
     ]
-    assert settlement.partner_day(refund, reported, d3) == d2
     # Until its booking day has come, a journal no file has reported yet is undecided.
-    assert settlement.partner_day(swept, {}, d2) is None
+    assert settlement.partner_days([swept], {}, d2) == [None]
     assert settlement.days_to_read(d3, [swept]) == [d1, d2]
     assert settlement.days_to_read(d2, [refund]) == []
 
@@ -104,6 +118,107 @@ def test_a_journal_settles_on_the_first_day_from_ask_to_booking_its_partner_repo
         "net": 43000,
     }
     assert by_day[d3].balanced and by_day[d3].totals["ledger"]["captured"] == 0
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # (amount, clock it was booked at) of each refund, in the order they were asked
+        pytest.param((5000, "10:00:02"), (3000, "00:00:01"), id="other-amounts"),
+        pytest.param((5000, "10:00:02"), (5000, "00:00:01"), id="same-amounts"),
+    ],
+)
+def test_each_reported_line_settles_one_journal_of_its_payment(
+    first: tuple[int, str], second: tuple[int, str]
+) -> None:
+    """A payment refunded at 10:00 on D and again at 23:59:59 on D, the second refund made by
+    the acquirer on D+1 and booked at 00:00:01: D's refund line is the first refund's, so the
+    second belongs to D+1. Matched on the payment alone, the second went to D as well (D's
+    refunds differed, D+1's refund was missing in the ledger)."""
+    d1, d2 = date(2026, 3, 1), date(2026, 3, 2)
+    capture = _journal("capture", "pay_r", d1, d1, at="09:00:01")
+    one = _journal("refund", "pay_r", d1, d1, at=first[1], amount=first[0])
+    two = _journal("refund", "pay_r", d1, d2, at=second[1], amount=second[0])
+    files = {
+        d1: {"acquirer": _file(("capture", "pay_r", 24000), ("refund", "pay_r", first[0]))},
+        d2: {"acquirer": _file(("refund", "pay_r", second[0]))},
+    }
+    journals = [capture, one, two]
+    reported = settlement.reported_by_day(files)
+    assert settlement.partner_days(journals, reported, d2) == [d1, d1, d2]
+    # D's run places the same, and leaves the second refund to a later day.
+    assert settlement.partner_days(journals, reported, d1) == [d1, d1, None]
+    # D+1's run reads D's file: the first refund, booked on D, may have taken its line.
+    assert settlement.days_to_read(d2, journals) == [d1]
+    for day, refunded in ((d1, first[0]), (d2, second[0])):
+        outcome = settlement.result(day, journals, files)
+        assert outcome.mismatches == [], (day, outcome.mismatches)
+        assert outcome.totals["ledger"]["refunded"] == refunded
+
+
+def test_a_line_goes_to_the_journal_of_its_amount_whatever_order_the_partner_made_them() -> None:
+    """Two refunds of one payment asked just before midnight and both booked after it: the
+    acquirer made the one ePay booked second (AED 50) on D and the first (AED 30) on D+1. Each
+    line settles the journal of its amount."""
+    d1, d2 = date(2026, 3, 1), date(2026, 3, 2)
+    capture = _journal("capture", "pay_o", d1, d1, at="09:00:01")
+    booked_first = _journal("refund", "pay_o", d1, d2, at="00:00:02", amount=3000)
+    booked_second = _journal("refund", "pay_o", d1, d2, at="00:00:03", amount=5000)
+    files = {
+        d1: {"acquirer": _file(("capture", "pay_o", 24000), ("refund", "pay_o", 5000))},
+        d2: {"acquirer": _file(("refund", "pay_o", 3000))},
+    }
+    journals = [capture, booked_first, booked_second]
+    assert settlement.partner_days(journals, settlement.reported_by_day(files), d2) == [
+        d1,
+        d2,
+        d1,
+    ]
+    for day, refunded in ((d1, 5000), (d2, 3000)):
+        outcome = settlement.result(day, journals, files)
+        assert outcome.mismatches == [], (day, outcome.mismatches)
+        assert outcome.totals["ledger"]["refunded"] == refunded
+
+
+def test_a_line_of_another_amount_is_a_difference_on_the_day_it_meets_the_journal() -> None:
+    """A line of another amount places no journal: on the journal's booking day it is an
+    amount_differs; on an earlier day it is missing in the ledger there, and the journal
+    missing at the partner on its booking day (a later day's file may yet report it)."""
+    d1, d2 = date(2026, 3, 1), date(2026, 3, 2)
+    same_day = _journal("refund", "pay_s", d1, d1, amount=5000)
+    over_midnight = _journal("capture", "pay_n", d1, d2, at="00:00:01")
+    files = {
+        d1: {"acquirer": _file(("refund", "pay_s", 4999), ("capture", "pay_n", 23999))},
+        d2: {"acquirer": _file()},
+    }
+    journals = [same_day, over_midnight]
+    assert settlement.partner_days(journals, settlement.reported_by_day(files), d2) == [d1, d2]
+    outcomes = {day: settlement.result(day, journals, files) for day in (d1, d2)}
+    found = {
+        day: [(m.kind, m.payment_id, m.ledger, m.partner_amount) for m in outcome.mismatches]
+        for day, outcome in outcomes.items()
+    }
+    assert found == {
+        d1: [
+            ("missing_in_ledger", "pay_n", 0, 23999),
+            ("amount_differs", "pay_s", 5000, 4999),
+        ],
+        d2: [("missing_at_partner", "pay_n", 24000, 0)],
+    }
+
+
+def test_the_days_to_read_reach_back_to_the_journals_that_may_have_taken_a_line() -> None:
+    """A refund booked on D+2 that ePay asked for on D+1: D+1's file is read; a refund of the
+    same payment the sweeper booked on D+1 that was asked for on D may have taken a line of
+    D+1, so that D's file is read too; one booked on D-1 took none of those days' lines."""
+    d0, d1, d2, d3 = (date(2026, 3, n) for n in (1, 2, 3, 4))
+    old = _journal("refund", "pay_d", d0, d0)
+    swept = _journal("refund", "pay_d", d1, d2)
+    late = _journal("refund", "pay_d", d2, d3)
+    other_payment = _journal("capture", "pay_e", d2, d3)
+    assert settlement.days_to_read(d3, [old, swept, late, other_payment]) == [d1, d2]
+    assert settlement.days_to_read(d3, [old, late]) == [d2]
+    assert settlement.days_to_read(d3, [old]) == []
 
 
 def test_a_business_day_is_dubais() -> None:
@@ -317,6 +432,73 @@ def test_a_capture_is_matched_on_the_partners_day_whatever_day_the_ledger_booked
     on_third = _result(stack, third)
     assert _mine(on_third, mine) == [], on_third["mismatches"]
     assert on_third["totals"]["ledger"] == {"captured": 24000, "refunded": 0}
+
+
+def _booked_refund(
+    stack: Stack, payment_id: str, *, asked: datetime, booked: datetime, partner_day: str
+) -> None:
+    """A refund of AED 50 of the card payment ``payment_id`` from its service fee, asked at
+    ``asked``, made by the acquirer on its business day ``partner_day`` and booked by the
+    ledger at ``booked`` (written directly, like ``_booked_capture``)."""
+    refund_id = f"ref_{uuid.uuid4().hex}"
+    stack.fetch(
+        """WITH r AS (
+               INSERT INTO refunds (id, payment_id, department, amount, state, lines,
+                   workflow_id, created_at, updated_at)
+               VALUES ($1, $2, 'DM', 5000, 'succeeded',
+                   '[{"code": "service_fee", "amount": 5000}]'::jsonb, 'refund-' || $1, $3, $4)
+               RETURNING id, payment_id),
+           j AS (
+               INSERT INTO ledger_journals (payment_id, kind, refund_id, created_at)
+               SELECT payment_id, 'refund', id, $4 FROM r RETURNING id)
+           INSERT INTO ledger_entries (journal_id, account, amount)
+           SELECT j.id, e.account, e.amount FROM j, (VALUES
+               ('card_acquirer_receivable', -5000), ('department_payable:DM', 5000)
+           ) AS e (account, amount)""",
+        refund_id,
+        payment_id,
+        asked,
+        booked,
+    )
+    httpx.post(
+        f"{stack.sandbox_url}/acquirer/_admin/settlement-lines",
+        json={"day": partner_day, "kind": "refund", "reference": payment_id, "amount": 5000},
+        timeout=10,
+    ).raise_for_status()
+
+
+def test_two_refunds_of_a_payment_each_settle_on_the_day_the_acquirer_reports_them(
+    quiet_stack: Stack,
+) -> None:
+    """A payment refunded AED 50 at 10:00 and AED 50 again at 23:59:59, the second refund made
+    by the acquirer the next day and booked at 00:00:01: each day balances with one refund
+    (matched on the payment alone, the second went to the first day as well)."""
+    stack = quiet_stack
+    first, second = "2021-04-01", "2021-04-02"
+
+    def at(day: str, clock: str) -> datetime:
+        return datetime.fromisoformat(f"{day}T{clock}").replace(tzinfo=DUBAI)
+
+    paid = _booked_capture(
+        stack, asked=at(first, "09:00:00"), booked=at(first, "09:00:01"), partner_day=first
+    )
+    _booked_refund(
+        stack, paid, asked=at(first, "10:00:00"), booked=at(first, "10:00:02"), partner_day=first
+    )
+    _booked_refund(
+        stack,
+        paid,
+        asked=at(first, "23:59:59"),
+        booked=at(second, "00:00:01"),
+        partner_day=second,
+    )
+
+    on_first = _result(stack, first)
+    assert _mine(on_first, {paid}) == [], on_first["mismatches"]
+    assert on_first["totals"]["ledger"] == {"captured": 24000, "refunded": 5000}
+    on_second = _result(stack, second)
+    assert _mine(on_second, {paid}) == [], on_second["mismatches"]
+    assert on_second["totals"]["ledger"] == {"captured": 0, "refunded": 5000}
 
 
 def test_the_shared_stacks_payments_reconcile(stack: Stack) -> None:
