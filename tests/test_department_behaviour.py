@@ -7,7 +7,8 @@ import time
 
 from tests.conftest import Stack, card, new_reference
 from tests.support import BIN
-from tests.test_payments import acquirer_records, assert_left_nothing_behind, assert_paid_once
+from tests.support.partners import acquirer_records
+from tests.support.payments import assert_left_nothing_behind, assert_paid_once
 
 
 def confirmations(stack: Stack, payment_id: str) -> list[dict]:

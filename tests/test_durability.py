@@ -9,7 +9,8 @@ import time
 from temporalio.worker import Replayer
 
 from tests.conftest import Stack, card, new_reference
-from tests.test_payments import acquirer_records, assert_paid_once
+from tests.support.partners import acquirer_records
+from tests.support.payments import assert_paid_once
 from workflows.payment import PaymentWorkflow
 
 

@@ -24,7 +24,6 @@ from playwright.sync_api import (
     Browser,
     BrowserContext,
     Page,
-    ViewportSize,
     expect,
     sync_playwright,
 )
@@ -33,26 +32,23 @@ from api.hosted import STRINGS
 from epay import crypto
 from tests.conftest import Stack, e_dirham, new_reference
 from tests.support import ROOT
-from tests.test_payer_session import fresh_e_dirham_card
-from tests.test_payments import assert_paid_once, issuer_holds
+from tests.support.browser import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    PHONE,
+    WAIT_MS,
+    fill_e_dirham,
+    switch_language,
+    the_message,
+)
+from tests.support.partners import fresh_e_dirham_card, issuer_holds
+from tests.support.payments import assert_paid_once
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 IMAGES = (
     ROOT / "docs" / "images"
     if os.environ.get("EPAY_UPDATE_SCREENSHOTS") == "1"
     else Path(tempfile.mkdtemp(prefix="epay-pay-screenshots-"))
 )
-PHONE: ViewportSize = {"width": 375, "height": 812}
-WAIT_MS = 30_000
 RETURN_URL = "https://services.dm.example.ae/health-certificate/paid"
 AR, EN = STRINGS["ar"], STRINGS["en"]
 # The generic decline's first sentence, the same whether the form is offered again or not.
@@ -113,11 +109,6 @@ def open_link(page: Page, stack: Stack, payment: dict[str, Any]) -> None:
     assert "token" not in page.url
 
 
-def fill_e_dirham(page: Page, number: str, pin: str) -> None:
-    page.locator("#ed-number").fill(number)
-    page.locator("#ed-pin").fill(pin)
-
-
 def fill_card(page: Page, number: str, month: str = "12", year: str = "2031") -> None:
     page.locator('input[name="method"][value="card"]').check()
     page.locator("#cc-number").fill(number)
@@ -125,19 +116,6 @@ def fill_card(page: Page, number: str, month: str = "12", year: str = "2031") ->
     page.locator("#cc-exp-year").fill(year)
     page.locator("#cc-cvv").fill("737")
     page.locator("#cc-name").fill("Mariam Al Hashimi")
-
-
-def the_message(page: Page) -> str:
-    """What the page tells the payer after a failure: the notice above the form, or the
-    end of the payment."""
-    shown = page.locator("#notice:visible, #ended-message:visible").first
-    expect(shown).not_to_be_empty(timeout=WAIT_MS)
-    return shown.inner_text().strip()
-
-
-def switch_language(page: Page, to: str) -> None:
-    page.locator("a.lang").click()
-    expect(page.locator("html")).to_have_attribute("lang", to)
 
 
 def no_horizontal_overflow(page: Page) -> None:

@@ -18,7 +18,7 @@ import pytest
 from domain.refunds import refund_workflow_id
 from tests.conftest import Stack, card, e_dirham
 from tests.support import BIN, ROOT
-from tests.test_refunds import refund, wait_for_refund
+from tests.support.refunds import refund, wait_for_refund
 
 
 def _verify(stack: Stack) -> subprocess.CompletedProcess[str]:

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 from tests.conftest import Stack, card, e_dirham, new_reference
 from tests.support import BIN
-from tests.test_payments import assert_paid_once, issuer_holds
-from tests.test_sweeper import department, reservation
+from tests.support.partners import department, issuer_holds
+from tests.support.payments import assert_paid_once, reservation_status
 
 T = TypeVar("T")
 E_DIRHAM = e_dirham("7840000000000017")
@@ -238,7 +238,7 @@ def test_cancel_ends_a_payment_waiting_for_its_payer(stack: Stack) -> None:
     done = ops_json(stack, "cancel", payment["id"], *who)
     assert done["action"] == "cancel"
     assert stack.wait_for(payment["id"], timeout=30)["state"] == "cancelled"
-    assert reservation(stack, payment["id"]) == "released"
+    assert reservation_status(stack, payment["id"]) == "released"
     asked = audit(stack, payment, "operator_cancel_requested")
     assert (
         asked["actor"] == "operator" and asked["detail"] == "bob@ops: duplicate of another payment"

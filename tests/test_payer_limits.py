@@ -27,14 +27,14 @@ from api import abuse, payer, schemas
 from api.context import Context
 from api.errors import ApiError
 from api.hosted import STRINGS
-from domain.cards import luhn_ok
+from domain.cards import with_check_digit
 from domain.models import MAX_METHODS
 from epay import store
 from epay.db import create_pool
 from epay.temporal import connect
 from tests.conftest import Stack, card, e_dirham, token_of
 from tests.support import BIN, Process, free_port, http_ok, wait_until
-from tests.test_hosted_page import (
+from tests.support.browser import (
     CHROMIUM,
     CHROMIUM_FLAGS,
     PHONE,
@@ -42,6 +42,7 @@ from tests.test_hosted_page import (
     switch_language,
     the_message,
 )
+from tests.support.partners import fresh_e_dirham_card
 
 PAGE = "page-session-"  # a hosted-page caller: a declined method leaves the payment open
 
@@ -54,20 +55,7 @@ def _method(body: dict[str, Any]) -> schemas.CardMethod | schemas.EDirhamMethod:
 
 
 def _luhn_number(prefix: str, length: int = 16) -> str:
-    body = prefix + str(uuid.uuid4().int)[: length - len(prefix) - 1]
-    return body + next(d for d in "0123456789" if luhn_ok(body + d))
-
-
-def _fresh_e_dirham_card(stack: Stack, balance: int = 1000000, number: str = "") -> str:
-    """A new sandbox e-Dirham card (PIN 4321), or ``number`` again as new: the issuer's
-    wrong-PIN count back to 0, as after a right PIN given elsewhere."""
-    number = number or _luhn_number("784")
-    response = httpx.post(
-        f"{stack.sandbox_url}/issuer/_admin/cards",
-        json={"card_number": number, "pin": "4321", "balance": balance, "blocked": False},
-    )
-    response.raise_for_status()
-    return number
+    return with_check_digit(prefix + str(uuid.uuid4().int)[: length - len(prefix) - 1])
 
 
 def _run(stack: Stack, work: Callable[[Context], Awaitable[Any]], **limits: int) -> Any:
@@ -132,7 +120,7 @@ def test_on_the_page_a_declined_card_leaves_the_payment_open_and_a_good_one_pays
 
 
 def test_on_the_page_a_wrong_pin_can_be_typed_again(stack: Stack) -> None:
-    number = _fresh_e_dirham_card(stack)
+    number = fresh_e_dirham_card(stack)
     payment = stack.created()
     caller = payer.Caller(client="198.51.100.8", session=PAGE + uuid.uuid4().hex)
 
@@ -216,7 +204,7 @@ def test_a_pin_guessing_run_does_not_lock_the_residents_card(stack: Stack) -> No
     """A stranger who knows an e-Dirham card's number guesses PINs across payments, from
     new sessions and addresses each time: ePay stops asking the issuer before its third
     wrong PIN, so the card is not locked."""
-    number = _fresh_e_dirham_card(stack)
+    number = fresh_e_dirham_card(stack)
     payments = [stack.created() for _ in range(4)]
 
     async def work(ctx: Context) -> list[Any]:
@@ -265,7 +253,7 @@ def test_wrong_pins_count_until_the_card_pays_however_long_ago(stack: Stack) -> 
     """The issuer locks a card at its third wrong PIN in a row, however far apart, and only a
     right PIN resets its count: ePay counts the same way. Every try below is moved a day and
     an hour into the past before the next one, so that no two fall within 24 hours."""
-    number = _fresh_e_dirham_card(stack)
+    number = fresh_e_dirham_card(stack)
     payments = [stack.created() for _ in range(5)]
     pins = ["0000", "4321", "0001", "0002", "0003"]  # wrong, right, wrong, wrong, (wrong)
 
@@ -428,7 +416,7 @@ def test_a_balance_too_low_ends_the_wrong_pin_count(stack: Stack) -> None:
     """The issuer checks the PIN before the balance, and a right PIN resets its count:
     ``insufficient_funds`` proves the PIN was right, so ePay's count starts again after it as
     after a payment (two more wrong PINs go to the issuer, the next is refused)."""
-    number = _fresh_e_dirham_card(stack, balance=100)  # less than any fee
+    number = fresh_e_dirham_card(stack, balance=100)  # less than any fee
     _, answers = _tries(stack, number, ["0000", "4321", "0001", "0002", "0003"])
     assert answers == [
         "invalid_pin",
@@ -449,13 +437,13 @@ def test_an_operator_clears_the_pin_limit_from_the_payment_the_resident_was_refu
     starts again from the clearance: two more wrong PINs, and it is refused again. The
     clearance is in that payment's audit trail, with the operator and the reason, and is
     kept by the card's keyed hash."""
-    number = _fresh_e_dirham_card(stack)
+    number = fresh_e_dirham_card(stack)
     payments, before = _tries(stack, number, ["0000", "0001", "0002"])
     assert before == ["invalid_pin", "invalid_pin", "pin_attempts_exceeded"], before
     refused_on = payments[2]
     assert not stack.fetch("SELECT 1 FROM payer_attempts WHERE payment_id = $1", refused_on["id"])
     # Since then the resident has typed the right PIN at the issuer: its count is back to 0.
-    _fresh_e_dirham_card(stack, number=number)
+    fresh_e_dirham_card(stack, number=number)
 
     cleared = subprocess.run(
         [
@@ -500,7 +488,7 @@ def test_the_pin_limit_has_its_own_code_and_its_own_message_on_the_page(stack: S
     """The token API answers the wrong-PIN limit with 429 ``pin_attempts_exceeded`` and a
     day's Retry-After; the page tells the payer, in Arabic and in English, to use another
     card or have this one cleared, not to wait a few minutes."""
-    number = _fresh_e_dirham_card(stack)
+    number = fresh_e_dirham_card(stack)
     _, answers = _tries(stack, number, ["0000", "0001"])
     assert answers == ["invalid_pin", "invalid_pin"]
     api_url, api = _proxied_api(stack, EPAY_PAYER_WRONG_PINS="2")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-import uuid
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,69 +17,13 @@ from fastapi.responses import Response
 
 from api import payer_session
 from api.hosted import PAGE_HEADERS, _set_session
-from domain.cards import luhn_ok
 from epay import crypto
 from tests.conftest import Stack, card, e_dirham, new_reference, token_of
-from tests.test_payments import issuer_holds
+from tests.support.partners import fresh_e_dirham_card, issuer_holds
+from tests.support.payer import PayerPage, api, link_path
 
 PAY_FORM = 'id="pay-form"'
 CARD_INPUTS = re.compile(r'<input[^>]+id="(ed-number|ed-pin|cc-number|cc-cvv)"')
-
-
-def fresh_e_dirham_card(stack: Stack, pin: str = "4321") -> str:
-    """A new e-Dirham card at the sandbox issuer, so that a wrong PIN typed here counts
-    towards no seeded card's lock."""
-    body = "784" + str(uuid.uuid4().int)[:12]
-    number = body + next(d for d in "0123456789" if luhn_ok(body + d))
-    response = httpx.post(
-        f"{stack.sandbox_url}/issuer/_admin/cards",
-        json={"card_number": number, "pin": pin, "balance": 1_000_000, "blocked": False},
-        timeout=10,
-    )
-    response.raise_for_status()
-    return number
-
-
-def link_path(payment: dict[str, Any]) -> str:
-    """``next_url`` without its origin: the stack's API serves it."""
-    return "/pay/" + payment["next_url"].split("/pay/", 1)[1]
-
-
-def api(stack: Stack) -> httpx.Client:
-    return httpx.Client(base_url=stack.api_url, timeout=60, follow_redirects=False)
-
-
-class PayerPage:
-    """A payer's browser, as far as HTTP goes: the session cookie from the link, and the
-    page's CSRF value."""
-
-    def __init__(self, stack: Stack, payment: dict[str, Any]) -> None:
-        self.stack = stack
-        self.payment_id = payment["id"]
-        self.client = api(stack)
-        exchange = self.client.get(link_path(payment))
-        assert exchange.status_code == 200, exchange.text
-        assert f'http-equiv="refresh" content="0;url=/pay/{self.payment_id}"' in exchange.text
-        cookie = self.client.cookies.get(payer_session.COOKIE)
-        assert cookie
-        self.cookie: str = cookie
-        page = self.client.get(f"/pay/{self.payment_id}")
-        assert page.status_code == 200, page.text
-        found = re.search(r'<meta name="epay-csrf" content="([^"]+)">', page.text)
-        assert found, page.text
-        self.csrf = found.group(1)
-        self.html = page.text
-
-    def headers(self, **extra: str) -> dict[str, str]:
-        return {"X-ePay-CSRF": self.csrf, **extra}
-
-    def status(self) -> httpx.Response:
-        return self.client.get(f"/pay/{self.payment_id}/status", headers=self.headers())
-
-    def authorise(self, method: dict[str, Any]) -> httpx.Response:
-        return self.client.post(
-            f"/pay/{self.payment_id}/authorise", json=method, headers=self.headers()
-        )
 
 
 def test_the_link_is_exchanged_for_a_session_cookie_and_leaves_the_url(stack: Stack) -> None:

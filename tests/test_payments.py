@@ -5,66 +5,15 @@ otherwise, its reservation consumed or released, and a balanced ledger."""
 from __future__ import annotations
 
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import Stack, card, e_dirham
+from tests.support.partners import acquirer_records, fresh_e_dirham_card, issuer_holds
+from tests.support.payments import assert_left_nothing_behind, assert_paid_once
 
 HEALTH_CERT_TOTAL = 22000 + 1000 + 1000
-
-
-def acquirer_records(stack: Stack, payment_id: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = stack.sandbox(
-        f"/acquirer/_admin/authorisations?reference={payment_id}"
-    )["items"]
-    return items
-
-
-def issuer_holds(stack: Stack, payment_id: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = stack.sandbox(f"/issuer/_admin/holds?reference={payment_id}")[
-        "items"
-    ]
-    return items
-
-
-def reservation_status(stack: Stack, payment_id: str) -> str:
-    rows = stack.fetch("SELECT status FROM fee_reservations WHERE payment_id = $1", payment_id)
-    assert len(rows) == 1
-    return str(rows[0]["status"])
-
-
-def assert_left_nothing_behind(
-    stack: Stack, payment: dict[str, Any], funds: list[dict[str, Any]]
-) -> None:
-    """A payment that did not succeed: no capture, no open hold, reservation released."""
-    assert all(
-        r["status"] not in ("authorised", "held", "pending_3ds", "captured") for r in funds
-    ), funds
-    assert all(r["capture_count"] == 0 for r in funds), funds
-    assert reservation_status(stack, payment["id"]) == "released"
-    assert stack.fetch("SELECT 1 FROM ledger_journals WHERE payment_id = $1", payment["id"]) == []
-    assert stack.fetch("SELECT 1 FROM card_vault WHERE payment_id = $1", payment["id"]) == []
-    assert payment["receipt"] is None and payment["next_url"] is None
-
-
-def assert_paid_once(stack: Stack, payment: dict[str, Any], funds: list[dict[str, Any]]) -> None:
-    assert len(funds) == 1, funds
-    assert funds[0]["status"] == "captured" and funds[0]["capture_count"] == 1, funds
-    assert reservation_status(stack, payment["id"]) == "consumed"
-    entries = stack.fetch(
-        "SELECT e.account, e.amount FROM ledger_entries e "
-        "JOIN ledger_journals j ON j.id = e.journal_id WHERE j.payment_id = $1",
-        payment["id"],
-    )
-    assert sum(e["amount"] for e in entries) == 0, entries
-    assert sum(e["amount"] for e in entries if e["amount"] > 0) == payment["amount"]["total"]
-    assert payment["receipt"]["number"].startswith(payment["department"] + "-")
-    assert payment["department_confirmation"]
-    assert stack.fetch("SELECT 1 FROM card_vault WHERE payment_id = $1", payment["id"]) == []
 
 
 @pytest.mark.parametrize(
@@ -141,27 +90,8 @@ def test_e_dirham_refusals(stack: Stack, number: str, pin: str, failure: str) ->
     assert_left_nothing_behind(stack, payment, issuer_holds(stack, payment["id"]))
 
 
-def _fresh_e_dirham_card(stack: Stack) -> str:
-    """A new sandbox e-Dirham card (16 digits, Luhn-valid), so lockouts touch no shared card."""
-    body = "784" + str(uuid.uuid4().int)[:12]
-    check = next(d for d in "0123456789" if _luhn(body + d))
-    number = body + check
-    response = httpx.post(
-        f"{stack.sandbox_url}/issuer/_admin/cards",
-        json={"card_number": number, "pin": "4321", "balance": 1000000, "blocked": False},
-    )
-    response.raise_for_status()
-    return number
-
-
-def _luhn(number: str) -> bool:
-    from domain.cards import luhn_ok
-
-    return luhn_ok(number)
-
-
 def test_three_wrong_pins_lock_the_e_dirham_card(stack: Stack) -> None:
-    number = _fresh_e_dirham_card(stack)
+    number = fresh_e_dirham_card(stack)
     outcomes = [stack.pay(e_dirham(number, "0000"))["failure"]["code"] for _ in range(3)]
     assert outcomes == ["invalid_pin", "invalid_pin", "pin_locked"]
     locked = stack.pay(e_dirham(number, "4321"))

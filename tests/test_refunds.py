@@ -9,74 +9,18 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import asyncpg
 import httpx
 
-from domain.cards import luhn_ok
 from domain.refunds import RefundFailed, RefundFailure, refund_workflow_id
 from epay import refunds
 from epay.db import create_pool
 from tests.conftest import Stack, card, e_dirham, new_reference
+from tests.support.partners import acquirer_record, fresh_e_dirham_card
+from tests.support.refunds import department_notices, refund, refunds_of, wait_for_refund
 
 CARD = "4242424242424242"
-
-
-def refund(
-    stack: Stack,
-    payment_id: str,
-    amount: int,
-    *,
-    reason: str | None = "service not delivered",
-    key: str | None = None,
-    department: str = "DM",
-) -> httpx.Response:
-    body: dict[str, Any] = {"amount": amount}
-    if reason is not None:
-        body["reason"] = reason
-    with stack.client(department) as c:
-        return c.post(
-            f"/v1/payments/{payment_id}/refunds",
-            json=body,
-            headers={"Idempotency-Key": key} if key else {},
-        )
-
-
-def refunds_of(stack: Stack, payment_id: str, department: str = "DM") -> httpx.Response:
-    with stack.client(department) as c:
-        return c.get(f"/v1/payments/{payment_id}/refunds")
-
-
-def wait_for_refund(
-    stack: Stack,
-    payment_id: str,
-    refund_id: str,
-    states: frozenset[str] = frozenset({"succeeded", "failed"}),
-) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while True:
-        response = refunds_of(stack, payment_id)
-        assert response.status_code == 200, response.text
-        found: dict[str, Any] = next(r for r in response.json()["items"] if r["id"] == refund_id)
-        if found["state"] in states:
-            return found
-        assert time.monotonic() < deadline, f"refund still {found['state']}"
-        time.sleep(0.2)
-
-
-def department_notices(
-    stack: Stack, payment_id: str, department: str = "DM"
-) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = stack.sandbox(
-        f"/departments/{department}/_admin/refunds?payment_id={payment_id}"
-    )["items"]
-    return items
-
-
-def acquirer_record(stack: Stack, payment_id: str) -> dict[str, Any]:
-    [record] = stack.sandbox(f"/acquirer/_admin/authorisations?reference={payment_id}")["items"]
-    return dict(record)
 
 
 def ledger_by_account(stack: Stack, payment_id: str) -> dict[str, int]:
@@ -100,18 +44,6 @@ def journals(stack: Stack, payment_id: str) -> list[tuple[str, str | None]]:
 def webhook_events(stack: Stack, refund_id: str) -> list[str]:
     rows = stack.fetch("SELECT type FROM webhook_events WHERE refund_id = $1", refund_id)
     return [row["type"] for row in rows]
-
-
-def fresh_e_dirham_card(stack: Stack, balance: int) -> str:
-    body = "784" + str(uuid.uuid4().int)[:12]
-    number = body + next(d for d in "0123456789" if luhn_ok(body + d))
-    response = httpx.post(
-        f"{stack.sandbox_url}/issuer/_admin/cards",
-        json={"card_number": number, "pin": "1234", "balance": balance, "blocked": False},
-        timeout=10,
-    )
-    response.raise_for_status()
-    return number
 
 
 def test_a_full_refund_of_a_card_payment(stack: Stack) -> None:
@@ -160,7 +92,7 @@ def test_a_full_refund_of_a_card_payment(stack: Stack) -> None:
 
 
 def test_a_full_refund_of_an_e_dirham_payment_credits_the_card(stack: Stack) -> None:
-    number = fresh_e_dirham_card(stack, balance=100_000)
+    number = fresh_e_dirham_card(stack, pin="1234", balance=100_000)
     paid = stack.pay(e_dirham(number))
     assert paid["state"] == "succeeded"
     view = f"/issuer/_admin/cards/{number}"

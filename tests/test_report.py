@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import tempfile
-import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,13 +22,12 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from domain.cards import luhn_ok
 from epay.report import aed, parse_period
 from tests.conftest import Stack, card, e_dirham, new_reference
 from tests.support import BIN, ROOT
+from tests.support.partners import fresh_e_dirham_card
 
 DUBAI = timezone(timedelta(hours=4))
 SVG = "{http://www.w3.org/2000/svg}"
@@ -69,26 +67,12 @@ class Period:
         return start, end
 
 
-def _fresh_e_dirham_card(stack: Stack) -> str:
-    """A sandbox e-Dirham card of this module's own (AED 10,000), so that the payments here
-    take nothing from the shared cards' balances."""
-    body = "784" + str(uuid.uuid4().int)[:12]
-    number = body + next(d for d in "0123456789" if luhn_ok(body + d))
-    response = httpx.post(
-        f"{stack.sandbox_url}/issuer/_admin/cards",
-        json={"card_number": number, "pin": "1234", "balance": 1_000_000, "blocked": False},
-        timeout=10,
-    )
-    response.raise_for_status()
-    return number
-
-
 @pytest.fixture(scope="module")
 def seeded(stack: Stack) -> dict[str, Any]:
     """Payments of several DM services and of RTA, by both methods (about two in three by
     e-Dirham, as in the seed article), with a declined card, a department that refuses and a
     cancel; and the period that holds them."""
-    edh = e_dirham(_fresh_e_dirham_card(stack))
+    edh = e_dirham(fresh_e_dirham_card(stack, pin="1234"))
     visa = card("4242424242424242")
     made = {
         "health_e_dirham": stack.pay(edh),

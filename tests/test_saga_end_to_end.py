@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 
 from tests.conftest import HTTP_TIMEOUT, Stack, card, e_dirham, new_reference
-from tests.test_payments import acquirer_records, assert_paid_once, issuer_holds
-from tests.test_sweeper import confirmations, department, events
+from tests.support.partners import acquirer_records, confirmations, department, issuer_holds
+from tests.support.payments import assert_paid_once, events
 
 SLOW_CAPTURE = HTTP_TIMEOUT + 1.5  # the activity's HTTP call times out on the first try
 

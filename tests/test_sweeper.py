@@ -6,7 +6,6 @@ the records and the audit trail show afterwards."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import secrets
 import subprocess
@@ -25,55 +24,31 @@ from temporalio.client import (
 from temporalio.worker import Replayer
 
 from domain.models import AuditEntry, Transition
+from domain.refunds import refund_workflow_id
 from domain.states import AuditNote, PaymentEvent
-from domain.sweeper import SweepOutcome, SweepRequest, SweepSummary, SweptPayment
+from domain.sweeper import SweepOutcome, SweepSummary
 from epay import store
 from epay.config import Settings
 from epay.db import create_pool
 from epay.schedules import SWEEPER_SCHEDULE_ID, sweep_request
 from tests.conftest import Stack, card, e_dirham, new_reference
 from tests.support import BIN, wait_until
-from tests.test_payer_session import PayerPage
-from tests.test_payments import acquirer_records, assert_paid_once, issuer_holds
+from tests.support.partners import (
+    acquirer_record,
+    acquirer_records,
+    confirmations,
+    department,
+    issuer_holds,
+)
+from tests.support.payer import PayerPage
+from tests.support.payments import assert_paid_once, events, reservation_status
+from tests.support.refunds import department_notices, refund, wait_for_refund
+from tests.support.sweeps import quiet, sweep, swept, terminate
 from workflows.sweeper import SweeperWorkflow
 
 
 def settings(stack: Stack) -> Settings:
     return Settings.from_env_mapping(stack.env)
-
-
-def sweep(stack: Stack, *, grace_seconds: int | None = None) -> SweepSummary:
-    """One sweep on the stack's worker, as the schedule starts it."""
-    req = sweep_request(settings(stack))
-    if grace_seconds is not None:
-        req = dataclasses.replace(req, grace_seconds=grace_seconds)
-
-    async def run(req: SweepRequest) -> SweepSummary:
-        client = await stack.temporal_client()
-        return await client.execute_workflow(
-            SweeperWorkflow.run,
-            req,
-            id=f"test-sweep-{uuid.uuid4().hex[:8]}",
-            task_queue=stack.env["EPAY_TASK_QUEUE"],
-        )
-
-    return asyncio.run(run(req))
-
-
-def swept(summary: SweepSummary, payment_id: str) -> SweptPayment | None:
-    found = [p for p in summary.payments if p.payment_id == payment_id]
-    assert len(found) <= 1, found
-    return found[0] if found else None
-
-
-def terminate(stack: Stack, payment: dict[str, Any]) -> None:
-    """What an operator's Terminate button does: the workflow stops, no compensation runs."""
-
-    async def run() -> None:
-        client = await stack.temporal_client()
-        await client.get_workflow_handle(payment["workflow_id"]).terminate(reason="test")
-
-    asyncio.run(run())
 
 
 def workflow_status(stack: Stack, workflow_id: str) -> WorkflowExecutionStatus | None:
@@ -84,39 +59,8 @@ def workflow_status(stack: Stack, workflow_id: str) -> WorkflowExecutionStatus |
     return asyncio.run(run())
 
 
-def quiet(stack: Stack, payment_id: str) -> None:
-    """Age the payment's last change past the sweeper's grace period (two minutes)."""
-    stack.fetch(
-        "UPDATE payments SET updated_at = now() - interval '10 minutes' WHERE id = $1", payment_id
-    )
-
-
-def events(stack: Stack, payment_id: str) -> list[dict[str, Any]]:
-    with stack.client() as c:
-        items: list[dict[str, Any]] = c.get(f"/v1/payments/{payment_id}/events").json()["items"]
-    return items
-
-
-def reservation(stack: Stack, payment_id: str) -> str:
-    [row] = stack.fetch("SELECT status FROM fee_reservations WHERE payment_id = $1", payment_id)
-    return str(row["status"])
-
-
-def confirmations(stack: Stack, payment_id: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = stack.sandbox(
-        f"/departments/DM/_admin/confirmations?payment_id={payment_id}"
-    )["items"]
-    return items
-
-
 def vault_rows(stack: Stack, payment_id: str) -> list[dict[str, Any]]:
     return stack.fetch("SELECT token FROM card_vault WHERE payment_id = $1", payment_id)
-
-
-def department(stack: Stack, switch: str) -> None:
-    """The sandbox's DM department: ``up`` lets its DOWN- references through."""
-    command = [str(BIN / "epay"), "sandbox", "department", switch, "DM"]
-    subprocess.run(command, env=stack.env, check=True)
 
 
 def stranded_while_confirming(stack: Stack, method: dict[str, Any]) -> dict[str, Any]:
@@ -133,7 +77,7 @@ def test_a_terminated_payment_waiting_for_its_department_is_undone(stack: Stack)
     payment = stranded_while_confirming(stack, e_dirham("7840000000000017"))
     pid = payment["id"]
     assert [h["status"] for h in issuer_holds(stack, pid)] == ["held"]
-    assert reservation(stack, pid) == "held"
+    assert reservation_status(stack, pid) == "held"
     other = stack.created()
     terminate(stack, other)
     quiet(stack, other["id"])
@@ -150,7 +94,7 @@ def test_a_terminated_payment_waiting_for_its_department_is_undone(stack: Stack)
     assert "revoke_department_confirmation" in result.detail
     assert [h["status"] for h in issuer_holds(stack, pid)] == ["voided"]
     assert stack.get(pid)["state"] == "confirming"
-    assert reservation(stack, pid) == "held"
+    assert reservation_status(stack, pid) == "held"
 
     department(stack, "up")
     try:
@@ -162,7 +106,7 @@ def test_a_terminated_payment_waiting_for_its_department_is_undone(stack: Stack)
     assert result is not None and result.outcome == SweepOutcome.CANCELLED, second
     assert [h["status"] for h in issuer_holds(stack, pid)] == ["voided"]
     assert [c["status"] for c in confirmations(stack, pid)] == ["revoked"]
-    assert reservation(stack, pid) == "released"
+    assert reservation_status(stack, pid) == "released"
     assert vault_rows(stack, pid) == []
     final = stack.get(pid)
     assert final["state"] == "cancelled" and final["failure"] is None
@@ -178,7 +122,7 @@ def test_a_terminated_payment_waiting_for_its_department_is_undone(stack: Stack)
     assert swept(third, pid) is None
     assert events(stack, pid) == trail
     assert [h["status"] for h in issuer_holds(stack, pid)] == ["voided"]
-    assert reservation(stack, pid) == "released"
+    assert reservation_status(stack, pid) == "released"
 
 
 def test_a_terminated_3ds_challenge_has_its_authorisation_voided(stack: Stack) -> None:
@@ -195,7 +139,7 @@ def test_a_terminated_3ds_challenge_has_its_authorisation_voided(stack: Stack) -
     assert result is not None and result.outcome == SweepOutcome.CANCELLED, summary
     assert [a["status"] for a in acquirer_records(stack, payment["id"])] == ["voided"]
     assert stack.get(payment["id"])["state"] == "cancelled"
-    assert reservation(stack, payment["id"]) == "released"
+    assert reservation_status(stack, payment["id"]) == "released"
     # The department was never asked, so it is not bothered with a revocation either.
     assert confirmations(stack, payment["id"]) == []
 
@@ -212,7 +156,7 @@ def test_a_terminated_reserved_payment_is_closed_by_epay_sweeper_run(stack: Stac
     assert result["outcome"] == "cancelled"
     assert summary["stranded"] >= 1 and summary["cancelled"] >= 1
     assert stack.get(payment["id"])["state"] == "cancelled"
-    assert reservation(stack, payment["id"]) == "released"
+    assert reservation_status(stack, payment["id"]) == "released"
     assert acquirer_records(stack, payment["id"]) == []
     assert issuer_holds(stack, payment["id"]) == []
     last = events(stack, payment["id"])[-1]
@@ -234,7 +178,7 @@ def test_a_payment_whose_workflow_is_gone_fails_as_abandoned(stack: Stack) -> No
     final = stack.get(payment["id"])
     assert final["state"] == "failed"
     assert final["failure"]["code"] == "payment_abandoned"
-    assert reservation(stack, payment["id"]) == "released"
+    assert reservation_status(stack, payment["id"]) == "released"
     last = events(stack, payment["id"])[-1]
     assert last["event"] == "failed" and last["actor"] == "sweeper"
     assert last["detail"].startswith("workflow not found")
@@ -324,7 +268,7 @@ def test_a_running_payment_is_never_touched(stack: Stack) -> None:
 
     assert swept(summary, payment["id"]) is None
     assert stack.get(payment["id"])["state"] == "reserved"
-    assert reservation(stack, payment["id"]) == "held"
+    assert reservation_status(stack, payment["id"]) == "held"
     assert workflow_status(stack, payment["workflow_id"]) == WorkflowExecutionStatus.RUNNING
 
 
@@ -536,9 +480,6 @@ def test_a_refund_whose_workflow_was_terminated_is_restarted_and_refunds_once(
     """An operator terminates a refund's workflow while the acquirer is down: the refund
     stays pending with its amount held, until the sweeper starts its workflow again, which
     refunds it once."""
-    from domain.refunds import refund_workflow_id
-    from tests.test_refunds import acquirer_record, refund, wait_for_refund
-
     paid = stack.pay(card("4242424242424242"))
     httpx.post(f"{stack.sandbox_url}/acquirer/_admin/down", timeout=10).raise_for_status()
     try:
@@ -569,20 +510,11 @@ def test_a_refund_terminated_before_its_department_was_told_is_restarted_and_tel
     """The money went back and the refund succeeded, but its workflow was terminated while
     the department was down: the sweeper starts it again once the refund has been quiet, and
     the department gets the notice, once; a finished refund is left alone."""
-    from domain.refunds import refund_workflow_id
-    from tests.test_refunds import (
-        acquirer_record,
-        department_notices,
-        department_switch,
-        refund,
-        wait_for_refund,
-    )
-
-    department_switch(stack, "up")
+    department(stack, "up")
     try:
         paid = stack.pay(card("4242424242424242"), reference=new_reference("DOWN-"))
     finally:
-        department_switch(stack, "down")
+        department(stack, "down")
     made = refund(stack, paid["id"], 5000)
     assert made.status_code == 201, made.text
     refund_id = made.json()["id"]
@@ -596,7 +528,7 @@ def test_a_refund_terminated_before_its_department_was_told_is_restarted_and_tel
     stack.fetch(
         "UPDATE refunds SET updated_at = now() - interval '10 minutes' WHERE id = $1", refund_id
     )
-    department_switch(stack, "up")
+    department(stack, "up")
     try:
         assert refund_id in sweep(stack, grace_seconds=60).refunds_restarted
         deadline = time.monotonic() + 60
@@ -607,7 +539,7 @@ def test_a_refund_terminated_before_its_department_was_told_is_restarted_and_tel
             assert time.monotonic() < deadline, "the department was never told"
             time.sleep(0.5)
     finally:
-        department_switch(stack, "down")
+        department(stack, "down")
     [notice] = department_notices(stack, paid["id"])
     assert (notice["refund_id"], notice["notices"]) == (refund_id, 1)
     record = acquirer_record(stack, paid["id"])
@@ -684,7 +616,7 @@ def test_a_second_method_whose_answer_was_lost_is_reversed_by_its_own_keys(
     )
     [voided] = [a for a in acquirer_records(stack, pid) if a["id"] == held["id"]]
     assert voided["status"] == "voided" and voided["capture_count"] == 0
-    assert reservation(stack, pid) == "released"
+    assert reservation_status(stack, pid) == "released"
     assert stack.get(pid)["state"] == "cancelled"
 
 
@@ -725,7 +657,7 @@ def test_a_capture_refused_after_the_workflow_stopped_ends_the_payment_undone(
     final = stack.get(pid)
     assert final["state"] == "failed" and final["failure"]["code"] == "capture_failed", final
     assert_left_nothing_behind_at_the_acquirer(stack, pid)
-    assert reservation(stack, pid) == "released"
+    assert reservation_status(stack, pid) == "released"
     assert [c["status"] for c in confirmations(stack, pid)] == ["revoked"]
     again = stack.created(reference=payment["reference"])  # the reference can be paid again
     assert again["state"] == "reserved"
@@ -748,7 +680,7 @@ def test_a_void_refused_for_good_ends_the_payment_for_an_operator(stack: Stack) 
 
     assert result is not None and result.outcome == SweepOutcome.NEEDS_OPERATOR, result
     assert stack.get(pid)["state"] == "cancelled"
-    assert reservation(stack, pid) == "released"
+    assert reservation_status(stack, pid) == "released"
     [refused] = [e for e in events(stack, pid) if e["event"] == "void_refused"]
     assert refused["actor"] == "sweeper" and "not_voidable" in refused["detail"]
     assert swept(sweep(stack), pid) is None
@@ -792,7 +724,7 @@ def test_an_operator_resolves_a_capture_whose_authorisation_is_not_known(stack: 
     final = stack.get(pid)
     assert final["state"] == "failed" and final["failure"]["code"] == "capture_failed"
     assert_left_nothing_behind_at_the_acquirer(stack, pid)
-    assert reservation(stack, pid) == "released"
+    assert reservation_status(stack, pid) == "released"
     trail = events(stack, pid)
     [ended] = [e for e in trail if e["event"] == "failed"]
     assert ended["actor"] == "operator" and ended["detail"].startswith("ops@dm: no author")

@@ -28,13 +28,13 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.common import MetricMeter
 
+from domain.cards import with_check_digit
 from epay import telemetry
 from sandbox import acquirer, issuer
-from tests.chaos import luhn_complete
 from tests.conftest import Stack, card, e_dirham, new_reference, token_of
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.support import Process, wait_until
-from tests.test_sweeper import quiet, sweep, swept, terminate
+from tests.support.sweeps import quiet, sweep, swept, terminate
 
 WORKER_SERVICE = telemetry.worker_service("all")
 SANDBOX_CARDS = [v for k, v in vars(acquirer).items() if k.startswith("CARD_")] + [
@@ -123,7 +123,7 @@ def paid(stack: Stack) -> Paid:
     # A three-digit CVV (four are American Express's alone) that no HTTP status of the run
     # shares, nor the other tests' 737.
     cvv = str(secrets.randbelow(200) + 800)
-    number = luhn_complete("7849" + "".join(str(secrets.randbelow(10)) for _ in range(11)))
+    number = with_check_digit("7849" + "".join(str(secrets.randbelow(10)) for _ in range(11)))
     created = httpx.post(
         f"{stack.sandbox_url}/issuer/_admin/cards",
         json={"card_number": number, "pin": pin, "balance": 1_000_000},

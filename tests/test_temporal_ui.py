@@ -37,17 +37,8 @@ from domain import search
 from domain.references import reference_key
 from tests.conftest import TERMINAL, Stack, card, e_dirham, new_reference
 from tests.support import BIN, ROOT
+from tests.support.browser import CHROMIUM, CHROMIUM_FLAGS
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 IMAGES = (
     ROOT / "docs" / "images"
     if os.environ.get("EPAY_UPDATE_SCREENSHOTS") == "1"

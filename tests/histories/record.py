@@ -42,7 +42,7 @@ from epay.schedules import SETTLEMENT_SCHEDULE_ID, SWEEPER_SCHEDULE_ID, sweep_re
 from tests.conftest import Stack, card, e_dirham, new_reference
 from tests.history_files import read
 from tests.support import decode_history_payloads, wait_until
-from tests.test_payer_session import PayerPage
+from tests.support.payer import PayerPage
 from workflows import patches
 from workflows.payment import PaymentWorkflow
 from workflows.settlement import SettlementRequest, SettlementWorkflow
