@@ -11,6 +11,7 @@ import re
 from collections import Counter
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -218,11 +219,36 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RPCError)
     async def _temporal_unavailable(request: Request, exc: RPCError) -> JSONResponse:
         log.error("Temporal call failed on %s %s: %s", request.method, request.url.path, exc.status)
-        return problem(
-            ApiError(
-                503,
-                "temporarily_unavailable",
-                "The payment service is briefly unavailable; retry the request.",
-                title="Service unavailable",
-            )
+        return problem(_unavailable())
+
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        """PostgreSQL refusing, resetting or dropping connections (a partition, a restart, a
+        full server) is the service being briefly away, as for Temporal: 503, not 500."""
+        log.error(
+            "database unreachable on %s %s: %s",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
         )
+        return problem(_unavailable())
+
+    for unreachable in DATABASE_UNREACHABLE:
+        app.add_exception_handler(unreachable, _database_unavailable)
+
+
+# A connection to PostgreSQL refused, reset or lost, or the server refusing new ones.
+DATABASE_UNREACHABLE: tuple[type[Exception], ...] = (
+    ConnectionError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+def _unavailable() -> ApiError:
+    return ApiError(
+        503,
+        "temporarily_unavailable",
+        "The payment service is briefly unavailable; retry the request.",
+        title="Service unavailable",
+    )
