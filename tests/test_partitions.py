@@ -28,6 +28,8 @@ from tests.partitions import (
 )
 from tests.support import ROOT, Process, wait_until
 
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # namespaces and a stack of their own
+
 SMALL_RUN = [
     "--payments", "36",
     "--seed", "2026",
