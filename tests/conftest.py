@@ -331,12 +331,15 @@ TIERS = ("unit", "workflow", "e2e", "slow")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test with its tier, from what it needs rather than from a list to keep up:
     ``e2e`` if it takes the stack, ``workflow`` and ``slow`` as its module says (the
-    time-skipping server; long runs), else ``unit``."""
+    time-skipping server; long runs), else ``unit``. Then order the tests marked ``last``
+    after all the others (a check on what the whole session left behind, such as
+    tests/test_no_payer_token_in_logs.py's), keeping the order within each group."""
     for item in items:
         if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
         if not any(item.get_closest_marker(tier) for tier in TIERS):
             item.add_marker(pytest.mark.unit)
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,10 @@
 """No payer token in any log line of the run.
 
-The module's name sorts it last, so that in a whole run every other module's requests have
-been made (and logged) by the time it reads the logs of the session's stack: every file its
-processes write their stdout and stderr to (``stack.log_dir``). The tokens looked for are
+The check runs after every other test of the session (its ``last`` marker, which
+tests/conftest.py orders after the rest whatever the files' names), so that in a whole run
+every other module's requests have been made (and logged) by the time it reads the logs of
+the session's stack: every file its processes write their stdout and stderr to
+(``stack.log_dir``). The tokens looked for are
 those of every payment in the stack's database, which is every ``next_url`` token the API
 can have handed out, to the tests or to anyone else; and no ``token=`` value may be in clear
 in a line (the access log masks it: epay.telemetry.scrub).
@@ -15,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from epay.crypto import payer_token
 from epay.telemetry import masked
@@ -80,6 +83,7 @@ def test_the_log_masking_masks_a_token(tmp_path: Path) -> None:
     assert leaks(tmp_path, [TOKEN]) == ["api.log:1"]
 
 
+@pytest.mark.last
 def test_no_payer_token_in_any_log_line_of_the_run(stack: Stack) -> None:
     # Tokens of this module's own, in the query string where a careless log would keep them,
     # so that the check has something to find when run alone.
