@@ -240,6 +240,7 @@ async def _settlement(args: argparse.Namespace) -> int:
     """``epay settlement schedule|run|show``: 0 when the day balanced (or was scheduled)."""
     from datetime import date as date_
 
+    from domain import calendar
     from epay import settlement
     from epay.schedules import (
         SETTLEMENT_SCHEDULE_ID,
@@ -261,7 +262,7 @@ async def _settlement(args: argparse.Namespace) -> int:
     if args.action == "run":
         from datetime import UTC, datetime
 
-        day = day or settlement.previous_business_day(datetime.now(UTC)).isoformat()
+        day = day or calendar.previous_business_day(datetime.now(UTC)).isoformat()
         await settle_day(await connect(settings), settings, day)
     pool = await create_pool(settings.require_database_url(), max_size=2)
     try:

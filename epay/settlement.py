@@ -29,25 +29,21 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
+from domain.calendar import business_day, day_start
 from epay.ledger import FUNDS
 
-DUBAI = timezone(timedelta(hours=4), "Asia/Dubai")  # no daylight saving
 SOURCE_PARTNERS = {"e_dirham_issuer_receivable": "issuer", "card_acquirer_receivable": "acquirer"}
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
     """The UTC instants a business day in Dubai starts and ends at."""
-    start = datetime.combine(day, time(0), DUBAI)
+    start = day_start(day)
     return start.astimezone(UTC), (start + timedelta(days=1)).astimezone(UTC)
-
-
-def previous_business_day(now: datetime) -> date:
-    return now.astimezone(DUBAI).date() - timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -243,7 +239,7 @@ async def ledger_day(conn: asyncpg.Connection, day: date, reported: Iterable[str
 
 
 def _dubai_day(at: datetime) -> date:
-    return at.astimezone(DUBAI).date()
+    return business_day(at)
 
 
 def ledger_movements(

@@ -20,10 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
+from domain.calendar import DUBAI, previous_business_day
 from domain.references import reference_key
 from epay import settlement
 from epay.schedules import SETTLEMENT_SCHEDULE_ID
-from epay.settlement import DUBAI, Journal, Movement
+from epay.settlement import Journal, Movement
 from tests.conftest import Stack, card, e_dirham, running_stack
 from tests.support import BIN, ROOT
 from tests.test_refunds import refund, wait_for_refund
@@ -225,9 +226,7 @@ def test_a_business_day_is_dubais() -> None:
     start, end = settlement.day_bounds(date(2026, 12, 1))
     assert start == datetime(2026, 11, 30, 20, 0, tzinfo=UTC)
     assert end == datetime(2026, 12, 1, 20, 0, tzinfo=UTC)
-    assert settlement.previous_business_day(datetime(2026, 12, 1, 21, 0, tzinfo=UTC)) == date(
-        2026, 12, 1
-    )
+    assert previous_business_day(datetime(2026, 12, 1, 21, 0, tzinfo=UTC)) == date(2026, 12, 1)
 
 
 # --- on the stack ----------------------------------------------------------------------------
@@ -245,7 +244,7 @@ def _settle(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _today() -> str:
-    return datetime.now(UTC).astimezone(settlement.DUBAI).date().isoformat()
+    return datetime.now(UTC).astimezone(DUBAI).date().isoformat()
 
 
 def _result(stack: Stack, day: str) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from workflows.steps import call
 
 with workflow.unsafe.imports_passed_through():
     from activities.settlement import SettleDay, SettledDay, Settlements
+    from domain.calendar import previous_business_day
     from domain.queues import Role
-    from epay.settlement import previous_business_day
 
 FILE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=30)

@@ -33,11 +33,11 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
+from domain.calendar import business_day
 from domain.models import OutOfBandConfirmation, PaymentRequest
 from domain.money import fee_lines
 from domain.refunds import refund_workflow_id
 from domain.sweeper import SweepOutcome, SweepSummary
-from epay import settlement
 from epay.schedules import SETTLEMENT_SCHEDULE_ID, SWEEPER_SCHEDULE_ID, sweep_request
 from tests.conftest import Stack, card, e_dirham, new_reference
 from tests.history_files import read
@@ -412,7 +412,7 @@ def test_record_settlement_history(stack: Stack) -> None:
 
     async def settle() -> None:
         client = await stack.temporal_client()
-        day = datetime.now(UTC).astimezone(settlement.DUBAI).date().isoformat()
+        day = business_day(datetime.now(UTC)).isoformat()
         handle = await client.start_workflow(
             SettlementWorkflow.run,
             SettlementRequest(day),
