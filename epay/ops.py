@@ -402,13 +402,7 @@ async def clear_pin_limit(
     ``pin_limit_clearances`` and in the payment's audit trail, in one transaction. The
     payment may have ended, its workflow with it: this is the database's alone."""
     payment_id = _payment_id(_workflow_id(payment))
-    operator, reason = operator.strip(), reason.strip()
-    if not operator or not reason:
-        raise OpsError(
-            REFUSED,
-            "operator_identity_required",
-            "an operator action needs the operator's identity and a reason",
-        )
+    operator, reason = _who_and_why(operator, reason)
     pool = await create_pool(settings.require_database_url(), max_size=1)
     try:
         async with pool.acquire() as conn, conn.transaction():
@@ -466,13 +460,7 @@ async def resolve(settings: Settings, payment: str, operator: str, reason: str) 
     a partner or the department cannot be reached: run it again.
     """
     payment_id = _payment_id(_workflow_id(payment))
-    operator, reason = operator.strip(), reason.strip()
-    if not operator or not reason:
-        raise OpsError(
-            REFUSED,
-            "operator_identity_required",
-            "an operator action needs the operator's identity and a reason",
-        )
+    operator, reason = _who_and_why(operator, reason)
     said = f"{operator}: {reason}"
     pool = await create_pool(settings.require_database_url(), max_size=2)
     try:
@@ -641,6 +629,18 @@ async def _partner_step(partner: str, call: Awaitable[None]) -> None:
                 f"{partner} refused ({err}): nothing is recorded as resolved",
             ) from None
         raise
+
+
+def _who_and_why(operator: str, reason: str) -> tuple[str, str]:
+    """The operator's identity and reason, both required (they go into the audit trail)."""
+    operator, reason = operator.strip(), reason.strip()
+    if not operator or not reason:
+        raise OpsError(
+            REFUSED,
+            "operator_identity_required",
+            "an operator action needs the operator's identity and a reason",
+        )
+    return operator, reason
 
 
 # --- the command line ----------------------------------------------------------------------

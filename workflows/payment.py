@@ -613,21 +613,17 @@ class PaymentWorkflow:
             owed = not revoke.done()
             outcome = await self._close_unpaid(end, revoke_owed=owed)
             if owed:
-                if not revoke.done():
-                    self._show(
-                        f"ended {self._state}; revoking the department's confirmation (it "
-                        "has not taken it yet: retried until it does)"
-                    )
-                    await self._note(
-                        AuditNote.DEPARTMENT_REVOKE_PENDING,
-                        "the department has not taken the revocation yet: still retried",
-                    )
-                await revoke
-                await self._note(AuditNote.DEPARTMENT_REVOKED, "the department took the revocation")
-                self._show(f"ended {self._state}; the department took the revocation")
+                await self._finish_revocation(revoke)
             return outcome
         outcome = await self._close_unpaid(end)
         if revoke is not None and not revoke.done():
+            await self._finish_revocation(revoke)
+        return outcome
+
+    async def _finish_revocation(self, revoke: asyncio.Future[None]) -> None:
+        """The payment has ended; wait for the department to take the revocation, saying
+        so in the audit trail while it has not, and note when it has."""
+        if not revoke.done():
             self._show(
                 f"ended {self._state}; revoking the department's confirmation (it has not "
                 "taken it yet: retried until it does)"
@@ -636,10 +632,9 @@ class PaymentWorkflow:
                 AuditNote.DEPARTMENT_REVOKE_PENDING,
                 "the department has not taken the revocation yet: still retried",
             )
-            await revoke
-            await self._note(AuditNote.DEPARTMENT_REVOKED, "the department took the revocation")
-            self._show(f"ended {self._state}; the department took the revocation")
-        return outcome
+        await revoke
+        await self._note(AuditNote.DEPARTMENT_REVOKED, "the department took the revocation")
+        self._show(f"ended {self._state}; the department took the revocation")
 
     async def _close_unpaid(
         self, end: PaymentEnded, *, revoke_owed: bool = False
