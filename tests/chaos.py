@@ -50,6 +50,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError, RPCStatusCode
 
+from domain.cards import with_check_digit
 from epay.temporal import connect
 from tests.conftest import TERMINAL, Stack, card, e_dirham, stack_env, token_of
 from tests.support import Process, http_ok, run_sync, temporary_database, wait_until
@@ -176,20 +177,9 @@ def make_plans(count: int, rng: random.Random, run_id: str) -> list[Plan]:
     return plans
 
 
-def luhn_complete(partial: str) -> str:
-    """``partial`` with the check digit that makes it pass the Luhn check."""
-    total = 0
-    for i, digit in enumerate(reversed(partial)):
-        d = int(digit)
-        if i % 2 == 0:
-            d = d * 2 - 9 if d * 2 > 9 else d * 2
-        total += d
-    return partial + str((10 - total % 10) % 10)
-
-
 def new_edirham_number(rng: random.Random) -> str:
     while True:
-        number = luhn_complete("784" + "".join(rng.choices("0123456789", k=12)))
+        number = with_check_digit("784" + "".join(rng.choices("0123456789", k=12)))
         if not number.endswith((GOOD_PIN, WRONG_PIN)):  # last4 must never look like a PIN
             return number
 

@@ -118,3 +118,45 @@ def test_no_production_process_loads_the_tools() -> None:
             pending += graph.get(module, ())
     assert {m for m in reached if m.split(".")[0] == "tools"} == set()
     assert "workers.main" in reached and "api.app" in reached
+
+
+def imported_test_modules(source: str) -> set[str]:
+    """The test modules (``tests/**/test_*.py``) that ``source`` imports, lazily or not."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        found |= {
+            name
+            for name in names
+            if name.split(".")[0] == "tests" and name.split(".")[-1].startswith("test_")
+        }
+    return found
+
+
+def test_no_test_module_imports_another() -> None:
+    """What several test modules share lives in tests/support/, so that a test module can be
+    run, moved or removed on its own."""
+    found = {
+        str(path.relative_to(ROOT)): sorted(imported_test_modules(path.read_text()))
+        for path in (ROOT / "tests").rglob("*.py")
+    }
+    assert {path: names for path, names in found.items() if names} == {}
+
+
+def test_the_test_import_check_finds_one() -> None:
+    source = (
+        "from tests.support import ROOT\n"
+        "from tests.test_payments import assert_paid_once\n"
+        "def f():\n"
+        "    import tests.histories.test_x\n"
+        "    from tests import test_refunds\n"
+    )
+    assert imported_test_modules(source) == {
+        "tests.test_payments",
+        "tests.histories.test_x",
+        "tests.test_refunds",
+    }

@@ -27,7 +27,7 @@ from epay.schedules import SETTLEMENT_SCHEDULE_ID
 from epay.settlement import Journal, Movement
 from tests.conftest import Stack, card, e_dirham, running_stack
 from tests.support import BIN, ROOT
-from tests.test_refunds import refund, wait_for_refund
+from tests.support.refunds import refund, wait_for_refund
 
 # --- pure ---------------------------------------------------------------------------------
 
