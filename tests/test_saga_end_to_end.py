@@ -115,7 +115,13 @@ def test_a_method_whose_update_was_lost_can_be_sent_again(stack: Stack) -> None:
     say `authorising` while the workflow still waits for the payer's method. The payer's
     retry is let through to the workflow, which decides."""
     payment = stack.created()
-    stack.fetch("UPDATE payments SET state = 'authorising' WHERE id = $1", payment["id"])
+    # What the lost task's database step wrote: the state and the method (as the payer's
+    # retry below submits it), so that the books still verify (tests/test_ledger.py).
+    stack.fetch(
+        "UPDATE payments SET state = 'authorising', method_type = 'e_dirham', "
+        "method_brand = 'e_dirham', method_last4 = '0017' WHERE id = $1",
+        payment["id"],
+    )
     stack.fetch(
         "INSERT INTO payment_events (payment_id, event, from_state, to_state, actor, dedupe_key) "
         "VALUES ($1, 'method_submitted', 'reserved', 'authorising', 'workflow', $2)",
