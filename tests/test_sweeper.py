@@ -598,8 +598,13 @@ def test_a_second_method_whose_answer_was_lost_is_reversed_by_its_own_keys(
             timeout=30,
             what="the second card authorised at the acquirer",
         )
+        # The answer is held for seconds; the acquirer, switched off at once, answers the
+        # retry 503, so the workflow cannot record the authorisation however slow the
+        # terminate below is on a loaded machine.
+        httpx.post(f"{stack.sandbox_url}/acquirer/_admin/down", timeout=10).raise_for_status()
         terminate(stack, payment)  # while the acquirer's answer is still on its way
     finally:
+        httpx.post(f"{stack.sandbox_url}/acquirer/_admin/up", timeout=10).raise_for_status()
         second.join(timeout=90)
     [row] = stack.fetch(
         "SELECT state, method_type, authorisation_id FROM payments WHERE id = $1", pid
