@@ -20,7 +20,7 @@ one on each side of midnight, each go to the day that reports them.
 A run reads the ledger in one snapshot, writes its result as the day's row of
 ``settlement_runs`` (replacing an earlier run's), and can be made again for any past day:
 the same books and files give the same result. ``SettlementWorkflow`` runs it daily from a
-Temporal Schedule (epay/schedules.py) and by hand (``epay settlement run --day D``).
+Temporal Schedule (commands/schedules.py) and by hand (``epay settlement run --day D``).
 """
 
 from __future__ import annotations

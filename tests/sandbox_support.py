@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
+from commands.catalogue import DEPARTMENTS
 from domain import signing
-from epay.catalogue import DEPARTMENTS
 from tests.support import Process, free_port, http_ok, wait_until
 
 LOST_ANSWER_DELAY = 2.0

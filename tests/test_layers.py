@@ -10,9 +10,19 @@ from pathlib import Path
 
 from tests.support import ROOT
 
-PRODUCT = ("api", "activities", "domain", "epay", "sandbox", "tools", "workers", "workflows")
+PRODUCT = (
+    "api",
+    "activities",
+    "commands",
+    "domain",
+    "epay",
+    "sandbox",
+    "tools",
+    "workers",
+    "workflows",
+)
 # What production processes run: the API, the workers, the codec server and the commands.
-ENTRY_POINTS = ("api.app", "workers.main", "epay.cli", "epay.codec_server")
+ENTRY_POINTS = ("api.app", "workers.main", "commands.cli", "commands.codec_server")
 
 
 def product_modules() -> dict[str, Path]:

@@ -24,8 +24,8 @@ from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError
 
+from commands.codec_server import SESSION_SECONDS, Operators
 from epay.codec import ENCODING, KEY_ID, EncryptionCodec, PayloadKeyError, PayloadKeys
-from epay.codec_server import SESSION_SECONDS, Operators
 from epay.config import Settings
 from epay.crypto import hash_operator_token, new_operator_token
 from epay.temporal import data_converter

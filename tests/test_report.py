@@ -3,7 +3,7 @@ each figure checked against the database.
 
 The expected figures are computed here, in Python, from the payments' rows (and their
 ``captured`` events and refunds) read over the same period; none comes from
-``epay.report``. Other modules' payments share the stack's database, so the report is
+``commands.report``. Other modules' payments share the stack's database, so the report is
 compared with everything in its period, and the payments made here are checked to be in it.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from epay.report import aed, parse_period
+from commands.report import aed, parse_period
 from tests.conftest import Stack, card, e_dirham, new_reference
 from tests.support import BIN, ROOT
 from tests.support.partners import fresh_e_dirham_card

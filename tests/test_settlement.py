@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
+from commands.schedules import SETTLEMENT_SCHEDULE_ID
 from domain.calendar import DUBAI, previous_business_day
 from domain.references import reference_key
 from epay import settlement
-from epay.schedules import SETTLEMENT_SCHEDULE_ID
 from epay.settlement import Journal, Movement
 from tests.conftest import Stack, card, e_dirham, running_stack
 from tests.support import BIN, ROOT

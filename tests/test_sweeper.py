@@ -23,6 +23,7 @@ from temporalio.client import (
 )
 from temporalio.worker import Replayer
 
+from commands.schedules import SWEEPER_SCHEDULE_ID, sweep_request
 from domain.models import AuditEntry, Transition
 from domain.refunds import refund_workflow_id
 from domain.states import AuditNote, PaymentEvent
@@ -30,7 +31,6 @@ from domain.sweeper import SweepOutcome, SweepSummary
 from epay import store
 from epay.config import Settings
 from epay.db import create_pool
-from epay.schedules import SWEEPER_SCHEDULE_ID, sweep_request
 from tests.conftest import Stack, card, e_dirham, new_reference
 from tests.support import BIN, wait_until
 from tests.support.partners import (

@@ -31,13 +31,13 @@ from typing import Any
 import asyncpg
 import httpx
 
+from commands.schedules import SWEEP_EVERY, SWEEPER_SCHEDULE_ID
+from commands.seed import ensure_signing_secrets, seed_catalogue, share_signing_secrets_with_sandbox
 from domain.queues import Role
 from domain.search import dev_server_args
 from epay import crypto, store
 from epay.config import DATABASE_URL_FILE, Settings, dev_operator_token
 from epay.db import create_pool, migrate
-from epay.schedules import SWEEP_EVERY, SWEEPER_SCHEDULE_ID
-from epay.seed import ensure_signing_secrets, seed_catalogue, share_signing_secrets_with_sandbox
 
 BIN = Path(sys.executable).parent
 STATE = Path(os.environ.get("EPAY_STATE_DIR", ".epay")).resolve()

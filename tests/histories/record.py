@@ -33,12 +33,12 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
+from commands.schedules import SETTLEMENT_SCHEDULE_ID, SWEEPER_SCHEDULE_ID, sweep_request
 from domain.calendar import business_day
 from domain.models import OutOfBandConfirmation, PaymentRequest
 from domain.money import fee_lines
 from domain.refunds import refund_workflow_id
 from domain.sweeper import SweepOutcome, SweepSummary
-from epay.schedules import SETTLEMENT_SCHEDULE_ID, SWEEPER_SCHEDULE_ID, sweep_request
 from tests.conftest import Stack, card, e_dirham, new_reference
 from tests.history_files import read
 from tests.support import decode_history_payloads, wait_until

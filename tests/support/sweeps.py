@@ -8,8 +8,8 @@ import dataclasses
 import uuid
 from typing import Any
 
+from commands.schedules import sweep_request
 from domain.sweeper import SweepRequest, SweepSummary, SweptPayment
-from epay.schedules import sweep_request
 from tests.conftest import Stack
 from workflows.sweeper import SweeperWorkflow
 

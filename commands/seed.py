@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncpg
 import httpx
 
+from commands.catalogue import DEPARTMENTS, SANDBOX_E_DIRHAM_CARDS
 from epay import department_secrets
-from epay.catalogue import DEPARTMENTS, SANDBOX_E_DIRHAM_CARDS
 from epay.config import Settings
 
 

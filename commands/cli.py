@@ -16,9 +16,10 @@ from typing import Any, NoReturn
 
 import httpx
 
+from commands import ops
+from commands import report as report_command
 from domain.queues import Role
-from epay import crypto, department_secrets, ops, store
-from epay import report as report_command
+from epay import crypto, department_secrets, store
 from epay.config import Settings, SettingsError
 from epay.db import create_pool, migrate
 
@@ -42,7 +43,7 @@ async def _migrate() -> None:
 
 
 async def _seed(with_cards: bool) -> None:
-    from epay.seed import (
+    from commands.seed import (
         ensure_signing_secrets,
         seed_catalogue,
         seed_e_dirham_cards,
@@ -127,7 +128,7 @@ async def _departments(args: argparse.Namespace) -> None:
 
 
 async def _create_signing_secret(pool: Any, settings: Settings, department: str) -> None:
-    from epay.seed import share_signing_secrets_with_sandbox
+    from commands.seed import share_signing_secrets_with_sandbox
 
     if not await pool.fetchval("SELECT 1 FROM departments WHERE code = $1", department):
         raise SystemExit(f"no department {department!r}: run 'epay seed' first")
@@ -217,7 +218,7 @@ def _sandbox_switch(args: argparse.Namespace) -> None:
 
 
 async def _sweeper(args: argparse.Namespace) -> None:
-    from epay.schedules import SWEEPER_SCHEDULE_ID, ensure_sweeper_schedule, sweep_now
+    from commands.schedules import SWEEPER_SCHEDULE_ID, ensure_sweeper_schedule, sweep_now
     from epay.temporal import connect
 
     settings = _settings()
@@ -240,13 +241,13 @@ async def _settlement(args: argparse.Namespace) -> int:
     """``epay settlement schedule|run|show``: 0 when the day balanced (or was scheduled)."""
     from datetime import date as date_
 
-    from domain import calendar
-    from epay import settlement
-    from epay.schedules import (
+    from commands.schedules import (
         SETTLEMENT_SCHEDULE_ID,
         ensure_settlement_schedule,
         settle_day,
     )
+    from domain import calendar
+    from epay import settlement
     from epay.temporal import connect
 
     settings = _settings()
@@ -520,7 +521,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "ledger":
         raise SystemExit(asyncio.run(_ledger_verify()))
     elif args.command == "codec-server":
-        from epay.codec_server import serve as serve_codec
+        from commands.codec_server import serve as serve_codec
 
         serve_codec(_settings(), args.host, args.port)
     elif args.command == "operators":
