@@ -26,13 +26,7 @@ from typing import Any
 
 import asyncpg
 
-SOURCES = {"e_dirham": "e_dirham_issuer_receivable", "card": "card_acquirer_receivable"}
-FUNDS = {"knowledge_fee": "knowledge_dirham_fund", "innovation_fee": "innovation_dirham_fund"}
-
-
-def payable(department: str, line_code: str) -> str:
-    """The account a fee line is owed to (store.ledger_postings posts to the same)."""
-    return FUNDS.get(line_code, f"department_payable:{department}")
+from domain.ledger import SOURCES, payable
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 from asyncpg import Pool
 
-from domain.models import Settlement
+from domain import ledger
 from domain.money import FeeLine
 from domain.refunds import (
     RefundFailed,
@@ -32,7 +32,7 @@ from domain.refunds import (
 )
 from domain.states import PaymentState
 from epay import webhooks
-from epay.store import IDEMPOTENCY_TTL, ledger_postings
+from epay.store import IDEMPOTENCY_TTL
 
 REFUND_COLUMNS = """id, payment_id, department, amount, reason, state, failure_code, lines,
     workflow_id, created_at, updated_at"""
@@ -285,8 +285,7 @@ async def fail_unstarted(pool: Pool, refund_id: str, failure_code: str) -> bool:
 def refund_postings(s: RefundSettlement) -> list[tuple[str, int]]:
     """A refund's reversing entries: the capture's postings of the refunded lines, negated
     (credit the funds source by the amount, debit each line's account by its share)."""
-    capture = ledger_postings(Settlement(s.payment_id, s.department, s.method_type, s.lines))
-    return [(account, -amount) for account, amount in capture if amount]
+    return ledger.refund_postings(s.method_type, s.department, s.lines)
 
 
 async def settle(pool: Pool, s: RefundSettlement) -> str:

@@ -35,9 +35,7 @@ from typing import Any
 import asyncpg
 
 from domain.calendar import business_day, day_start
-from epay.ledger import FUNDS
-
-SOURCE_PARTNERS = {"e_dirham_issuer_receivable": "issuer", "card_acquirer_receivable": "acquirer"}
+from domain.ledger import SOURCE_PARTNERS, line_of
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -255,7 +253,7 @@ def ledger_movements(
         for account, amount in journal.entries:
             if account in SOURCE_PARTNERS:  # the funds source: whose receivable says who
                 continue
-            line = _line_of(account, journal.department)
+            line = line_of(account, journal.department)
             if journal.kind == "capture":
                 totals[line]["captured"] += -amount
             elif journal.kind == "refund":
@@ -264,13 +262,6 @@ def ledger_movements(
         figures["net"] = figures["captured"] - figures["refunded"]
     movements = [Movement(p, k, pid, amount) for (p, k, pid), amount in sorted(moved.items())]
     return movements, dict(sorted(totals.items()))
-
-
-def _line_of(account: str, department: str) -> str:
-    """How the totals name an account: ``<DEPT> service_fee`` or the fund's own name."""
-    if account in FUNDS.values():
-        return account
-    return f"{department} service_fee" if account.startswith("department_payable:") else account
 
 
 def partner_movements(partner: str, settlement_file: dict[str, Any]) -> list[Movement]:

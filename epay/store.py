@@ -18,6 +18,7 @@ import asyncpg
 from asyncpg import Pool
 
 from domain.failures import message_for
+from domain.ledger import capture_postings
 from domain.models import (
     AuditEntry,
     PaymentRequest,
@@ -175,7 +176,7 @@ async def _reserve_fee(
     return ReservationResult(ok=True)
 
 
-class _Rollback(Exception):  # noqa: N818 - control flow: leaves the transaction undone
+class _Rollback(Exception):  # control flow: leaves the transaction undone
     def __init__(self, result: ReservationResult) -> None:
         self.result = result
 
@@ -387,17 +388,7 @@ async def release_unanswered_reservation(pool: Pool, t: Transition) -> str:
 
 def ledger_postings(s: Settlement) -> list[tuple[str, int]]:
     """The balanced entries of a captured payment: debit the funds source, credit each line."""
-    source = (
-        "e_dirham_issuer_receivable" if s.method_type == "e_dirham" else "card_acquirer_receivable"
-    )
-    payable = {
-        "service_fee": f"department_payable:{s.department}",
-        "knowledge_fee": "knowledge_dirham_fund",
-        "innovation_fee": "innovation_dirham_fund",
-    }
-    entries = [(source, sum(line.amount for line in s.lines))]
-    entries += [(payable[line.code], -line.amount) for line in s.lines]
-    return entries
+    return capture_postings(s.method_type, s.department, s.lines)
 
 
 async def settle(pool: Pool, s: Settlement) -> Receipt:
@@ -524,7 +515,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         if at.tzinfo is None or not PAYMENT_ID.fullmatch(payment_id):
             raise ValueError("not a cursor of ours")
         return at.astimezone(UTC), payment_id
-    except Exception as exc:  # noqa: BLE001 - any malformed cursor is the caller's error
+    except Exception as exc:
         raise ValueError("invalid cursor") from exc
 
 
