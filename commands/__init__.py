@@ -1,1 +1,3 @@
-"""Operator and developer commands: the ``epay`` console script and what it runs (docs/design.md)."""
+"""Operator and developer commands: the ``epay`` console script and what it runs.
+
+What belongs here and what does not: docs/design.md, "Where things are"."""

@@ -180,7 +180,8 @@ class Report:
         return self.rows[-1].figures
 
     def service_name(self, row: Row) -> Names:
-        assert row.department and row.service
+        assert row.department
+        assert row.service
         return self.services.get((row.department, row.service), Names(row.service, row.service))
 
 
@@ -402,8 +403,17 @@ def render_table(report: Report) -> str:
     parts.append(
         "Payments by department and service (success rate: of the payments that ended)\n"
         + _text_table(
-            ["Dept", "Service", "Started", "Succeeded", "Failed", "Cancelled", "Expired", "Open"]
-            + ["Success"],
+            [
+                "Dept",
+                "Service",
+                "Started",
+                "Succeeded",
+                "Failed",
+                "Cancelled",
+                "Expired",
+                "Open",
+                "Success",
+            ],
             [
                 _labels(report, r)
                 + [
@@ -425,11 +435,20 @@ def render_table(report: Report) -> str:
     parts.append(
         "Amounts collected, AED (succeeded payments; refunds requested in the period, succeeded)\n"
         + _text_table(
-            ["Dept", "Service", "Collected", "Service fees", "Knowledge", "Innovation"]
-            + ["Refunds", "Refunded", "Net"],
             [
-                _labels(report, r)
-                + [
+                "Dept",
+                "Service",
+                "Collected",
+                "Service fees",
+                "Knowledge",
+                "Innovation",
+                "Refunds",
+                "Refunded",
+                "Net",
+            ],
+            [
+                [
+                    *_labels(report, r),
                     aed(r.figures.collected),
                     aed(r.figures.service_fees),
                     aed(r.figures.knowledge_fees),
@@ -450,8 +469,14 @@ def render_table(report: Report) -> str:
         for method, label in METHODS:
             n, fils = r.figures.method(method)
             method_rows.append(
-                [r.department or "All", label, str(n), percent(n, count), aed(fils)]
-                + [percent(fils, amount)]
+                [
+                    r.department or "All",
+                    label,
+                    str(n),
+                    percent(n, count),
+                    aed(fils),
+                    percent(fils, amount),
+                ]
             )
     parts.append(
         "Payment method (succeeded payments)\n"
@@ -466,8 +491,11 @@ def render_table(report: Report) -> str:
     ]
     if total.ended_without_code:
         outcomes.append(
-            ["cancelled (no code)", str(total.ended_without_code)]
-            + [percent(total.ended_without_code, total.ended)]
+            [
+                "cancelled (no code)",
+                str(total.ended_without_code),
+                percent(total.ended_without_code, total.ended),
+            ]
         )
     outcomes.append(["All", str(total.ended), percent(total.ended, total.ended)])
     parts.append(

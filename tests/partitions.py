@@ -367,7 +367,7 @@ def remove_run(owner: int, subnet: str) -> list[str]:
     while host_links_of(owner) and time.monotonic() < deadline:
         time.sleep(0.1)  # a namespace's devices go once its last socket has
     if host_links_of(owner):
-        return removed + [f"(veths of run {owner} still there: {host_links_of(owner)})"]
+        return [*removed, f"(veths of run {owner} still there: {host_links_of(owner)})"]
     if subnet:
         ip("route", "del", "unreachable", subnet, check=False)
         removed.append(f"route {subnet}")

@@ -123,7 +123,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         sandbox.stop()
 
 
-@pytest.fixture()
+@pytest.fixture
 def client(server: Sandbox) -> Iterator[httpx.Client]:
     with server.client() as c:
         yield c

@@ -41,5 +41,6 @@ def test_a_database_that_is_away_is_a_503_problem(away: Exception) -> None:
     assert response.status_code == 503, response.text
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
-    assert problem["code"] == "temporarily_unavailable" and problem["status"] == 503
+    assert problem["code"] == "temporarily_unavailable"
+    assert problem["status"] == 503
     assert "5432" not in response.text  # no address or driver detail in the answer

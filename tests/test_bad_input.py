@@ -67,14 +67,18 @@ def assert_problem(
     for key in PROBLEM_KEYS:
         assert key in body, body
     assert body["status"] == status
-    assert isinstance(body["title"], str) and body["title"]
-    assert isinstance(body["detail"], str) and body["detail"]
-    assert isinstance(body["code"], str) and body["code"]
+    assert isinstance(body["title"], str)
+    assert body["title"]
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
+    assert isinstance(body["code"], str)
+    assert body["code"]
     if code is not None:
         assert body["code"] == code, body
     if status == 422:
         errors = body.get("errors")
-        assert isinstance(errors, list) and errors, body
+        assert isinstance(errors, list), body
+        assert errors, body
         assert all(isinstance(e, dict) and e.get("field") for e in errors), body
         named = {e["field"] for e in errors}
         for field in fields:
@@ -800,7 +804,8 @@ def test_openapi_document_is_served(stack: Stack) -> None:
         "/v1/services",
     ):
         assert path in paths, sorted(paths)
-    assert "post" in paths["/v1/payments"] and "get" in paths["/v1/payments"]
+    assert "post" in paths["/v1/payments"]
+    assert "get" in paths["/v1/payments"]
 
 
 # --- hostile input -----------------------------------------------------------------------
@@ -984,10 +989,12 @@ def test_a_cursor_the_api_gave_out_still_pages(stack: Stack) -> None:
     first = listed(stack, limit="2")
     assert first.status_code == 200, first.text
     page = first.json()
-    assert page["has_more"] and page["next_cursor"]
+    assert page["has_more"]
+    assert page["next_cursor"]
     second = listed(stack, limit="2", cursor=page["next_cursor"])
     ids = ids_listed(second)
-    assert ids and not set(ids) & {p["id"] for p in page["items"]}
+    assert ids
+    assert not set(ids) & {p["id"] for p in page["items"]}
 
 
 NUL = "a\u0000b"
@@ -1009,7 +1016,8 @@ def test_nul_in_any_text_field_is_422(stack: Stack, fields: dict[str, Any], fiel
     with nothing_changes(stack), stack.client() as c:
         response = c.post("/v1/payments", json=fine(**fields), timeout=15)
     assert_problem(response, 422, "validation_failed", (field,))
-    assert "\u0000" not in response.text and "\\u0000" not in response.text
+    assert "\u0000" not in response.text
+    assert "\\u0000" not in response.text
 
 
 @pytest.mark.parametrize(
@@ -1172,7 +1180,8 @@ def test_a_card_number_in_department_text_is_422(
     body = assert_problem(response, 422, "validation_failed", (field,), secrets=(card_number,))
     assert [e["code"] for e in body["errors"]] == ["card_number_in_text"], body
     digits = "".join(ch for ch in card_number if ch.isdigit())
-    assert digits not in response.text and digits[-4:] + '"' not in response.text
+    assert digits not in response.text
+    assert digits[-4:] + '"' not in response.text
 
 
 def test_a_card_number_in_a_cancel_reason_is_422(stack: Stack, reserved: dict[str, Any]) -> None:
@@ -1270,7 +1279,8 @@ def test_unknown_fields_on_payer_calls_are_not_echoed(
         )
     problem = assert_problem(response, 422, "validation_failed", ("body",))
     assert [(e["field"], e["code"]) for e in problem["errors"]] == [("body", "unknown_field")]
-    assert "4242424242424242" not in response.text and "img" not in response.text
+    assert "4242424242424242" not in response.text
+    assert "img" not in response.text
     assert_untouched(stack, reserved)
 
 

@@ -63,20 +63,24 @@ def test_bench_drives_epay_and_the_floor_and_reports_their_figures(stack: Stack)
     assert epay["by_method"] == {"e_dirham": PAYMENTS // 2, "card": PAYMENTS // 2}
     for method in ("e_dirham", "card"):
         events = epay["history_events"][method]
-        assert events["sampled"] == PAYMENTS // 2 and events["min"] > 0
+        assert events["sampled"] == PAYMENTS // 2
+        assert events["min"] > 0
     assert floor["history_events"]["floor"]["sampled"] == PAYMENTS
     # Each method's partner calls went to its own role's queue: an authorise and a capture at
     # least, then one department confirmation; the database steps ran as local activities.
     tasks = epay["tasks_per_payment"]
-    assert tasks["e_dirham"]["issuer"]["per_payment"] >= 2 and "acquirer" not in tasks["e_dirham"]
-    assert tasks["card"]["acquirer"]["per_payment"] >= 2 and "issuer" not in tasks["card"]
+    assert tasks["e_dirham"]["issuer"]["per_payment"] >= 2
+    assert "acquirer" not in tasks["e_dirham"]
+    assert tasks["card"]["acquirer"]["per_payment"] >= 2
+    assert "issuer" not in tasks["card"]
     for method in ("e_dirham", "card"):
         assert tasks[method]["departments"]["per_payment"] >= 1
         assert tasks[method]["local_activities"]["per_payment"] > 0
         for kind, task in tasks[method].items():
             assert task["per_payment"] > 0
             if kind != "local_activities":  # they run inside the workflow tasks
-                assert task["wait_ms"] >= 0 and task["run_ms"] > 0
+                assert task["wait_ms"] >= 0
+                assert task["run_ms"] > 0
     assert floor["history_events"]["floor"]["min"] > 0
 
     # The stack's own processes were found by their command lines, and measured; so was
@@ -90,7 +94,8 @@ def test_bench_drives_epay_and_the_floor_and_reports_their_figures(stack: Stack)
     assert epay["processes"]["temporal"]["pids"] == floor["processes"]["temporal"]["pids"]
 
     database = epay["database"]
-    assert database["transactions_per_payment"] > 0 and database["rows_written_per_payment"] > 0
+    assert database["transactions_per_payment"] > 0
+    assert database["rows_written_per_payment"] > 0
     assert epay["api_calls_per_payment"] >= 2  # a create and an authorise at least
     assert all(value is not None for value in report["ratios"].values())
     assert [t["met"] for t in report["targets"]][2:] == [None, None]  # not at concurrency 1
@@ -167,4 +172,5 @@ def test_a_payments_tasks_are_counted_by_role_from_its_history() -> None:
     counts = {kind: task["count"] for kind, task in tasks.items()}
     assert counts == {"workflow_tasks": 5, "local_activities": 5, "issuer": 2, "departments": 1}
     for kind in ("workflow_tasks", "issuer", "departments"):
-        assert tasks[kind]["wait_ms"] >= 0 and tasks[kind]["run_ms"] > 0
+        assert tasks[kind]["wait_ms"] >= 0
+        assert tasks[kind]["run_ms"] > 0

@@ -16,7 +16,8 @@ def test_a_moment_falls_on_its_day_in_dubai() -> None:
 def test_a_day_starts_at_midnight_in_dubai() -> None:
     start = day_start(date(2026, 3, 2))
     assert start == datetime(2026, 3, 1, 20, 0, tzinfo=UTC)
-    assert start.tzinfo == DUBAI and str(DUBAI) == "Asia/Dubai"
+    assert start.tzinfo == DUBAI
+    assert str(DUBAI) == "Asia/Dubai"
 
 
 def test_the_night_run_settles_the_day_before() -> None:

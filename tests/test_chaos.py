@@ -37,6 +37,8 @@ def test_a_small_chaos_run_ends_every_payment_with_nothing_left_behind() -> None
     )
     output = run.stdout[-8000:] + run.stderr[-4000:]
     assert run.returncode == 0, output
-    assert "violations: 0" in run.stdout and "RESULT: OK" in run.stdout, output
-    assert "restart_temporal 1" in run.stdout and "kill_worker 2" in run.stdout, output
+    assert "violations: 0" in run.stdout, output
+    assert "RESULT: OK" in run.stdout, output
+    assert "restart_temporal 1" in run.stdout, output
+    assert "kill_worker 2" in run.stdout, output
     assert "restart_sandbox 1" in run.stdout, output

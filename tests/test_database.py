@@ -166,7 +166,7 @@ def test_migration_002_keys_the_references_stored_before_it(
         ("DM", "INV-1", "held"),
         ("DM", "inv-1 ", "released"),  # a released variant does not clash
         ("DM", "Fine 2024/7", "consumed"),
-        ("DM", "ＩＮＶ－３", "held"),  # full-width, from before the input rules
+        ("DM", "ＩＮＶ－３", "held"),  # noqa: RUF001 full-width, from before the input rules
         ("DM", "a.b_c/d:e#f-g 9", "held"),
         ("RTA", "inv-1", "held"),  # another department's invoice
     ]

@@ -22,13 +22,15 @@ def test_normal_reference_is_confirmed_at_once(stack: Stack) -> None:
     payment = stack.pay(card("4242424242424242"))
     assert payment["state"] == "succeeded"
     [confirmation] = confirmations(stack, payment["id"])
-    assert confirmation["status"] == "confirmed" and confirmation["attempts"] == 1
+    assert confirmation["status"] == "confirmed"
+    assert confirmation["attempts"] == 1
     assert payment["department_confirmation"] == confirmation["confirmation_reference"]
 
 
 def test_rejected_reference_fails_and_voids_the_authorisation(stack: Stack) -> None:
     payment = stack.pay(card("4242424242424242"), reference=new_reference("REJECT-"))
-    assert payment["state"] == "failed" and payment["failure"]["code"] == "department_rejected"
+    assert payment["state"] == "failed"
+    assert payment["failure"]["code"] == "department_rejected"
     records = acquirer_records(stack, payment["id"])
     assert [r["status"] for r in records] == ["voided"]
     assert_left_nothing_behind(stack, payment, records)
@@ -39,7 +41,8 @@ def test_flaky_department_is_retried_until_it_confirms(stack: Stack) -> None:
     payment = stack.pay(card("4242424242424242"), reference=new_reference("FLAKY-"))
     assert payment["state"] == "succeeded"
     [confirmation] = confirmations(stack, payment["id"])
-    assert confirmation["attempts"] == 4 and confirmation["status"] == "confirmed"
+    assert confirmation["attempts"] == 4
+    assert confirmation["status"] == "confirmed"
     assert_paid_once(stack, payment, acquirer_records(stack, payment["id"]))
 
 

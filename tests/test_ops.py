@@ -122,7 +122,8 @@ def test_stuck_lists_each_kind_with_its_step_and_reason(stack: Stack) -> None:
     down = views[dept_down["id"]]
     assert (down["state"], down["waiting_for"]) == ("confirming", "department")
     assert down["step"].startswith("confirming with DM: attempt ")
-    assert down["confirmation_attempt"] >= 1 and down["last_error"]
+    assert down["confirmation_attempt"] >= 1
+    assert down["last_error"]
     assert "waiting for department; confirmation attempt" in down["why"]
     assert down["last_error"] in down["why"]
     assert (down["department"], down["amount_fils"], down["amount"]) == ("DM", 24000, "AED 240.00")
@@ -137,7 +138,8 @@ def test_stuck_lists_each_kind_with_its_step_and_reason(stack: Stack) -> None:
     assert (waiting["state"], waiting["waiting_for"]) == ("reserved", "payer")
     assert waiting["step"] == "waiting for the payer to pay"
     assert waiting["gives_up_at"][:16] == payer["expires_at"][:16]
-    assert waiting["pending_activities"] == [] and waiting["confirmation_attempt"] is None
+    assert waiting["pending_activities"] == []
+    assert waiting["confirmation_attempt"] is None
     code = views[challenge["id"]]
     assert (code["state"], code["waiting_for"]) == ("requires_action", "payer")
     assert code["step"] == "waiting for the payer's 3-D Secure code"
@@ -162,14 +164,16 @@ def test_stuck_lists_each_kind_with_its_step_and_reason(stack: Stack) -> None:
     assert table.returncode == 0, table.stderr
     assert "3 on their step for 0 min or longer" in table.stdout
     row = next(line for line in table.stdout.splitlines() if line.startswith(dept_down["id"]))
-    assert row.split()[1:3] == ["confirming", "department"] and row.endswith("AED 240.00")
+    assert row.split()[1:3] == ["confirming", "department"]
+    assert row.endswith("AED 240.00")
     assert f"workflows/payment-{payer['id']}" in table.stdout
     assert "step: waiting for the payer's 3-D Secure code" in table.stdout
 
     # One payment: its status, the calls it waits on, its audit trail.
     one = shown(stack, dept_down)
     assert one["workflow_status"] == "running"
-    assert one["status"]["state"] == "confirming" and one["status"]["method"]["last4"] == "0017"
+    assert one["status"]["state"] == "confirming"
+    assert one["status"]["method"]["last4"] == "0017"
     assert [(e["event"], e["to_state"]) for e in one["events"]] == [
         ("fee_reserved", "reserved"),
         ("method_submitted", "authorising"),
@@ -178,7 +182,8 @@ def test_stuck_lists_each_kind_with_its_step_and_reason(stack: Stack) -> None:
     text = ops(stack, "show", dept_down["id"])
     assert text.returncode == 0, text.stderr
     assert "state:       confirming, waiting for department" in text.stdout
-    assert "audit trail:" in text.stdout and "method_submitted" in text.stdout
+    assert "audit trail:" in text.stdout
+    assert "method_submitted" in text.stdout
     assert one["ui_url"] in text.stdout
 
     cancel_by_department(stack, mine)
@@ -201,7 +206,8 @@ def test_retry_after_the_department_comes_back_succeeds_with_one_capture(stack: 
         done = ops_json(
             stack, "retry", payment["id"], "--operator", "alice@ops", "--reason", "DM is back"
         )
-        assert done["action"] == "retry" and done["payment_id"] == payment["id"]
+        assert done["action"] == "retry"
+        assert done["payment_id"] == payment["id"]
         paid = stack.wait_for(payment["id"], timeout=30)
     finally:
         department(stack, "down")
@@ -211,7 +217,8 @@ def test_retry_after_the_department_comes_back_succeeds_with_one_capture(stack: 
     confirmed = audit(stack, payment, "department_confirmed")
     assert datetime.fromisoformat(confirmed["occurred_at"]) < next_attempt
     retry = audit(stack, payment, "operator_retry_requested")
-    assert retry["actor"] == "operator" and retry["detail"] == "alice@ops: DM is back"
+    assert retry["actor"] == "operator"
+    assert retry["detail"] == "alice@ops: DM is back"
 
     # A payment that has ended refuses every action, with the code scripts look for.
     refused = ops_json(
@@ -240,11 +247,11 @@ def test_cancel_ends_a_payment_waiting_for_its_payer(stack: Stack) -> None:
     assert stack.wait_for(payment["id"], timeout=30)["state"] == "cancelled"
     assert reservation_status(stack, payment["id"]) == "released"
     asked = audit(stack, payment, "operator_cancel_requested")
-    assert (
-        asked["actor"] == "operator" and asked["detail"] == "bob@ops: duplicate of another payment"
-    )
+    assert asked["actor"] == "operator"
+    assert asked["detail"] == "bob@ops: duplicate of another payment"
     ended = audit(stack, payment, "cancelled_by_operator")
-    assert ended["actor"] == "operator" and "bob@ops" in ended["detail"]
+    assert ended["actor"] == "operator"
+    assert "bob@ops" in ended["detail"]
     assert (ended["from_state"], ended["to_state"]) == ("reserved", "cancelled")
     nothing_stuck(stack, [payment])
 
@@ -263,10 +270,12 @@ def test_confirm_records_an_out_of_band_confirmation(stack: Stack) -> None:
     assert f"carol@ops recorded the department's confirmation of {payment['id']}" in done.stdout
 
     paid = stack.wait_for(payment["id"], timeout=30)
-    assert paid["state"] == "succeeded" and paid["department_confirmation"] == "DM-PHONE-0042"
+    assert paid["state"] == "succeeded"
+    assert paid["department_confirmation"] == "DM-PHONE-0042"
     assert_paid_once(stack, paid, issuer_holds(stack, payment["id"]))
     note = audit(stack, payment, "department_confirmation_recorded")
-    assert note["actor"] == "operator" and "carol@ops: DM confirmed by phone" in note["detail"]
+    assert note["actor"] == "operator"
+    assert "carol@ops: DM confirmed by phone" in note["detail"]
     assert "DM-PHONE-0042" in note["detail"]
     nothing_stuck(stack, [payment])
 
@@ -286,7 +295,8 @@ def test_a_capture_that_keeps_failing_shows_its_attempts_and_last_failure(stack:
         assert view["waiting_for"] == "payment_method"
         assert view["step"].startswith("capturing with the e-Dirham issuer")
         [capture] = view["pending_activities"]
-        assert capture["activity"] == "capture" and capture["next_attempt_at"]
+        assert capture["activity"] == "capture"
+        assert capture["next_attempt_at"]
         # The failure message, encrypted in history, is decoded through the codec.
         assert "answered 503" in capture["last_failure"], capture
         assert f"capture attempt {capture['attempt']}" in view["why"]
@@ -296,7 +306,8 @@ def test_a_capture_that_keeps_failing_shows_its_attempts_and_last_failure(stack:
     finally:
         issuer(stack, "up")
     paid = stack.wait_for(payment["id"], timeout=60)
-    assert paid["state"] == "succeeded" and paid["department_confirmation"] == "DM-MAIL-7"
+    assert paid["state"] == "succeeded"
+    assert paid["department_confirmation"] == "DM-MAIL-7"
     assert_paid_once(stack, paid, issuer_holds(stack, payment["id"]))
     nothing_stuck(stack, [payment])
 
@@ -377,4 +388,5 @@ def test_clear_pin_limit_refusals_and_exit_codes(stack: Stack) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["state"] == "succeeded"
     note = audit(stack, paid, "pin_limit_cleared")
-    assert note["actor"] == "operator" and note["detail"] == "gina@ops: resident called"
+    assert note["actor"] == "operator"
+    assert note["detail"] == "gina@ops: resident called"

@@ -111,10 +111,12 @@ def test_each_cut_stops_a_link_and_the_heal_gives_it_back(namespaces: None, echo
                 stdout=subprocess.PIPE,
                 text=True,
             )  # fmt: skip
-            assert client.stdin is not None and client.stdout is not None
+            assert client.stdin is not None
+            assert client.stdout is not None
 
             def say(text: str) -> str:
-                assert client.stdin is not None and client.stdout is not None
+                assert client.stdin is not None
+                assert client.stdout is not None
                 client.stdin.write(text + "\n")
                 client.stdin.flush()
                 return client.stdout.readline().strip()
@@ -171,7 +173,8 @@ def test_a_small_partition_run_ends_every_payment_with_nothing_left_behind(
         pytest.skip(stdout.strip().splitlines()[-1])
     assert run.returncode == 0, output
     assert "partitions made: 6 of 6 planned" in stdout, output
-    assert "violations: 0" in stdout and "RESULT: OK" in stdout, output
+    assert "violations: 0" in stdout, output
+    assert "RESULT: OK" in stdout, output
     for kind in ("blackhole", "unreachable", "reset"):
         assert f"({kind})" in stdout, output
     for destination in ("temporal", "postgres", "partners"):

@@ -95,18 +95,22 @@ def test_on_the_page_a_declined_card_leaves_the_payment_open_and_a_good_one_pays
         return declined, paid
 
     declined, _ = _run(stack, work)
-    assert declined["state"] == "reserved" and declined["declines"] == 1
-    assert declined["last_decline"] == "card_declined" and declined["method_last4"] is None
+    assert declined["state"] == "reserved"
+    assert declined["declines"] == 1
+    assert declined["last_decline"] == "card_declined"
+    assert declined["method_last4"] is None
     done = stack.wait_for(payment["id"])
     assert done["state"] == "succeeded", done
-    assert done["method"]["type"] == "card" and done["method"]["last4"] == "4242", done
+    assert done["method"]["type"] == "card", done
+    assert done["method"]["last4"] == "4242", done
     events = [
         r["event"]
         for r in stack.fetch(
             "SELECT event FROM payment_events WHERE payment_id = $1", payment["id"]
         )
     ]
-    assert events.count("method_submitted") == 2 and events.count("method_declined") == 1
+    assert events.count("method_submitted") == 2
+    assert events.count("method_declined") == 1
     outcomes = stack.fetch(
         "SELECT attempt, outcome FROM payer_attempts WHERE payment_id = $1 ORDER BY attempt",
         payment["id"],
@@ -131,7 +135,8 @@ def test_on_the_page_a_wrong_pin_can_be_typed_again(stack: Stack) -> None:
     _run(stack, work)
     assert stack.wait_for(payment["id"])["state"] == "succeeded"
     issuer_card = stack.sandbox(f"/issuer/_admin/cards/{number}")
-    assert issuer_card["locked"] is False and issuer_card["wrong_pin_count"] == 0
+    assert issuer_card["locked"] is False
+    assert issuer_card["wrong_pin_count"] == 0
 
 
 def test_the_page_takes_at_most_max_methods_then_the_payment_fails(stack: Stack) -> None:
@@ -147,7 +152,8 @@ def test_the_page_takes_at_most_max_methods_then_the_payment_fails(stack: Stack)
     rows = _run(stack, work)
     assert [r["declines"] for r in rows[:-1]] == list(range(1, MAX_METHODS))
     ended = stack.wait_for(payment["id"])
-    assert ended["state"] == "failed" and ended["failure"]["code"] == "card_declined"
+    assert ended["state"] == "failed"
+    assert ended["failure"]["code"] == "card_declined"
 
 
 def test_on_the_token_api_a_decline_stays_final(stack: Stack) -> None:
@@ -160,7 +166,8 @@ def test_on_the_token_api_a_decline_stays_final(stack: Stack) -> None:
 
     _run(stack, work)
     ended = stack.wait_for(payment["id"])
-    assert ended["state"] == "failed" and ended["failure"]["code"] == "card_declined"
+    assert ended["state"] == "failed"
+    assert ended["failure"]["code"] == "card_declined"
 
 
 def test_a_card_testing_run_from_one_client_is_stopped(stack: Stack) -> None:
@@ -196,7 +203,8 @@ def test_a_card_testing_run_from_one_client_is_stopped(stack: Stack) -> None:
     assert stack.wait_for(payments[-1]["id"])["state"] == "succeeded"
     # The limit keeps keyed hashes of the cards, never a number.
     stored = stack.fetch("SELECT card_key FROM payer_attempts WHERE client = $1", client)
-    assert len(stored) == limit and all(len(r["card_key"]) == 32 for r in stored)
+    assert len(stored) == limit
+    assert all(len(r["card_key"]) == 32 for r in stored)
     assert not any(n.encode() in bytes(r["card_key"]) for r in stored for n in cards)
 
 
@@ -226,7 +234,8 @@ def test_a_pin_guessing_run_does_not_lock_the_residents_card(stack: Stack) -> No
         "pin_attempts_exceeded",
     ]
     issuer_card = stack.sandbox(f"/issuer/_admin/cards/{number}")
-    assert issuer_card["locked"] is False and issuer_card["wrong_pin_count"] == 2
+    assert issuer_card["locked"] is False
+    assert issuer_card["wrong_pin_count"] == 2
 
 
 def test_limits_default_on_in_production_and_off_on_the_local_stack(stack: Stack) -> None:
@@ -295,7 +304,8 @@ def test_wrong_pins_count_until_the_card_pays_however_long_ago(stack: Stack) -> 
         {"outcome": "invalid_pin", "over_a_day_ago": True},
     ]
     issuer_card = stack.sandbox(f"/issuer/_admin/cards/{number}")
-    assert issuer_card["locked"] is False and issuer_card["wrong_pin_count"] == 2
+    assert issuer_card["locked"] is False
+    assert issuer_card["wrong_pin_count"] == 2
 
 
 def _proxied_api(stack: Stack, **env: str) -> tuple[str, Process]:
@@ -348,13 +358,16 @@ def test_behind_a_trusted_proxy_each_payer_is_its_own_client(stack: Stack) -> No
     numbers = [_luhn_number("4000") for _ in payments]  # unknown cards: declined
     try:
         first = _authorise_from(api_url, payments[0], numbers[0], one, peer=PROXY)
-        assert first.status_code == 200 and first.json()["state"] == "failed", first.text
+        assert first.status_code == 200, first.text
+        assert first.json()["state"] == "failed", first.text
         # One declined card is the limit for `one`; `other` is another client.
         second = _authorise_from(api_url, payments[1], numbers[1], other, peer=PROXY)
-        assert second.status_code == 200 and second.json()["state"] == "failed", second.text
+        assert second.status_code == 200, second.text
+        assert second.json()["state"] == "failed", second.text
         third = _authorise_from(api_url, payments[2], numbers[2], one, peer=PROXY)
         assert third.status_code == 429, third.text
-        assert third.json()["code"] == "too_many_attempts" and "Retry-After" in third.headers
+        assert third.json()["code"] == "too_many_attempts"
+        assert "Retry-After" in third.headers
         # Not from the proxy: X-Forwarded-For is not believed. The address it names has no
         # attempt at all, so a 429 means the caller was counted as 127.0.0.1, which other
         # tests' declines on the shared stack may have filled.
@@ -374,7 +387,8 @@ def test_without_a_trusted_proxy_x_forwarded_for_is_ignored(stack: Stack) -> Non
     (uvicorn alone would believe it from 127.0.0.1)."""
     payment = stack.created()
     response = _authorise_from(stack.api_url, payment, _luhn_number("4000"), "100.64.0.9")
-    assert response.status_code == 200 and response.json()["state"] == "failed", response.text
+    assert response.status_code == 200, response.text
+    assert response.json()["state"] == "failed", response.text
     assert _client_of(stack, payment) == "127.0.0.1"
 
 
@@ -481,7 +495,8 @@ def test_an_operator_clears_the_pin_limit_from_the_payment_the_resident_was_refu
         refused_on["id"],
     )
     key = abuse.card_key(stack.settings().token_secret, number)
-    assert bytes(clearance["card_key"]) == key and clearance["operator"] == "fatima@ops"
+    assert bytes(clearance["card_key"]) == key
+    assert clearance["operator"] == "fatima@ops"
 
 
 def test_the_pin_limit_has_its_own_code_and_its_own_message_on_the_page(stack: Stack) -> None:

@@ -49,14 +49,19 @@ def test_the_link_is_exchanged_for_a_session_cookie_and_leaves_the_url(stack: St
         page = client.get(f"/pay/{payment['id']}")
         assert page.status_code == 200
         assert '<html lang="ar" dir="rtl">' in page.text
-        assert PAY_FORM in page.text and token not in page.text
-        assert "بلدية دبي" in page.text and payment["reference"] in page.text
-        assert "220.00 درهم" in page.text and "240.00 درهم" in page.text
+        assert PAY_FORM in page.text
+        assert token not in page.text
+        assert "بلدية دبي" in page.text
+        assert payment["reference"] in page.text
+        assert "220.00 درهم" in page.text
+        assert "240.00 درهم" in page.text
 
         english = client.get(f"/pay/{payment['id']}?lang=en")
         assert '<html lang="en" dir="ltr">' in english.text
-        assert "Dubai Municipality" in english.text and "AED 240.00" in english.text
-        assert "Knowledge Dirham" in english.text and "Innovation Dirham" in english.text
+        assert "Dubai Municipality" in english.text
+        assert "AED 240.00" in english.text
+        assert "Knowledge Dirham" in english.text
+        assert "Innovation Dirham" in english.text
         # The choice is remembered for the next page.
         assert '<html lang="en" dir="ltr">' in client.get(f"/pay/{payment['id']}").text
         # With the session's cookie the visit is same-site: the link redirects.
@@ -70,7 +75,8 @@ def test_the_link_is_exchanged_for_a_session_cookie_and_leaves_the_url(stack: St
 
     # Access logs write the route's template, never the query string that holds the token.
     api_logs = [p.log() for p in stack.processes if p.name == "api"]
-    assert api_logs and all(token not in log for log in api_logs)
+    assert api_logs
+    assert all(token not in log for log in api_logs)
 
 
 def test_a_bad_token_is_an_html_not_found(stack: Stack) -> None:
@@ -93,9 +99,11 @@ def test_a_session_opens_its_own_payment_only(stack: Stack) -> None:
     with httpx.Client(base_url=stack.api_url, timeout=30, cookies=cookies) as client:
         # Sent on purpose to B's paths (a browser would not: the cookie's path is A's page).
         other_page = client.get(f"/pay/{b['id']}")
-        assert other_page.status_code == 403 and PAY_FORM not in other_page.text
+        assert other_page.status_code == 403
+        assert PAY_FORM not in other_page.text
         status = client.get(f"/pay/{b['id']}/status", headers=page.headers())
-        assert status.status_code == 401 and status.json()["code"] == "payer_session_expired"
+        assert status.status_code == 401
+        assert status.json()["code"] == "payer_session_expired"
         paid = client.post(
             f"/pay/{b['id']}/authorise", json=e_dirham("7840000000000017"), headers=page.headers()
         )
@@ -143,7 +151,8 @@ def test_the_page_calls_need_the_csrf_value(stack: Stack) -> None:
     wrong = page.client.get(f"{path}/status", headers={"X-ePay-CSRF": page.csrf[:-1] + "A"})
     assert wrong.status_code == 403
     no_csrf = page.client.post(f"{path}/authorise", json=e_dirham("7840000000000017"))
-    assert no_csrf.status_code == 403 and no_csrf.json()["code"] == "csrf_token_invalid"
+    assert no_csrf.status_code == 403
+    assert no_csrf.json()["code"] == "csrf_token_invalid"
     otp = page.client.post(f"{path}/3ds", json={"otp": "123456"})
     assert otp.status_code == 403
     assert stack.get(payment["id"])["state"] == "reserved"  # nothing was started
@@ -202,7 +211,8 @@ def test_every_pay_answer_has_the_security_headers(stack: Stack) -> None:
     for what, response in answers.items():
         for name, value in PAGE_HEADERS.items():
             assert response.headers.get(name) == value, (what, name, response.status_code)
-    assert answers["css"].status_code == 200 and answers["js"].status_code == 200
+    assert answers["css"].status_code == 200
+    assert answers["js"].status_code == 200
     assert answers["no such file"].status_code == 404
     assert answers["malformed body"].status_code == 400
     assert answers["receipt before paying"].status_code == 404
@@ -217,7 +227,8 @@ def test_the_link_after_the_payment_started_asks_for_no_card(stack: Stack) -> No
     with api(stack) as client:
         response = client.get(link_path(slow))
         assert response.status_code == 200
-        assert PAY_FORM not in response.text and not CARD_INPUTS.search(response.text)
+        assert PAY_FORM not in response.text
+        assert not CARD_INPUTS.search(response.text)
         assert "هذه الدفعة قيد المعالجة" in response.text
         assert payer_session.COOKIE not in response.headers.get("set-cookie", "")
 
@@ -227,7 +238,8 @@ def test_the_link_after_the_payment_started_asks_for_no_card(stack: Stack) -> No
         token = crypto.payer_token(stack.settings().token_secret, paid["id"])
         response = client.get(f"/pay/{paid['id']}?token={token}")
         assert response.status_code == 200
-        assert PAY_FORM not in response.text and not CARD_INPUTS.search(response.text)
+        assert PAY_FORM not in response.text
+        assert not CARD_INPUTS.search(response.text)
         assert "تم دفع هذه الدفعة" in response.text
         assert paid["receipt"]["number"] not in response.text  # the receipt needs a session
     stack.wait_for(slow["id"])
@@ -244,19 +256,21 @@ def test_a_session_follows_its_payment_to_the_receipt_and_its_pdf(stack: Stack) 
         time.sleep(0.3)
         view = page.status().json()
     paid = stack.get(payment["id"])
-    assert view["view"] == "receipt" and view["state"] == "succeeded"
+    assert view["view"] == "receipt"
+    assert view["state"] == "succeeded"
     assert view["receipt"]["number"] == paid["receipt"]["number"]
     assert view["method"] == {"type": "e_dirham", "brand": "e_dirham", "last4": "0017"}
     assert view["department_confirmation"] == paid["department_confirmation"]
     # The link again, with the session: the receipt, no form.
     again = page.client.get(link_path(payment), follow_redirects=True)
     assert paid["receipt"]["number"] in again.text
-    assert 'id="pay"' in again.text and re.search(
-        r'<section class="card" id="pay" hidden', again.text
-    )
+    assert 'id="pay"' in again.text
+    assert re.search(r'<section class="card" id="pay" hidden', again.text)
     pdf = page.client.get(f"/pay/{payment['id']}/receipt.pdf")
-    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
-    assert pdf.content.startswith(b"%PDF") and b"/Type /Page" in pdf.content
+    assert pdf.status_code == 200
+    assert pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF")
+    assert b"/Type /Page" in pdf.content
     assert "attachment" in pdf.headers["content-disposition"]
     with api(stack) as anonymous:
         assert anonymous.get(f"/pay/{payment['id']}/receipt.pdf").status_code == 404
@@ -286,7 +300,8 @@ def test_the_payer_view_never_names_the_decline(stack: Stack, method: dict[str, 
     # The link, opened by someone else once a card was tried: no form.
     with api(stack) as anonymous:
         again = anonymous.get(link_path(payment))
-        assert again.status_code == 200 and PAY_FORM not in again.text
+        assert again.status_code == 200
+        assert PAY_FORM not in again.text
         assert not CARD_INPUTS.search(again.text)
     # The department's API still has the precise code.
     failure = stack.wait_for(payment["id"], {"failed", "reserved"})["failure"]
@@ -319,7 +334,8 @@ def test_two_submissions_at_once_start_one_authorisation(stack: Stack) -> None:
     for t in threads:
         t.join()
     statuses = sorted(a.status_code for a in answers)
-    assert statuses[1] == 409 and statuses[0] in (200, 202), [a.text for a in answers]
+    assert statuses[1] == 409, [a.text for a in answers]
+    assert statuses[0] in (200, 202), [a.text for a in answers]
     refused = next(a for a in answers if a.status_code == 409)
     assert refused.json()["code"] == "not_awaiting_method"
     paid = stack.wait_for(payment["id"])
@@ -352,6 +368,7 @@ def test_a_session_is_bound_to_its_payment_and_its_lifetime() -> None:
     assert payer_session.decode(b"t" * 32, pid, value, now=1_000_000) is None
     assert payer_session.decode(secret, pid, value + "x", now=1_000_000) is None
     renewed = session.renewed(now=1_000_500)
-    assert renewed.session_id == session.session_id and renewed.expires_at == 1_000_500 + 900
+    assert renewed.session_id == session.session_id
+    assert renewed.expires_at == 1_000_500 + 900
     assert payer_session.csrf_token(secret, session) == payer_session.csrf_token(secret, renewed)
     assert not payer_session.csrf_ok(secret, session, "٤" * 43)

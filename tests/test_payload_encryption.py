@@ -123,7 +123,8 @@ def test_the_active_key_defaults_to_the_last_listed_and_the_local_stack_gets_its
     assert Settings.from_env_mapping({"EPAY_PAYLOAD_KEYS": both}).payload_keys.active == "k2"
     local = Settings.from_env_mapping({"EPAY_STATE_DIR": str(tmp_path)}).payload_keys
     again = Settings.from_env_mapping({"EPAY_STATE_DIR": str(tmp_path)}).payload_keys
-    assert local.active == "local" and local == again  # made once, kept in the state folder
+    assert local.active == "local"
+    assert local == again
     assert (tmp_path / "secrets.json").stat().st_mode & 0o077 == 0
 
 
@@ -148,7 +149,8 @@ def test_an_operator_session_expires_and_ends_with_its_token(tmp_path: Any) -> N
         return Operators(Settings.from_env_mapping(env))
 
     alice = operators(f"alice:{hash_operator_token(token).hex()}")
-    assert alice.by_token(token) == "alice" and alice.by_token(token + "x") is None
+    assert alice.by_token(token) == "alice"
+    assert alice.by_token(token + "x") is None
     session = alice.new_session("alice", now=1000)
     assert alice.by_session(session, now=1000 + SESSION_SECONDS - 1) == "alice"
     assert alice.by_session(session, now=1000 + SESSION_SECONDS + 1) is None
@@ -277,7 +279,8 @@ def test_the_codec_server_decodes_for_operators_only(
         assert answer.status_code == 200, answer.text
         decoded = json_format.Parse(answer.content, Payloads())
         request = json.loads(decoded.payloads[0].data)
-        assert request["payer"] == PAYER and request["metadata"] == METADATA
+        assert request["payer"] == PAYER
+        assert request["metadata"] == METADATA
         assert http.post("/default/decode", json=encrypted, headers=operator).status_code == 200
 
         assert http.post("/decode", json=encrypted).status_code == 401

@@ -92,13 +92,15 @@ async def _enter_challenge(handle: Any, pool: Any, settings: Settings, payment_i
 
 
 def _assert_expired(stack: Stack, outcome: PaymentOutcome, payment_id: str) -> None:
-    assert outcome.state == "expired" and outcome.failure_code == "payment_window_expired"
+    assert outcome.state == "expired"
+    assert outcome.failure_code == "payment_window_expired"
     [row] = stack.fetch(
         "SELECT p.state, p.failure_code, p.created_at, p.expires_at, r.status FROM payments p "
         "JOIN fee_reservations r ON r.payment_id = p.id WHERE p.id = $1",
         payment_id,
     )
-    assert row["state"] == "expired" and row["failure_code"] == "payment_window_expired"
+    assert row["state"] == "expired"
+    assert row["failure_code"] == "payment_window_expired"
     assert row["status"] == "released"
     assert row["expires_at"] - row["created_at"] == timedelta(seconds=DEFAULT_WINDOW)
     assert stack.fetch("SELECT 1 FROM card_vault WHERE payment_id = $1", payment_id) == []

@@ -42,7 +42,8 @@ def test_card_outcomes(stack: Stack, number: str, state: str, failure: str | Non
 def test_transient_acquirer_errors_are_retried_with_one_authorisation(stack: Stack) -> None:
     payment = stack.pay(card("4000000000000119"))
     records = acquirer_records(stack, payment["id"])
-    assert payment["state"] == "succeeded" and len(records) == 1
+    assert payment["state"] == "succeeded"
+    assert len(records) == 1
 
 
 def test_three_d_secure_challenge_passes_with_the_right_code(stack: Stack) -> None:
@@ -63,7 +64,8 @@ def test_three_d_secure_challenge_fails_with_a_wrong_code(stack: Stack) -> None:
     stack.wait_for(payment["id"], {"requires_action"})
     stack.three_d_secure(payment, "000000")
     final = stack.wait_for(payment["id"])
-    assert final["state"] == "failed" and final["failure"]["code"] == "three_ds_failed"
+    assert final["state"] == "failed"
+    assert final["failure"]["code"] == "three_ds_failed"
     assert_left_nothing_behind(stack, final, acquirer_records(stack, payment["id"]))
 
 
@@ -86,7 +88,8 @@ def test_e_dirham_payment_succeeds_and_debits_the_card_once(stack: Stack) -> Non
 )
 def test_e_dirham_refusals(stack: Stack, number: str, pin: str, failure: str) -> None:
     payment = stack.pay(e_dirham(number, pin))
-    assert payment["state"] == "failed" and payment["failure"]["code"] == failure, payment
+    assert payment["state"] == "failed", payment
+    assert payment["failure"]["code"] == failure, payment
     assert_left_nothing_behind(stack, payment, issuer_holds(stack, payment["id"]))
 
 
@@ -103,13 +106,15 @@ def test_three_wrong_pins_lock_the_e_dirham_card(stack: Stack) -> None:
 def test_a_paid_reference_cannot_be_paid_again(stack: Stack) -> None:
     payment = stack.pay(card("4242424242424242"))
     again = stack.create(reference=payment["reference"])
-    assert again.status_code == 409 and again.json()["code"] == "reference_already_paid"
+    assert again.status_code == 409
+    assert again.json()["code"] == "reference_already_paid"
 
 
 def test_a_reference_in_progress_cannot_be_started_twice(stack: Stack) -> None:
     payment = stack.created()
     again = stack.create(reference=payment["reference"])
-    assert again.status_code == 409 and again.json()["code"] == "reference_in_progress"
+    assert again.status_code == 409
+    assert again.json()["code"] == "reference_in_progress"
 
 
 def test_a_failed_payment_frees_its_reference(stack: Stack) -> None:
@@ -151,7 +156,8 @@ def test_an_authorisation_whose_answer_never_came_is_reversed_when_the_payment_f
         time.sleep(0.5)  # the first call is out, waiting for the answer that will not come
         stack.fetch("DELETE FROM card_vault WHERE payment_id = $1 RETURNING 1", payment["id"])
     final = stack.wait_for(payment["id"])
-    assert final["state"] == "failed" and final["failure"]["code"] == "authorisation_failed"
+    assert final["state"] == "failed"
+    assert final["failure"]["code"] == "authorisation_failed"
     records = acquirer_records(stack, payment["id"])
     assert [r["status"] for r in records] == ["voided"]
     assert_left_nothing_behind(stack, final, records)

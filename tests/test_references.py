@@ -26,7 +26,7 @@ from tests.conftest import Stack, e_dirham, new_reference
         ("INV 1", "INV1"),
         ("inv 1 ", "INV1"),
         ("FINE 2024 / 77", "fine2024/77"),
-        ("INV-1", "ＩＮＶ－１"),  # full-width forms: NFKC makes them ASCII
+        ("INV-1", "ＩＮＶ－１"),  # noqa: RUF001 full-width forms: NFKC makes them ASCII
         ("INV 1", "INV\u00a01"),  # a no-break space is a space
         ("INV 1", "INV\t1\n"),  # so is any other whitespace
     ],
@@ -97,7 +97,8 @@ def test_spaces_inside_a_reference_do_not_make_another_invoice(stack: Stack) -> 
     number = new_reference("")
     first = stack.created(reference=f"FINE {number}")
     refused = stack.create(reference=f"fine{number}")
-    assert refused.status_code == 409 and refused.json()["code"] == "reference_in_progress"
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "reference_in_progress"
     assert first["reference"] == f"FINE {number}"  # kept as the department sent it
 
 

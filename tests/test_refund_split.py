@@ -44,13 +44,13 @@ def test_what_is_left_after_earlier_refunds() -> None:
 def test_an_exempt_payment_has_its_service_fee_alone() -> None:
     lines = fee_lines(10000, exempt_from_added_fees=True)
     assert split_refund(lines, {}, 10000) == [("service_fee", 10000)]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="passes what is left"):
         split_refund(lines, {}, 10001)
 
 
 @pytest.mark.parametrize("amount", [0, -1])
 def test_a_refund_is_more_than_zero(amount: int) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="more than zero"):
         split_refund(LINES, {}, amount)
 
 

@@ -63,7 +63,8 @@ def test_a_full_refund_of_a_card_payment(stack: Stack) -> None:
         {"code": "innovation_fee", "amount": 1000},
     ]
     done = wait_for_refund(stack, paid["id"], created["id"])
-    assert done["state"] == "succeeded" and done["failure"] is None
+    assert done["state"] == "succeeded"
+    assert done["failure"] is None
 
     record = acquirer_record(stack, paid["id"])
     assert (record["captured_amount"], record["refunded_amount"], record["refund_count"]) == (

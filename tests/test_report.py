@@ -212,11 +212,13 @@ def test_the_csv_holds_the_databases_figures(stack: Stack, seeded: dict[str, Any
     assert int(health["collected_fils"]) >= sum(
         mine[k]["amount"]["total"] for k in ("health_e_dirham", "health_card")
     )
-    assert int(health["e_dirham_payments"]) >= 1 and int(health["card_payments"]) >= 1
+    assert int(health["e_dirham_payments"]) >= 1
+    assert int(health["card_payments"]) >= 1
     assert int(health["failure_card_declined"]) >= 1
     assert int(health["failure_department_rejected"]) >= 1
     assert int(rows[("DM", "VET_CERT")]["cancelled"]) >= 1
-    assert health["level"] == "service" and rows[("DM", None)]["level"] == "department"
+    assert health["level"] == "service"
+    assert rows[("DM", None)]["level"] == "department"
     assert rows[(None, None)]["level"] == "total"
     names = stack.fetch("SELECT name_en, name_ar FROM services WHERE code = 'HEALTH_CERT'")[0]
     assert (health["service_name_en"], health["service_name_ar"]) == (
@@ -224,7 +226,8 @@ def test_the_csv_holds_the_databases_figures(stack: Stack, seeded: dict[str, Any
         names["name_ar"],
     )
     assert health["department_name_en"] == "Dubai Municipality"
-    assert health["period_from"] == str(period.first) and health["period_to"] == str(period.last)
+    assert health["period_from"] == str(period.first)
+    assert health["period_to"] == str(period.last)
 
 
 def test_refunds_count_under_their_payments_service(stack: Stack, seeded: dict[str, Any]) -> None:
@@ -291,7 +294,8 @@ def test_the_table_shows_the_period_and_the_totals(stack: Stack, seeded: dict[st
     out = done.stdout
     assert f"{period.first} to {period.last} (3 days, Asia/Dubai;" in out
     assert "Department: all" in out
-    assert "DM Dubai Municipality" in out and "RTA Roads and Transport Authority" in out
+    assert "DM Dubai Municipality" in out
+    assert "RTA Roads and Transport Authority" in out
     total = _expected(stack, period)[(None, None)]
     lines = out.splitlines()
     amounts = lines.index(next(x for x in lines if x.startswith("Amounts collected")))
@@ -307,7 +311,8 @@ def test_the_table_shows_the_period_and_the_totals(stack: Stack, seeded: dict[st
 
     rta = _report(stack, *period.args, "--department", "RTA")
     assert rta.returncode == 0, rta.stderr
-    assert "Department: RTA" in rta.stdout and "Health certificate" not in rta.stdout
+    assert "Department: RTA" in rta.stdout
+    assert "Health certificate" not in rta.stdout
     assert "Vehicle registration renewal" in rta.stdout
 
 
@@ -328,7 +333,8 @@ def test_the_chart_is_an_svg_with_the_services_and_the_methods(
     texts = [t.text or "" for t in root.iter(f"{SVG}text")]
     expected = _expected(stack, period)
     health = expected[("DM", "HEALTH_CERT")]["collected"]
-    assert "DM · Health certificate" in texts and "DM · Veterinary certificate" in texts
+    assert "DM · Health certificate" in texts
+    assert "DM · Veterinary certificate" in texts
     assert "RTA · Vehicle registration renewal" in texts
     assert f"{aed_text(health)}  ({expected[('DM', 'HEALTH_CERT')]['succeeded']})" in texts
     total = expected[(None, None)]
@@ -340,7 +346,8 @@ def test_the_chart_is_an_svg_with_the_services_and_the_methods(
     assert len(bars) >= 5
     # the default file name in the working directory
     default = _report_in(stack, tmp_path, *period.args, "--format", "chart")
-    assert default.returncode == 0 and (tmp_path / "report.svg").exists()
+    assert default.returncode == 0
+    assert (tmp_path / "report.svg").exists()
 
 
 def _report_in(stack: Stack, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -366,7 +373,8 @@ def _report_in(stack: Stack, cwd: Path, *args: str) -> subprocess.CompletedProce
 def test_a_bad_request_is_one_line_and_exit_2(stack: Stack, args: list[str], message: str) -> None:
     done = _report(stack, *args)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert message in done.stderr and "Traceback" not in done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
@@ -383,5 +391,6 @@ def test_aed_is_formatted_from_the_integer() -> None:
     assert aed(0) == "0.00"
     assert aed(5) == "0.05"
     assert aed(123456789) == "1,234,567.89"
-    assert aed(-1) == "-0.01" and aed(-250000, thousands=False) == "-2500.00"
+    assert aed(-1) == "-0.01"
+    assert aed(-250000, thousands=False) == "-2500.00"
     assert aed(1_000_000_000 * 100 + 1) == "1,000,000,000.01"

@@ -88,7 +88,8 @@ def test_no_secrets_in_admin_listings_logs_or_state(server: Sandbox, client: htt
 
     auths = client.get("/acquirer/_admin/authorisations").json()
     holds = client.get("/issuer/_admin/holds").json()
-    assert auths["items"] and holds["items"]
+    assert auths["items"]
+    assert holds["items"]
     for payload in (auths, holds):
         assert_no_secrets(payload, *pans, card, CVV, "8642", "9999", "1234")
 
@@ -106,7 +107,7 @@ def test_no_secrets_in_admin_listings_logs_or_state(server: Sandbox, client: htt
 # --------------------------------------------------------------------------- restarts
 
 
-@pytest.fixture()
+@pytest.fixture
 def restartable(tmp_path: Path) -> Iterator[Sandbox]:
     sandbox = Sandbox(tmp_path, tmp_path / "state.db")
     try:
@@ -148,7 +149,8 @@ def test_state_survives_a_restart(restartable: Sandbox, sig: int) -> None:
         assert authorise(c, "4242424242424242", key=key).json() == auth
         assert [a["status"] for a in admin_auths(c, auth["reference"])] == ["authorised"]
         passed = call(c, f"/acquirer/authorisations/{pending['id']}/3ds", {"otp": "123456"})
-        assert passed.status_code == 200 and passed.json()["status"] == "authorised"
+        assert passed.status_code == 200
+        assert passed.json()["status"] == "authorised"
         assert authorise(c, "4000000000000119", key=transient_key).status_code == 503
         assert authorise(c, "4000000000000119", key=transient_key).status_code == 201
         # Holds and balances: the seed cards are not reset.
@@ -162,7 +164,8 @@ def test_state_survives_a_restart(restartable: Sandbox, sig: int) -> None:
         assert again.json()["confirmation_reference"] == receipt["confirmation_reference"]
         assert dept_records(c, dept, confirmed)[0]["attempts"] == 2
         late = confirm(c, dept, f"REF-{uid()}", tombstone)
-        assert late.status_code == 409 and error_code(late) == "revoked"
+        assert late.status_code == 409
+        assert error_code(late) == "revoked"
 
 
 def test_a_held_capture_is_kept_when_the_sandbox_is_killed(restartable: Sandbox) -> None:
@@ -182,7 +185,8 @@ def test_a_held_capture_is_kept_when_the_sandbox_is_killed(restartable: Sandbox)
 
     with restartable.client() as c:
         answer = call(c, url, {"amount": 10_000}, key=key)
-        assert answer.status_code == 200 and answer.json()["status"] == "captured"
+        assert answer.status_code == 200
+        assert answer.json()["status"] == "captured"
         assert admin_auths(c, auth["reference"])[0]["capture_count"] == 1
 
 

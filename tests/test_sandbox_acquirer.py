@@ -288,18 +288,22 @@ def test_a_repeat_gets_the_stored_answer(client: httpx.Client) -> None:
     url = f"/acquirer/authorisations/{auth['id']}"
     passed = call(client, f"{url}/3ds", {"otp": "123456"}, key="3ds")
     too_much = call(client, f"{url}/capture", {"amount": 10_001}, key="capture")
-    assert too_much.status_code == 422 and error_code(too_much) == "amount_too_large"
+    assert too_much.status_code == 422
+    assert error_code(too_much) == "amount_too_large"
     # The same key is the same request: its refusal stands, even with another amount.
     assert call(client, f"{url}/capture", {"amount": 5_000}, key="capture").json() == (
         too_much.json()
     )
     captured = call(client, f"{url}/capture", {"amount": 5_000})
-    assert captured.status_code == 200 and captured.json()["captured_amount"] == 5_000
+    assert captured.status_code == 200
+    assert captured.json()["captured_amount"] == 5_000
     # A repeat of the challenge answer is the answer it had then, not a new decision.
     repeat = call(client, f"{url}/3ds", {"otp": "000000"}, key="3ds")
-    assert repeat.status_code == 200 and repeat.json() == passed.json()
+    assert repeat.status_code == 200
+    assert repeat.json() == passed.json()
     [record] = admin_auths(client, auth["reference"])
-    assert record["status"] == "captured" and record["capture_count"] == 1
+    assert record["status"] == "captured"
+    assert record["capture_count"] == 1
 
 
 def test_keys_are_per_call(client: httpx.Client) -> None:
@@ -308,7 +312,8 @@ def test_keys_are_per_call(client: httpx.Client) -> None:
     key = uid()
     for auth in (first, second):
         resp = call(client, f"/acquirer/authorisations/{auth['id']}/capture", {"amount": 1}, key)
-        assert resp.status_code == 200 and resp.json()["id"] == auth["id"]
+        assert resp.status_code == 200
+        assert resp.json()["id"] == auth["id"]
 
 
 def test_acquirer_down_refuses_everything_and_changes_nothing(client: httpx.Client) -> None:
@@ -326,7 +331,8 @@ def test_acquirer_down_refuses_everything_and_changes_nothing(client: httpx.Clie
             client.post("/acquirer/reversals", json={"idempotency_key": key}),
         ]
         for resp in refused:
-            assert resp.status_code == 503 and error_code(resp) == "unavailable"
+            assert resp.status_code == 503
+            assert error_code(resp) == "unavailable"
         assert admin_auths(client, reference) == []
         assert admin_auths(client, auth["reference"])[0]["status"] == "authorised"
     assert client.get("/acquirer/_admin/status").json()["mode"] == "up"
@@ -362,14 +368,17 @@ def test_slow_capture_is_in_flight_then_answers_from_the_store(
             call(impatient, url, {"amount": 10_000}, key=key)
         # Captured at once, although the caller has not heard so.
         [record] = admin_auths(client, auth["reference"])
-        assert record["status"] == "captured" and record["capture_count"] == 1
+        assert record["status"] == "captured"
+        assert record["capture_count"] == 1
         refused, answer = retry_while_in_flight(client, url, {"amount": 3_000}, key, delay * 3)
     assert refused >= 1
     assert time.monotonic() - started >= delay * 0.9
     assert answer.status_code == 200
-    assert answer.json()["status"] == "captured" and answer.json()["captured_amount"] == 10_000
+    assert answer.json()["status"] == "captured"
+    assert answer.json()["captured_amount"] == 10_000
     [record] = admin_auths(client, auth["reference"])
-    assert record["capture_count"] == 1 and record["captured_amount"] == 10_000
+    assert record["capture_count"] == 1
+    assert record["captured_amount"] == 10_000
 
 
 # --------------------------------------------------------------------------- reversals
@@ -386,7 +395,8 @@ def test_reversal_voids_an_authorisation_whose_answer_was_lost(
     ):
         impatient.post("/acquirer/authorisations", json=body, headers={"Idempotency-Key": key})
     reversal = client.post("/acquirer/reversals", json={"idempotency_key": key})
-    assert reversal.status_code == 200 and reversal.json()["id"]
+    assert reversal.status_code == 200
+    assert reversal.json()["id"]
     assert [r["status"] for r in admin_auths(client, reference)] == ["voided"]
 
 
@@ -394,7 +404,8 @@ def test_a_request_arriving_after_its_reversal_is_refused(client: httpx.Client) 
     key = uid()
     assert client.post("/acquirer/reversals", json={"idempotency_key": key}).status_code == 200
     late = authorise(client, "4242424242424242", key=key)
-    assert late.status_code == 402 and error_code(late) == "reversed"
+    assert late.status_code == 402
+    assert error_code(late) == "reversed"
 
 
 def test_a_captured_authorisation_cannot_be_reversed(client: httpx.Client) -> None:
@@ -402,7 +413,8 @@ def test_a_captured_authorisation_cannot_be_reversed(client: httpx.Client) -> No
     auth = authorise(client, "4242424242424242", key=key).json()
     call(client, f"/acquirer/authorisations/{auth['id']}/capture", {"amount": 1})
     refused = client.post("/acquirer/reversals", json={"idempotency_key": key})
-    assert refused.status_code == 409 and error_code(refused) == "not_voidable"
+    assert refused.status_code == 409
+    assert error_code(refused) == "not_voidable"
 
 
 def _captured(client: httpx.Client, amount: int = 10_000) -> dict[str, Any]:

@@ -121,9 +121,11 @@ def test_department_revoke(client: httpx.Client) -> None:
 def test_revoke_before_the_confirmation_refuses_it(client: httpx.Client) -> None:
     payment_id = f"pay_{uid()}"
     early = client.delete(f"/departments/RTA/confirmations/{payment_id}")
-    assert early.status_code == 200 and early.json()["status"] == "revoked"
+    assert early.status_code == 200
+    assert early.json()["status"] == "revoked"
     late = confirm(client, "RTA", f"REF-{uid()}", payment_id)
-    assert late.status_code == 409 and error_code(late) == "revoked"
+    assert late.status_code == 409
+    assert error_code(late) == "revoked"
 
 
 def test_revoke_overtakes_a_slow_confirmation_in_flight(client: httpx.Client) -> None:
@@ -162,7 +164,8 @@ def test_down_department_cannot_revoke_a_down_payment(client: httpx.Client) -> N
     # The stored reference decides for a payment the department knows, the query's otherwise.
     for payment_id, params in [(confirmed, {}), (waiting, {}), (unknown, {"reference": "DOWN-1"})]:
         resp = client.delete(f"/departments/{dept}/confirmations/{payment_id}", params=params)
-        assert resp.status_code == 503 and error_code(resp) == "unavailable"
+        assert resp.status_code == 503
+        assert error_code(resp) == "unavailable"
     assert dept_records(client, dept, confirmed)[0]["status"] == "confirmed"
     assert dept_records(client, dept, waiting)[0]["status"] == "pending"
     assert dept_records(client, dept, unknown) == []  # no tombstone
@@ -170,9 +173,11 @@ def test_down_department_cannot_revoke_a_down_payment(client: httpx.Client) -> N
     assert client.post(f"/departments/{dept}/_admin/up").status_code == 200
     for payment_id, params in [(confirmed, {}), (waiting, {}), (unknown, {"reference": "DOWN-1"})]:
         resp = client.delete(f"/departments/{dept}/confirmations/{payment_id}", params=params)
-        assert resp.status_code == 200 and resp.json()["status"] == "revoked"
+        assert resp.status_code == 200
+        assert resp.json()["status"] == "revoked"
     late = confirm(client, dept, "DOWN-1", unknown)
-    assert late.status_code == 409 and error_code(late) == "revoked"
+    assert late.status_code == 409
+    assert error_code(late) == "revoked"
 
 
 def test_down_mode_does_not_stop_revoking_other_payments(client: httpx.Client) -> None:
@@ -180,11 +185,13 @@ def test_down_mode_does_not_stop_revoking_other_payments(client: httpx.Client) -
     payment_id = f"pay_{uid()}"
     assert confirm(client, dept, f"REF-{uid()}", payment_id).status_code == 201
     resp = client.delete(f"/departments/{dept}/confirmations/{payment_id}")
-    assert resp.status_code == 200 and resp.json()["status"] == "revoked"
+    assert resp.status_code == 200
+    assert resp.json()["status"] == "revoked"
     tombstone = client.delete(
         f"/departments/{dept}/confirmations/pay_{uid()}", params={"reference": "REF-1"}
     )
-    assert tombstone.status_code == 200 and tombstone.json()["reference"] == "REF-1"
+    assert tombstone.status_code == 200
+    assert tombstone.json()["reference"] == "REF-1"
 
 
 def _notice(client: httpx.Client, dept: str, refund_id: str, **body: object) -> httpx.Response:

@@ -210,9 +210,11 @@ def test_a_repeated_void_gets_the_stored_answer(client: httpx.Client) -> None:
     body = hold(client, card, "4321", 1_000).json()
     key = uid()
     voided = call(client, f"/issuer/holds/{body['id']}/void", key=key)
-    assert voided.status_code == 200 and voided.json()["status"] == "voided"
+    assert voided.status_code == 200
+    assert voided.json()["status"] == "voided"
     refused = call(client, f"/issuer/holds/{body['id']}/capture")
-    assert refused.status_code == 409 and error_code(refused) == "not_capturable"
+    assert refused.status_code == 409
+    assert error_code(refused) == "not_capturable"
     assert call(client, f"/issuer/holds/{body['id']}/void", key=key).json() == voided.json()
 
 
@@ -230,7 +232,8 @@ def test_issuer_down_refuses_everything_and_changes_nothing(client: httpx.Client
             client.post("/issuer/reversals", json={"idempotency_key": key}),
         ]
         for resp in refused:
-            assert resp.status_code == 503 and error_code(resp) == "unavailable"
+            assert resp.status_code == 503
+            assert error_code(resp) == "unavailable"
         assert admin_holds(client, reference) == []
         view = card_view(client, card)
         assert (view["balance"], view["available"], view["wrong_pin_count"]) == (10_000, 9_000, 0)
@@ -262,7 +265,8 @@ def test_slow_capture_is_in_flight_then_answers_from_the_store(
         refused, answer = retry_while_in_flight(client, url, None, key, delay * 3)
     assert refused >= 1
     assert time.monotonic() - started >= delay * 0.9
-    assert answer.status_code == 200 and answer.json()["status"] == "captured"
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "captured"
     [record] = admin_holds(client, reference)
     assert record["capture_count"] == 1
     assert card_view(client, card)["balance"] == 6_000

@@ -48,7 +48,8 @@ def test_a_complete_production_configuration_starts(tmp_path: Path) -> None:
     connect = settings.temporal_connect_config
     assert connect["target_host"] == "epay.a1b2c.tmprl.cloud:7233"
     assert connect["namespace"] == "epay.a1b2c"
-    assert connect.get("api_key") == "temporal-api-key" and connect.get("tls")
+    assert connect.get("api_key") == "temporal-api-key"
+    assert connect.get("tls")
     # Production makes no development secret on the fly.
     assert not (tmp_path / "secrets.json").exists()
 
@@ -119,7 +120,8 @@ def test_mutual_tls_comes_from_the_sdk_environment_configuration(tmp_path: Path)
         TEMPORAL_TLS_SERVER_NAME="temporal.internal",
     )
     tls: Any = Settings.from_env_mapping(env).temporal_connect_config["tls"]
-    assert tls.client_cert == cert.read_bytes() and tls.client_private_key == key.read_bytes()
+    assert tls.client_cert == cert.read_bytes()
+    assert tls.client_private_key == key.read_bytes()
     assert tls.domain == "temporal.internal"
 
 
@@ -149,12 +151,14 @@ def test_a_bad_value_is_refused_naming_its_variable(
 
 def test_development_defaults_run_the_local_stack(tmp_path: Path) -> None:
     settings = Settings.from_env_mapping({"EPAY_STATE_DIR": str(tmp_path), "DATABASE_URL": ""})
-    assert not settings.production and settings.database_url is None
+    assert not settings.production
+    assert settings.database_url is None
     assert settings.acquirer_url == "http://127.0.0.1:8100/acquirer"
     assert settings.temporal_address == "127.0.0.1:7233"
     assert settings.temporal_namespace == "default"
     assert len(settings.vault_key) == 32
-    assert settings.worker_role == "all" and settings.log_format == "json"
+    assert settings.worker_role == "all"
+    assert settings.log_format == "json"
     again = Settings.from_env_mapping({"EPAY_STATE_DIR": str(tmp_path)})
     assert again.vault_key == settings.vault_key  # made once, kept in the state folder
 
@@ -213,7 +217,8 @@ def test_production_refuses_the_sandbox(command: list[str], tmp_path: Path) -> N
         [str(BIN / "epay"), *command], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode != 0
-    assert "is refused in production" in done.stderr and "Traceback" not in done.stderr
+    assert "is refused in production" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_the_configuration_page_shows_the_table_the_model_prints() -> None:
@@ -273,7 +278,7 @@ def test_no_proxy_is_trusted_unless_named(tmp_path: Path) -> None:
 @pytest.mark.parametrize("proxies", ["ingress.internal", "10.0.0.1/8", "10.0.0.0/8,10.1"])
 def test_a_proxy_that_is_no_address_or_network_is_refused(proxies: str, tmp_path: Path) -> None:
     """uvicorn would take it for a host name no connection has and trust nobody, silently."""
-    with pytest.raises(SettingsError, match="EPAY_FORWARDED_ALLOW_IPS: .* is not an IP address"):
+    with pytest.raises(SettingsError, match=r"EPAY_FORWARDED_ALLOW_IPS: .* is not an IP address"):
         Settings.from_env_mapping(
             {"EPAY_STATE_DIR": str(tmp_path), "EPAY_FORWARDED_ALLOW_IPS": proxies}
         )

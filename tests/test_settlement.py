@@ -108,7 +108,8 @@ def test_a_journal_settles_on_the_first_day_from_ask_to_booking_its_partner_repo
 
     journals = [midnight, swept, late, lost, refund]
     by_day = {day: settlement.result(day, journals, files) for day in (d1, d2, d3)}
-    assert by_day[d1].balanced and by_day[d1].totals["ledger"]["captured"] == 48000
+    assert by_day[d1].balanced
+    assert by_day[d1].totals["ledger"]["captured"] == 48000
     assert [(m.kind, m.payment_id) for m in by_day[d2].mismatches] == [
         ("missing_at_partner", "pay_x")
     ]
@@ -118,7 +119,8 @@ def test_a_journal_settles_on_the_first_day_from_ask_to_booking_its_partner_repo
         "refunded": 5000,
         "net": 43000,
     }
-    assert by_day[d3].balanced and by_day[d3].totals["ledger"]["captured"] == 0
+    assert by_day[d3].balanced
+    assert by_day[d3].totals["ledger"]["captured"] == 0
 
 
 @pytest.mark.parametrize(
@@ -286,7 +288,8 @@ def test_a_day_of_payments_and_refunds_balances_and_a_mismatch_names_its_payment
     day = _today()
 
     first = _result(stack, day)
-    assert first["balanced"] and first["mismatches"] == [], first["mismatches"]
+    assert first["balanced"], first["mismatches"]
+    assert first["mismatches"] == [], first["mismatches"]
     totals = first["totals"]
     # Two AED 240 payments (AED 220 service fee, AED 10 to each fund), AED 50 refunded from
     # the card payment's service fee; the declined card moved nothing.
@@ -314,10 +317,8 @@ def test_a_day_of_payments_and_refunds_balances_and_a_mismatch_names_its_payment
     differs = found[("amount_differs", by_card["id"])]
     assert (differs["ledger"], differs["partner_amount"]) == (24000, 24001)
     shown = _settle(stack, "show", "--day", day)
-    assert (
-        shown.returncode == 1
-        and f"missing_in_ledger: acquirer capture of payment {stranger}" in shown.stdout
-    )
+    assert shown.returncode == 1
+    assert f"missing_in_ledger: acquirer capture of payment {stranger}" in shown.stdout
     # The day's row was replaced, not added to.
     rows = stack.fetch(
         "SELECT runs FROM settlement_runs WHERE business_day = $1", date.fromisoformat(day)
@@ -513,9 +514,12 @@ def test_the_shared_stacks_payments_reconcile(stack: Stack) -> None:
 
 def test_a_past_day_settles_and_bad_days_are_refused(stack: Stack) -> None:
     past = _result(stack, "2020-01-01")
-    assert past["balanced"] and past["totals"]["ledger"] == {"captured": 0, "refunded": 0}
+    assert past["balanced"]
+    assert past["totals"]["ledger"] == {"captured": 0, "refunded": 0}
     bad = _settle(stack, "run", "--day", "2020-13-01")
-    assert bad.returncode != 0 and "is not a date" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode != 0
+    assert "is not a date" in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 def test_the_daily_schedule_is_created(stack: Stack) -> None:

@@ -88,9 +88,11 @@ def test_a_terminated_payment_waiting_for_its_department_is_undone(stack: Stack)
     first = sweep(stack)
 
     result = swept(first, pid)
-    assert result is not None and result.outcome == SweepOutcome.ERROR, first
+    assert result is not None, first
+    assert result.outcome == SweepOutcome.ERROR, first
     other_result = swept(first, other["id"])
-    assert other_result is not None and other_result.outcome == SweepOutcome.CANCELLED, first
+    assert other_result is not None, first
+    assert other_result.outcome == SweepOutcome.CANCELLED, first
     assert "revoke_department_confirmation" in result.detail
     assert [h["status"] for h in issuer_holds(stack, pid)] == ["voided"]
     assert stack.get(pid)["state"] == "confirming"
@@ -103,15 +105,18 @@ def test_a_terminated_payment_waiting_for_its_department_is_undone(stack: Stack)
         department(stack, "down")
 
     result = swept(second, pid)
-    assert result is not None and result.outcome == SweepOutcome.CANCELLED, second
+    assert result is not None, second
+    assert result.outcome == SweepOutcome.CANCELLED, second
     assert [h["status"] for h in issuer_holds(stack, pid)] == ["voided"]
     assert [c["status"] for c in confirmations(stack, pid)] == ["revoked"]
     assert reservation_status(stack, pid) == "released"
     assert vault_rows(stack, pid) == []
     final = stack.get(pid)
-    assert final["state"] == "cancelled" and final["failure"] is None
+    assert final["state"] == "cancelled"
+    assert final["failure"] is None
     last = events(stack, pid)[-1]
-    assert last["event"] == "cancelled_by_operator" and last["actor"] == "sweeper", last
+    assert last["event"] == "cancelled_by_operator", last
+    assert last["actor"] == "sweeper", last
     assert last["from_state"] == "confirming"
     assert last["detail"] == (
         "workflow terminated; authorisation voided, department confirmation revoked"
@@ -136,7 +141,8 @@ def test_a_terminated_3ds_challenge_has_its_authorisation_voided(stack: Stack) -
     summary = sweep(stack)
 
     result = swept(summary, payment["id"])
-    assert result is not None and result.outcome == SweepOutcome.CANCELLED, summary
+    assert result is not None, summary
+    assert result.outcome == SweepOutcome.CANCELLED, summary
     assert [a["status"] for a in acquirer_records(stack, payment["id"])] == ["voided"]
     assert stack.get(payment["id"])["state"] == "cancelled"
     assert reservation_status(stack, payment["id"]) == "released"
@@ -154,7 +160,8 @@ def test_a_terminated_reserved_payment_is_closed_by_epay_sweeper_run(stack: Stac
     summary, _ = json.JSONDecoder().raw_decode(output[output.index("{\n") :])
     [result] = [p for p in summary["payments"] if p["payment_id"] == payment["id"]]
     assert result["outcome"] == "cancelled"
-    assert summary["stranded"] >= 1 and summary["cancelled"] >= 1
+    assert summary["stranded"] >= 1
+    assert summary["cancelled"] >= 1
     assert stack.get(payment["id"])["state"] == "cancelled"
     assert reservation_status(stack, payment["id"]) == "released"
     assert acquirer_records(stack, payment["id"]) == []
@@ -174,13 +181,15 @@ def test_a_payment_whose_workflow_is_gone_fails_as_abandoned(stack: Stack) -> No
     summary = sweep(stack)
 
     result = swept(summary, payment["id"])
-    assert result is not None and result.outcome == SweepOutcome.ABANDONED, summary
+    assert result is not None, summary
+    assert result.outcome == SweepOutcome.ABANDONED, summary
     final = stack.get(payment["id"])
     assert final["state"] == "failed"
     assert final["failure"]["code"] == "payment_abandoned"
     assert reservation_status(stack, payment["id"]) == "released"
     last = events(stack, payment["id"])[-1]
-    assert last["event"] == "failed" and last["actor"] == "sweeper"
+    assert last["event"] == "failed"
+    assert last["actor"] == "sweeper"
     assert last["detail"].startswith("workflow not found")
 
 
@@ -226,14 +235,16 @@ def test_a_payment_terminated_after_the_department_confirmed_is_finished(stack: 
     first = sweep(stack)
 
     result = swept(first, payment["id"])
-    assert result is not None and result.outcome == SweepOutcome.SUCCEEDED, first
+    assert result is not None, first
+    assert result.outcome == SweepOutcome.SUCCEEDED, first
     final = stack.get(payment["id"])
     assert final["state"] == "succeeded"
     assert_paid_once(stack, final, acquirer_records(stack, payment["id"]))
     receipts = stack.fetch("SELECT receipt_number FROM receipts WHERE payment_id = $1", final["id"])
     assert [r["receipt_number"] for r in receipts] == [final["receipt"]["number"]]
     notes = [e for e in events(stack, payment["id"]) if e["event"] == "finished_by_sweeper"]
-    assert len(notes) == 1 and notes[0]["actor"] == "sweeper"
+    assert len(notes) == 1
+    assert notes[0]["actor"] == "sweeper"
     assert notes[0]["detail"].startswith("workflow terminated after the department confirmed")
 
     second = sweep(stack)
@@ -251,13 +262,16 @@ def test_capture_without_a_known_authorisation_is_left_to_an_operator(stack: Sta
 
     for summary in (first, second):  # still stranded: reported by every run
         result = swept(summary, payment["id"])
-        assert result is not None and result.outcome == SweepOutcome.NEEDS_OPERATOR, summary
+        assert result is not None, summary
+        assert result.outcome == SweepOutcome.NEEDS_OPERATOR, summary
         assert summary.needs_operator >= 1
     assert stack.get(payment["id"])["state"] == "capturing"
     [auth] = acquirer_records(stack, payment["id"])
-    assert auth["status"] == "authorised" and auth["capture_count"] == 0
+    assert auth["status"] == "authorised"
+    assert auth["capture_count"] == 0
     notes = [e for e in events(stack, payment["id"]) if e["event"] == "needs_operator"]
-    assert len(notes) == 1 and notes[0]["actor"] == "sweeper"  # noted once, not per run
+    assert len(notes) == 1
+    assert notes[0]["actor"] == "sweeper"
 
 
 def test_a_running_payment_is_never_touched(stack: Stack) -> None:
@@ -280,7 +294,8 @@ def test_a_payment_changed_within_the_grace_period_is_left_alone(stack: Stack) -
     assert stack.get(payment["id"])["state"] == "reserved"
 
     result = swept(sweep(stack, grace_seconds=0), payment["id"])
-    assert result is not None and result.outcome == SweepOutcome.CANCELLED
+    assert result is not None
+    assert result.outcome == SweepOutcome.CANCELLED
 
 
 def test_card_data_past_the_payment_window_is_deleted(stack: Stack) -> None:
@@ -332,7 +347,8 @@ def test_a_sweep_history_replays_on_the_current_workflow_code(stack: Stack) -> N
 
     summary = asyncio.run(sweep_and_replay())
     result = swept(summary, payment["id"])
-    assert result is not None and result.outcome == SweepOutcome.CANCELLED, summary
+    assert result is not None, summary
+    assert result.outcome == SweepOutcome.CANCELLED, summary
 
 
 def test_epay_sweeper_schedule_creates_then_updates_the_schedule(stack: Stack) -> None:
@@ -386,7 +402,8 @@ def test_a_revocation_left_pending_by_a_terminated_workflow_is_finished(stack: S
 
     first = sweep(stack)  # the department is still down: tried again next run
     result = swept(first, pid)
-    assert result is not None and result.outcome == SweepOutcome.ERROR, first
+    assert result is not None, first
+    assert result.outcome == SweepOutcome.ERROR, first
 
     department(stack, "up")
     try:
@@ -394,7 +411,8 @@ def test_a_revocation_left_pending_by_a_terminated_workflow_is_finished(stack: S
     finally:
         department(stack, "down")
     result = swept(second, pid)
-    assert result is not None and result.outcome == SweepOutcome.REVOKED, second
+    assert result is not None, second
+    assert result.outcome == SweepOutcome.REVOKED, second
     assert [c["status"] for c in confirmations(stack, pid)] == ["revoked"]
     last = events(stack, pid)[-1]
     assert (last["event"], last["actor"]) == ("department_revoked", "sweeper"), last
@@ -437,7 +455,8 @@ def test_a_revocation_owed_at_the_end_is_found_without_any_later_step(stack: Sta
     finally:
         department(stack, "down")
 
-    assert result is not None and result.outcome == SweepOutcome.REVOKED, result
+    assert result is not None, result
+    assert result.outcome == SweepOutcome.REVOKED, result
     assert [c["status"] for c in confirmations(stack, pid)] == ["revoked"]
     [owed] = stack.fetch("SELECT department_revoke_owed FROM payments WHERE id = $1", pid)
     assert owed == {"department_revoke_owed": False}
@@ -470,7 +489,8 @@ def test_a_revocation_owed_in_the_notes_alone_is_still_found(stack: Stack) -> No
         result = swept(sweep(stack), pid)
     finally:
         department(stack, "down")
-    assert result is not None and result.outcome == SweepOutcome.REVOKED, result
+    assert result is not None, result
+    assert result.outcome == SweepOutcome.REVOKED, result
     assert swept(sweep(stack), pid) is None
 
 
@@ -615,12 +635,14 @@ def test_a_second_method_whose_answer_was_lost_is_reversed_by_its_own_keys(
 
     result = swept(sweep(stack), pid)
 
-    assert result is not None and result.outcome == SweepOutcome.CANCELLED, result
+    assert result is not None, result
+    assert result.outcome == SweepOutcome.CANCELLED, result
     assert all(a["status"] != "authorised" for a in acquirer_records(stack, pid)), acquirer_records(
         stack, pid
     )
     [voided] = [a for a in acquirer_records(stack, pid) if a["id"] == held["id"]]
-    assert voided["status"] == "voided" and voided["capture_count"] == 0
+    assert voided["status"] == "voided"
+    assert voided["capture_count"] == 0
     assert reservation_status(stack, pid) == "released"
     assert stack.get(pid)["state"] == "cancelled"
 
@@ -657,10 +679,12 @@ def test_a_capture_refused_after_the_workflow_stopped_ends_the_payment_undone(
     first = sweep(stack)
 
     result = swept(first, pid)
-    assert result is not None and result.outcome == SweepOutcome.CAPTURE_FAILED, first
+    assert result is not None, first
+    assert result.outcome == SweepOutcome.CAPTURE_FAILED, first
     assert "capture refused" in result.detail
     final = stack.get(pid)
-    assert final["state"] == "failed" and final["failure"]["code"] == "capture_failed", final
+    assert final["state"] == "failed", final
+    assert final["failure"]["code"] == "capture_failed", final
     assert_left_nothing_behind_at_the_acquirer(stack, pid)
     assert reservation_status(stack, pid) == "released"
     assert [c["status"] for c in confirmations(stack, pid)] == ["revoked"]
@@ -683,24 +707,28 @@ def test_a_void_refused_for_good_ends_the_payment_for_an_operator(stack: Stack) 
     finally:
         department(stack, "down")
 
-    assert result is not None and result.outcome == SweepOutcome.NEEDS_OPERATOR, result
+    assert result is not None, result
+    assert result.outcome == SweepOutcome.NEEDS_OPERATOR, result
     assert stack.get(pid)["state"] == "cancelled"
     assert reservation_status(stack, pid) == "released"
     [refused] = [e for e in events(stack, pid) if e["event"] == "void_refused"]
-    assert refused["actor"] == "sweeper" and "not_voidable" in refused["detail"]
+    assert refused["actor"] == "sweeper"
+    assert "not_voidable" in refused["detail"]
     assert swept(sweep(stack), pid) is None
 
     # The operator finds the capture at the acquirer (and has it refunded there): resolved.
     done = resolve(stack, pid, "found captured by the acquirer; refund asked of it")
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)
-    assert shown["resolved"] == ["void_refused"] and shown["state"] == "cancelled", shown
+    assert shown["resolved"] == ["void_refused"], shown
+    assert shown["state"] == "cancelled", shown
     assert "refused for good" in shown["done"][0], shown
     [note] = [e for e in events(stack, pid) if e["event"] == "operator_resolved"]
     assert note["actor"] == "operator"
     assert note["detail"].startswith("ops@dm: found captured by the acquirer"), note
     again = resolve(stack, pid, "twice")
-    assert again.returncode == 4 and "nothing_to_resolve" in again.stdout, again
+    assert again.returncode == 4, again
+    assert "nothing_to_resolve" in again.stdout, again
 
 
 def resolve(stack: Stack, payment_id: str, reason: str) -> subprocess.CompletedProcess[str]:
@@ -716,7 +744,8 @@ def test_an_operator_resolves_a_capture_whose_authorisation_is_not_known(stack: 
     payment = _confirmed_then_terminated(stack, authorisation_known=False)
     pid = payment["id"]
     result = swept(sweep(stack), pid)
-    assert result is not None and result.outcome == SweepOutcome.NEEDS_OPERATOR
+    assert result is not None
+    assert result.outcome == SweepOutcome.NEEDS_OPERATOR
     department(stack, "up")
     try:
         done = resolve(stack, pid, "no authorisation id at the acquirer's portal either")
@@ -725,14 +754,17 @@ def test_an_operator_resolves_a_capture_whose_authorisation_is_not_known(stack: 
 
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)
-    assert shown["resolved"] == ["needs_operator"] and shown["state"] == "failed", shown
+    assert shown["resolved"] == ["needs_operator"], shown
+    assert shown["state"] == "failed", shown
     final = stack.get(pid)
-    assert final["state"] == "failed" and final["failure"]["code"] == "capture_failed"
+    assert final["state"] == "failed"
+    assert final["failure"]["code"] == "capture_failed"
     assert_left_nothing_behind_at_the_acquirer(stack, pid)
     assert reservation_status(stack, pid) == "released"
     trail = events(stack, pid)
     [ended] = [e for e in trail if e["event"] == "failed"]
-    assert ended["actor"] == "operator" and ended["detail"].startswith("ops@dm: no author")
+    assert ended["actor"] == "operator"
+    assert ended["detail"].startswith("ops@dm: no author")
     assert [e["event"] for e in trail][-1] == "operator_resolved"
     assert swept(sweep(stack), pid) is None
     assert stack.created(reference=payment["reference"])["state"] == "reserved"
@@ -762,7 +794,8 @@ def test_resolve_leaves_a_paid_method_alone_and_stops_on_a_captured_open_payment
 
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)
-    assert shown["state"] == "succeeded" and len(shown["done"]) == 1, shown
+    assert shown["state"] == "succeeded", shown
+    assert len(shown["done"]) == 1, shown
     assert shown["done"][0].startswith("method 1 (card)"), shown
     [captured] = [a for a in acquirer_records(stack, paid["id"]) if a["status"] == "captured"]
     assert captured["capture_count"] == 1
@@ -776,7 +809,8 @@ def test_resolve_leaves_a_paid_method_alone_and_stops_on_a_captured_open_payment
 
     refused = resolve(stack, pid, "let us see")
 
-    assert refused.returncode == 4 and "partner_refused" in refused.stdout, refused
+    assert refused.returncode == 4, refused
+    assert "partner_refused" in refused.stdout, refused
     assert stack.get(pid)["state"] == "capturing"
     assert [c["status"] for c in confirmations(stack, pid)] == ["confirmed"]
     assert "operator_resolved" not in [e["event"] for e in events(stack, pid)]
@@ -796,9 +830,11 @@ def note(stack: Stack, payment_id: str, kind: AuditNote, detail: str) -> None:
 def test_resolve_refuses_what_was_not_left_to_an_operator(stack: Stack) -> None:
     payment = stack.created()  # running, waiting for its payer
     refused = resolve(stack, payment["id"], "just looking")
-    assert refused.returncode == 4 and "nothing_to_resolve" in refused.stdout, refused
+    assert refused.returncode == 4, refused
+    assert "nothing_to_resolve" in refused.stdout, refused
     missing = resolve(stack, "pay_doesnotexist", "typo")
-    assert missing.returncode == 3 and "payment_not_found" in missing.stdout, missing
+    assert missing.returncode == 3, missing
+    assert "payment_not_found" in missing.stdout, missing
     assert stack.get(payment["id"])["state"] == "reserved"
 
 

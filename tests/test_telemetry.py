@@ -331,7 +331,8 @@ def test_one_trace_follows_a_payment_from_the_api_to_the_sql(stack: Stack, paid:
         if s.service == WORKER_SERVICE
         and "postgresql" in (s.attributes.get("db.system"), s.attributes.get("db.system.name"))
     ]
-    assert sql and all(s.attributes.get("db.statement") or s.name for s in sql)
+    assert sql
+    assert all(s.attributes.get("db.statement") or s.name for s in sql)
     assert {s.service for s in trace} == {telemetry.SERVICE_API, WORKER_SERVICE}
     # One tree: every span but the API's own hangs off another span of the trace.
     ids = {s.span_id for s in trace}
@@ -475,7 +476,8 @@ def test_log_lines_are_json_and_name_the_payment(stack: Stack, paid: Paid) -> No
     assert all(e["request_id"] and e["service"] == telemetry.SERVICE_API for e in api)
     authorised = [e for e in worker if e.get("activity") == "authorise"]
     assert authorised, worker
-    assert authorised[0]["workflow_id"] == f"payment-{payment_id}" and authorised[0]["run_id"]
+    assert authorised[0]["workflow_id"] == f"payment-{payment_id}"
+    assert authorised[0]["run_id"]
     # The request that started the payment (its trace) is named on the worker's lines too.
     started = next(e for e in api if e["route"] == "/v1/payments")
     assert authorised[0]["request_id"] == started["request_id"]
@@ -588,7 +590,8 @@ def test_a_500_is_logged_with_its_type_and_request_id_alone() -> None:
         root.removeHandler(handler)
         root.setLevel(level)
         provider.shutdown()
-    assert response.status_code == 500 and response.json() == {"code": "x"}
+    assert response.status_code == 500
+    assert response.json() == {"code": "x"}
     assert response.headers["x-request-id"] == "req-42"
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     ours = [e for e in lines if e.get("request_id") == "req-42"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -224,8 +224,8 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture
-def partners() -> Iterator[Partners]:
-    yield Partners()
+def partners() -> Partners:
+    return Partners()
 
 
 def request(**overrides: Any) -> PaymentRequest:
@@ -340,7 +340,8 @@ async def test_happy_path_captures_and_settles(
     async with Run(env.client, partners, request()) as run:
         await run.submit()
         outcome = await run.outcome()
-    assert outcome.state == "succeeded" and outcome.receipt is not None
+    assert outcome.state == "succeeded"
+    assert outcome.receipt is not None
     assert "void_authorisation" not in partners.names()
     [authorised] = [c for c in partners.args("record_transition") if c.event == "authorised"]
     assert authorised.authorisation_id == "auth_1"  # the read model can find the hold
@@ -361,12 +362,14 @@ async def test_a_temporal_cancel_after_the_department_confirmed_finishes_the_pay
         await asyncio.sleep(0.5)
         partners.gates[blocked].set()
         outcome = await run.outcome()
-    assert outcome.state == "succeeded" and outcome.receipt is not None
+    assert outcome.state == "succeeded"
+    assert outcome.receipt is not None
     assert partners.state == PaymentState.SUCCEEDED
     assert "void_authorisation" not in partners.names()
     assert "revoke_department_confirmation" not in partners.names()
     [refused] = partners.args("record_note")
-    assert refused.note == "operator_cancel_refused" and refused.actor == "operator"
+    assert refused.note == "operator_cancel_refused"
+    assert refused.actor == "operator"
 
 
 async def test_a_temporal_cancel_before_the_point_of_no_return_compensates(
@@ -402,7 +405,8 @@ async def test_a_temporal_cancel_during_a_call_ends_the_payment_cancelled(
         partners.gates[blocked].set()
     assert isinstance(failure.value.cause, CancelledError)
     [closed] = partners.args("close_unpaid")
-    assert closed.event == "cancelled_by_operator" and closed.failure_code is None
+    assert closed.event == "cancelled_by_operator"
+    assert closed.failure_code is None
     if blocked == "authorise":  # a hold may have been placed: voided
         assert "void_authorisation" in partners.names()
 
@@ -422,7 +426,8 @@ async def test_a_temporal_cancel_during_compensation_lets_it_finish(
         await asyncio.sleep(0.5)
         partners.gates["void_authorisation"].set()
         outcome = await run.outcome()
-    assert outcome.state == "failed" and outcome.failure_code == "department_rejected"
+    assert outcome.state == "failed"
+    assert outcome.failure_code == "department_rejected"
     assert events(partners) == ["failed"]
     assert partners.state == PaymentState.FAILED
     assert "operator_cancel_refused" in notes(partners)
@@ -444,7 +449,8 @@ async def test_the_payer_is_released_and_the_payment_ends_while_the_department_i
                 break
             await asyncio.sleep(0.1)
         assert "void_authorisation" in partners.names()
-        assert events(partners) == ["failed"] and partners.state == PaymentState.FAILED
+        assert events(partners) == ["failed"]
+        assert partners.state == PaymentState.FAILED
         # What is owed to the department is written with the end state, in one transaction:
         # no later step has to land for the sweeper to know that a revocation is pending.
         [closed] = partners.args("close_unpaid")
@@ -467,7 +473,8 @@ async def test_a_declined_payment_only_voids(env: WorkflowEnvironment, partners:
     async with Run(env.client, partners, request()) as run:
         await run.submit()
         outcome = await run.outcome()
-    assert outcome.state == "failed" and outcome.failure_code == "card_declined"
+    assert outcome.state == "failed"
+    assert outcome.failure_code == "card_declined"
     assert "revoke_department_confirmation" not in partners.names()
     assert partners.names()[-2:] == ["void_authorisation", "close_unpaid"]
 
@@ -477,8 +484,10 @@ async def test_an_unpaid_payment_expires_after_its_window(
 ) -> None:
     async with Run(env.client, partners, request()) as run:
         outcome = await run.outcome()
-    assert outcome.state == "expired" and outcome.failure_code == "payment_window_expired"
-    assert events(partners) == ["expired"] and "void_authorisation" not in partners.names()
+    assert outcome.state == "expired"
+    assert outcome.failure_code == "payment_window_expired"
+    assert events(partners) == ["expired"]
+    assert "void_authorisation" not in partners.names()
 
 
 async def test_an_unanswered_challenge_expires_and_voids(
@@ -516,7 +525,8 @@ async def test_a_late_first_task_does_not_reserve_and_releases(
     )
     async with worker:
         outcome = await asyncio.wait_for(handle.result(), timeout=60)
-    assert outcome.state == "rejected" and outcome.failure_code == "reservation_failed"
+    assert outcome.state == "rejected"
+    assert outcome.failure_code == "reservation_failed"
     assert "reserve_fee" not in partners.names()
     # whatever an earlier attempt reserved is released
     assert events(partners, "release_unanswered_reservation") == ["failed"]
@@ -544,7 +554,8 @@ async def test_an_explicit_capture_refusal_fails_and_compensates(
     async with Run(env.client, partners, request()) as run:
         await run.submit("card")
         outcome = await run.outcome()
-    assert outcome.state == "failed" and outcome.failure_code == "capture_failed"
+    assert outcome.state == "failed"
+    assert outcome.failure_code == "capture_failed"
     assert partners.names().count("capture") == 1
     assert {"void_authorisation", "revoke_department_confirmation"} <= set(partners.names())
 
@@ -560,7 +571,8 @@ async def test_a_department_cancel_compensates_with_its_own_event(
         outcome = await run.outcome()
     assert outcome.state == "cancelled"
     [closed] = partners.args("close_unpaid")
-    assert closed.event == "cancelled_by_department" and closed.detail == "duplicate invoice"
+    assert closed.event == "cancelled_by_department"
+    assert closed.detail == "duplicate invoice"
     assert "void_authorisation" not in partners.names()
 
 
@@ -627,7 +639,8 @@ async def test_a_database_outage_past_the_limit_fails_loudly(
             await asyncio.wait_for(run.wf.result(), timeout=120)
         length = await _history_length(run.wf)
     cause = failure.value.cause
-    assert isinstance(cause, ApplicationError) and cause.type == "database_unavailable"
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == "database_unavailable"
     print(f"history when the payment gave up on the database: {length} events")
     assert length < 250  # twelve hours stay far below Temporal's 10,240-event warning
 
@@ -655,15 +668,18 @@ async def test_an_operator_wakes_a_waiting_confirmation(
         await run.submit()
         await _confirming(run, attempts=3)
         now = await run.wf.query(PaymentWorkflow.status)
-        assert now.waiting_for == "department" and now.gives_up_at is not None
-        assert now.last_error is not None and "503" in now.last_error
+        assert now.waiting_for == "department"
+        assert now.gives_up_at is not None
+        assert now.last_error is not None
+        assert "503" in now.last_error
         assert now.doing.startswith(f"confirming with DM: attempt {now.attempt}, last error")
         partners.department_up = True
         await run.wf.execute_update(PaymentWorkflow.operator_retry_now, OPERATOR)
         outcome = await run.outcome()
     assert outcome.state == "succeeded"
     [note] = [e for e in partners.args("record_note") if e.note == "operator_retry_requested"]
-    assert note.actor == "operator" and note.detail == f"{OPERATOR.operator}: {OPERATOR.reason}"
+    assert note.actor == "operator"
+    assert note.detail == f"{OPERATOR.operator}: {OPERATOR.reason}"
 
 
 async def test_a_confirmation_given_out_of_band_captures(
@@ -676,7 +692,8 @@ async def test_a_confirmation_given_out_of_band_captures(
         confirmation = OutOfBandConfirmation(OPERATOR.operator, OPERATOR.reason, "DM-PHONE-77")
         await run.wf.execute_update(PaymentWorkflow.operator_record_confirmation, confirmation)
         outcome = await run.outcome()
-    assert outcome.state == "succeeded" and "capture" in partners.names()
+    assert outcome.state == "succeeded"
+    assert "capture" in partners.names()
     [confirmed] = [
         c for c in partners.args("record_transition") if c.event == "department_confirmed"
     ]
@@ -707,7 +724,8 @@ async def test_a_department_down_past_the_deadline_fails_unavailable(
     async with Run(env.client, partners, request(confirm_deadline_seconds=600)) as run:
         await run.submit()
         outcome = await run.outcome()
-    assert outcome.state == "failed" and outcome.failure_code == "department_unavailable"
+    assert outcome.state == "failed"
+    assert outcome.failure_code == "department_unavailable"
     attempts = partners.names().count("confirm_with_department")
     assert 5 < attempts < 40  # backing off to a minute between attempts over ten minutes
     assert {"void_authorisation", "revoke_department_confirmation"} <= set(partners.names())
@@ -736,11 +754,13 @@ async def test_a_confirmation_recorded_during_an_attempt_wins_over_how_it_ends(
         partners.gates["confirm_with_department"].set()
         outcome = await run.outcome()
     if attempt_ends == "rejected":
-        assert outcome.state == "failed" and outcome.failure_code == "department_rejected"
+        assert outcome.state == "failed"
+        assert outcome.failure_code == "department_rejected"
         assert "capture" not in partners.names()
         return
     assert outcome.state == "succeeded", outcome
-    assert "capture" in partners.names() and "void_authorisation" not in partners.names()
+    assert "capture" in partners.names()
+    assert "void_authorisation" not in partners.names()
     [confirmed] = [
         c for c in partners.args("record_transition") if c.event == "department_confirmed"
     ]
@@ -782,7 +802,8 @@ async def test_a_void_refused_for_good_is_recorded_and_the_payment_ends(
     async with Run(env.client, partners, request()) as run:
         await run.submit()
         outcome = await run.outcome()
-    assert outcome.state == "failed" and outcome.failure_code == "department_rejected"
+    assert outcome.state == "failed"
+    assert outcome.failure_code == "department_rejected"
     assert partners.names().count("void_authorisation") == 1
     assert events(partners) == ["failed"]
     [refused] = [e for e in partners.args("record_note") if e.note == "void_refused"]
@@ -814,7 +835,8 @@ async def test_operator_actions_are_refused_with_a_reason(
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await run.wf.execute_update(update, arg)
         cause = refused.value.cause
-        assert isinstance(cause, ApplicationError) and cause.type == code, cause
+        assert isinstance(cause, ApplicationError), cause
+        assert cause.type == code, cause
         await run.wf.execute_update(PaymentWorkflow.operator_cancel, OPERATOR)
         assert (await run.outcome()).state == "cancelled"
 
@@ -839,7 +861,8 @@ async def test_updates_without_the_apis_proof_are_refused(
             with pytest.raises(WorkflowUpdateFailedError) as refused:
                 await run.wf.execute_update(update, args=args)
             cause = refused.value.cause
-            assert isinstance(cause, ApplicationError) and cause.type == "update_not_proven"
+            assert isinstance(cause, ApplicationError)
+            assert cause.type == "update_not_proven"
         proof = update_proof(SECRET, req.payment_id, "submit_payment_method")
         await run.wf.execute_update(
             PaymentWorkflow.submit_payment_method, dataclasses.replace(method, proof=proof)

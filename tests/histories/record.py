@@ -202,7 +202,8 @@ def test_record_confirmation_recorded_during_an_attempt_history(stack: Stack) ->
     asyncio.run(confirm())
     stack.restart_sandbox()  # within the slow department's seconds: the attempt in flight
     final = stack.wait_for(payment["id"])
-    assert final["state"] == "succeeded" and final["department_confirmation"] == "DM-PHONE-1"
+    assert final["state"] == "succeeded"
+    assert final["department_confirmation"] == "DM-PHONE-1"
     _finished(stack, payment, "confirmation_recorded_during_an_attempt")
     assert _has_marker("confirmation_recorded_during_an_attempt", patches.CONFIRMATION_WINS)
 
@@ -366,7 +367,8 @@ def test_record_sweeper_capture_refused_history(stack: Stack) -> None:
     summary = _sweep(stack, "sweeper_capture_refused")
     assert _outcomes(summary) == {pid: SweepOutcome.CAPTURE_FAILED}, summary
     final = stack.get(pid)
-    assert final["state"] == "failed" and final["failure"]["code"] == "capture_failed", final
+    assert final["state"] == "failed", final
+    assert final["failure"]["code"] == "capture_failed", final
     assert _has_marker("sweeper_capture_refused", patches.SWEEP_FINAL_REFUSALS)
 
 
@@ -397,7 +399,8 @@ def test_record_webhook_delivery_history(stack: Stack) -> None:
     async def save() -> None:
         client = await stack.temporal_client()
         outcome = await client.get_workflow_handle(workflow_id).result()
-        assert outcome["delivered"] and outcome["attempts"] >= 2, outcome
+        assert outcome["delivered"], outcome
+        assert outcome["attempts"] >= 2, outcome
         await _save(client, workflow_id, "webhook_delivered_after_a_refusal")
 
     asyncio.run(save())
@@ -420,7 +423,8 @@ def test_record_settlement_history(stack: Stack) -> None:
             task_queue=stack.env["EPAY_TASK_QUEUE"],
         )
         settled = await handle.result()
-        assert settled.day == day and settled.captured > 0, settled
+        assert settled.day == day, settled
+        assert settled.captured > 0, settled
         await _save(client, handle.id, "settlement_day")
 
     asyncio.run(settle())

@@ -31,12 +31,14 @@ def assert_left_nothing_behind(
     assert reservation_status(stack, payment["id"]) == "released"
     assert stack.fetch("SELECT 1 FROM ledger_journals WHERE payment_id = $1", payment["id"]) == []
     assert stack.fetch("SELECT 1 FROM card_vault WHERE payment_id = $1", payment["id"]) == []
-    assert payment["receipt"] is None and payment["next_url"] is None
+    assert payment["receipt"] is None
+    assert payment["next_url"] is None
 
 
 def assert_paid_once(stack: Stack, payment: dict[str, Any], funds: list[dict[str, Any]]) -> None:
     assert len(funds) == 1, funds
-    assert funds[0]["status"] == "captured" and funds[0]["capture_count"] == 1, funds
+    assert funds[0]["status"] == "captured", funds
+    assert funds[0]["capture_count"] == 1, funds
     assert reservation_status(stack, payment["id"]) == "consumed"
     entries = stack.fetch(
         "SELECT e.account, e.amount FROM ledger_entries e "
