@@ -86,7 +86,8 @@ async def create_refund(
     )
     if created.refused is not None:
         raise _refusal(created)
-    assert created.refund is not None and created.request is not None
+    assert created.refund is not None
+    assert created.request is not None
     refund = created.refund
     if refund["state"] == "pending" and not await _start(ctx, created.request):
         if idempotency_key is not None:  # nothing was refunded: a retry starts afresh

@@ -238,7 +238,7 @@ class Steps:
                 await asyncio.shield(task)
             except asyncio.CancelledError:
                 refused = refused or not task.done()
-            except Exception:  # noqa: BLE001, S110 - the task's own outcome is raised below
+            except Exception:  # noqa: BLE001 - the task's own outcome is raised below
                 pass
         if refused:
             await self._cancel_refused(doing)
