@@ -18,6 +18,7 @@ COPY activities/ activities/
 COPY workers/ workers/
 COPY sandbox/ sandbox/
 COPY epay/ epay/
+COPY store/ store/
 COPY commands/ commands/
 COPY tools/ tools/
 RUN python -m venv /opt/epay \
