@@ -23,8 +23,9 @@ from domain import signing
 from domain.failures import FailureCode
 from domain.models import DepartmentAnswer, DepartmentRequest
 from domain.refunds import RefundNotice
-from epay import department_secrets, refunds, store
+from epay import department_secrets, refunds
 from epay.http import error_code, raise_for_transient
+from store import catalogue
 
 
 class DepartmentSystems:
@@ -123,7 +124,7 @@ class DepartmentSystems:
             ).add(1, {"department": req.department, "outcome": outcome})
 
     async def _ask_to_confirm(self, req: DepartmentRequest) -> DepartmentAnswer:
-        url = await store.department_confirm_url(self.pool, req.department)
+        url = await catalogue.department_confirm_url(self.pool, req.department)
         response = await self._send(
             req.department,
             "POST",
@@ -159,7 +160,7 @@ class DepartmentSystems:
 
     async def revoke(self, req: DepartmentRequest) -> None:
         """``revoke_department_confirmation`` outside an activity (``epay ops resolve``)."""
-        url = await store.department_confirm_url(self.pool, req.department)
+        url = await catalogue.department_confirm_url(self.pool, req.department)
         response = await self._send(
             req.department,
             "DELETE",
@@ -178,7 +179,7 @@ class DepartmentSystems:
         """Tell the department that part or all of a payment was refunded (the money is
         back with the payer by now). Retried until the department takes it; it keys the
         notice by refund id, so telling it twice records it once."""
-        url = await store.department_confirm_url(self.pool, notice.department)
+        url = await catalogue.department_confirm_url(self.pool, notice.department)
         response = await self._send(
             notice.department,
             "POST",

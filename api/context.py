@@ -12,8 +12,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
 from api.errors import SAFE_NAME, ApiError, field_error, not_found
-from epay import crypto, store
+from domain.cursors import PAYMENT_ID
+from epay import crypto
 from epay.config import Settings
+from store import keys
 
 
 @dataclass
@@ -67,7 +69,7 @@ async def department(
             401, "unauthorised", "Send a department API key as 'Authorization: Bearer <key>'."
         )
     key_hash = crypto.hash_api_key(credentials.credentials.strip())
-    dept = await store.department_for_key(ctx.pool, key_hash)
+    dept = await keys.department_for_key(ctx.pool, key_hash)
     if dept is None:
         raise ApiError(401, "unauthorised", "The API key is not valid or has been revoked.")
     return dept
@@ -78,7 +80,7 @@ Department = Annotated[str, Depends(department)]
 
 def payment_id(payment_id: str) -> str:
     """A payment id from the path; anything that cannot be one is simply not found."""
-    if not store.PAYMENT_ID.fullmatch(payment_id):
+    if not PAYMENT_ID.fullmatch(payment_id):
         raise not_found()
     return payment_id
 

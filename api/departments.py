@@ -16,12 +16,14 @@ from fastapi.responses import JSONResponse
 from api import schemas, temporal_calls, views
 from api.context import Ctx, Department, PaymentId
 from api.errors import ApiError, field_error, not_found, problem_body
+from domain.cursors import decode_cursor, encode_cursor
 from domain.failures import FailureCode
 from domain.models import PaymentRequest, ReservationResult
 from domain.money import MAX_AMOUNT, fee_lines, total
 from domain.proofs import commitments
 from domain.states import CANCELLABLE_STATES, PaymentState
 from epay import store
+from store import catalogue
 
 router = APIRouter(prefix="/v1", tags=["departments"])
 
@@ -36,7 +38,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 async def list_services(ctx: Ctx, dept: Department) -> schemas.ServiceList:
     """The caller's service catalogue."""
     return schemas.ServiceList(
-        items=[views.service(r) for r in await store.list_services(ctx.pool, dept)]
+        items=[views.service(r) for r in await catalogue.list_services(ctx.pool, dept)]
     )
 
 
@@ -65,10 +67,10 @@ async def create_payment(
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> JSONResponse:
     """Start a payment; answers 201 once the fee is reserved."""
-    service = await store.get_service(ctx.pool, dept, body.service_code)
+    service = await catalogue.get_service(ctx.pool, dept, body.service_code)
     if service is None:
         raise field_error("service_code", "unknown_service", "No such service in your catalogue.")
-    fee = service["fee"]
+    fee = service.fee
     if fee is None:
         if body.amount is None:
             raise field_error(
@@ -79,7 +81,7 @@ async def create_payment(
         raise field_error(
             "amount", "amount_not_allowed", "This service has a fixed fee: leave the amount out."
         )
-    lines = fee_lines(fee, exempt_from_added_fees=service["exempt_from_added_fees"])
+    lines = fee_lines(fee, exempt_from_added_fees=service.exempt_from_added_fees)
     if total(lines) > MAX_AMOUNT:
         raise field_error(
             "amount", "amount_too_large", "With the added fees the total would pass AED 10,000,000."
@@ -246,7 +248,7 @@ async def list_payments(
 ) -> schemas.PaymentList:
     """The department's payments, newest first, a page at a time."""
     try:
-        after = store.decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor) if cursor else None
     except ValueError:
         raise field_error(
             "cursor", "invalid_cursor", "The cursor is not one this API gave out."
@@ -265,7 +267,7 @@ async def list_payments(
     return schemas.PaymentList(
         items=[views.payment(r, ctx.settings) for r in page],
         has_more=more,
-        next_cursor=store.encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more else None,
+        next_cursor=encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more else None,
     )
 
 

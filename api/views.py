@@ -10,6 +10,7 @@ from api import schemas
 from domain.states import PaymentState
 from epay import crypto
 from epay.config import Settings
+from store.catalogue import ServiceRow
 
 
 def payment(row: asyncpg.Record, settings: Settings) -> schemas.Payment:
@@ -75,12 +76,12 @@ def event(row: asyncpg.Record) -> schemas.Event:
     )
 
 
-def service(row: asyncpg.Record) -> schemas.Service:
+def service(row: ServiceRow) -> schemas.Service:
     return schemas.Service(
-        code=row["code"],
-        name={"en": row["name_en"], "ar": row["name_ar"]},
-        fee=row["fee"],
-        exempt_from_added_fees=row["exempt_from_added_fees"],
+        code=row.code,
+        name={"en": row.name_en, "ar": row.name_ar},
+        fee=row.fee,
+        exempt_from_added_fees=row.exempt_from_added_fees,
     )
 
 

@@ -19,9 +19,10 @@ import httpx
 from commands import ops
 from commands import report as report_command
 from domain.queues import Role
-from epay import crypto, department_secrets, store
+from epay import crypto, department_secrets
 from epay.config import Settings, SettingsError
 from epay.db import create_pool, migrate
+from store import keys
 
 
 def _settings() -> Settings:
@@ -87,7 +88,7 @@ async def create_key(department: str, label: str) -> str:
     settings = _settings()
     pool = await create_pool(settings.require_database_url())
     try:
-        return await store.create_api_key(pool, department, label)
+        return await keys.create_api_key(pool, department, label)
     except LookupError:
         raise SystemExit(f"no department {department!r}: run 'epay seed' first") from None
     finally:
@@ -103,7 +104,7 @@ async def _departments(args: argparse.Namespace) -> None:
     pool = await create_pool(settings.require_database_url())
     try:
         if args.action == "revoke-key":
-            if not await store.revoke_api_key(pool, args.key_id):
+            if not await keys.revoke_api_key(pool, args.key_id):
                 raise SystemExit(f"no live key {args.key_id!r}")
             print(f"revoked {args.key_id}")
         elif args.action == "create-signing-secret":
@@ -119,10 +120,10 @@ async def _departments(args: argparse.Namespace) -> None:
             for s in await department_secrets.active(pool, settings.token_secret, args.department):
                 print(f"{s.id}  created {s.created_at:%Y-%m-%d %H:%M}  active")
         elif args.action == "keys":
-            for row in await store.list_api_keys(pool, args.department):
-                state = f"revoked {row['revoked_at']:%Y-%m-%d}" if row["revoked_at"] else "live"
-                created = f"{row['created_at']:%Y-%m-%d %H:%M}"
-                print(f"{row['id']}  {row['label'] or '-':20}  {created}  {state}")
+            for api_key in await keys.list_api_keys(pool, args.department):
+                state = f"revoked {api_key.revoked_at:%Y-%m-%d}" if api_key.revoked_at else "live"
+                created = f"{api_key.created_at:%Y-%m-%d %H:%M}"
+                print(f"{api_key.id}  {api_key.label or '-':20}  {created}  {state}")
     finally:
         await pool.close()
 

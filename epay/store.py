@@ -6,12 +6,8 @@ activity may run more than once: a repeated call finds its own earlier work and 
 
 from __future__ import annotations
 
-import base64
-import json
-import re
-import uuid
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -30,79 +26,7 @@ from domain.models import (
 )
 from domain.references import reference_key
 from domain.states import Actor, AuditNote, PaymentEvent, PaymentState, actor_of, transition
-from epay import crypto, webhooks
-
-# --- departments, keys, catalogue -------------------------------------------------------
-
-
-async def create_api_key(pool: Pool, department: str, label: str) -> str:
-    """A new API key for ``department`` (LookupError if there is no such department): only
-    its hash is kept, the key itself is returned once."""
-    if not await pool.fetchval("SELECT 1 FROM departments WHERE code = $1", department):
-        raise LookupError(department)
-    key = crypto.new_api_key()
-    await add_api_key(
-        pool, "key_" + uuid.uuid4().hex[:12], department, crypto.hash_api_key(key), label
-    )
-    return key
-
-
-async def department_for_key(pool: Pool, key_hash: bytes) -> str | None:
-    return await pool.fetchval(
-        "SELECT department FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL", key_hash
-    )
-
-
-async def add_api_key(
-    pool: Pool, key_id: str, department: str, key_hash: bytes, label: str
-) -> None:
-    await pool.execute(
-        "INSERT INTO api_keys (id, department, key_hash, label) VALUES ($1, $2, $3, $4)",
-        key_id,
-        department,
-        key_hash,
-        label,
-    )
-
-
-async def revoke_api_key(pool: Pool, key_id: str) -> bool:
-    status = await pool.execute(
-        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", key_id
-    )
-    return bool(status.endswith(" 1"))
-
-
-async def list_api_keys(pool: Pool, department: str) -> list[asyncpg.Record]:
-    return await pool.fetch(
-        "SELECT id, label, created_at, revoked_at FROM api_keys WHERE department = $1 "
-        "ORDER BY created_at",
-        department,
-    )
-
-
-async def list_services(pool: Pool, department: str) -> list[asyncpg.Record]:
-    return await pool.fetch(
-        "SELECT code, name_en, name_ar, fee, exempt_from_added_fees FROM services "
-        "WHERE department = $1 ORDER BY code",
-        department,
-    )
-
-
-async def get_service(pool: Pool, department: str, code: str) -> asyncpg.Record | None:
-    return await pool.fetchrow(
-        "SELECT code, name_en, name_ar, fee, exempt_from_added_fees FROM services "
-        "WHERE department = $1 AND code = $2",
-        department,
-        code,
-    )
-
-
-async def department_confirm_url(pool: Pool, department: str) -> str:
-    url = await pool.fetchval("SELECT confirm_url FROM departments WHERE code = $1", department)
-    if url is None:
-        raise LookupError(f"unknown department {department}")
-    return str(url)
-
+from epay import webhooks
 
 # --- the payment lifecycle (called from activities) -------------------------------------
 
@@ -465,8 +389,6 @@ async def vault_discard(pool: Pool, token: str) -> None:
 
 # --- reads for the API ------------------------------------------------------------------
 
-PAYMENT_ID = re.compile(r"pay_[0-9a-f]{32}")
-
 PAYMENT_COLUMNS = """p.id, p.department, p.service_code, p.reference, p.state, p.amount_total,
     p.currency, p.lines, p.description, p.return_url, p.metadata, p.method_type,
     p.method_brand, p.method_last4, p.failure_code, p.failure_message,
@@ -494,29 +416,6 @@ async def get_payment_any_department(pool: Pool, payment_id: str) -> asyncpg.Rec
         "WHERE p.id = $1",
         payment_id,
     )
-
-
-def encode_cursor(created_at: datetime, payment_id: str) -> str:
-    raw = json.dumps([created_at.isoformat(), payment_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """Raises ValueError for anything that is not a cursor this API handed out.
-
-    A cursor is the caller's to tamper with: only the exact shape ``encode_cursor`` makes
-    (base64 of ``[aware ISO time, payment id]``) gets through to a query, so that no value
-    can overflow the database's timestamps or carry text it cannot store (NUL).
-    """
-    try:
-        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
-        created, payment_id = json.loads(raw)
-        at = datetime.fromisoformat(created)
-        if at.tzinfo is None or not PAYMENT_ID.fullmatch(payment_id):
-            raise ValueError("not a cursor of ours")
-        return at.astimezone(UTC), payment_id
-    except Exception as exc:
-        raise ValueError("invalid cursor") from exc
 
 
 async def list_payments(

@@ -35,9 +35,10 @@ from commands.schedules import SWEEP_EVERY, SWEEPER_SCHEDULE_ID
 from commands.seed import ensure_signing_secrets, seed_catalogue, share_signing_secrets_with_sandbox
 from domain.queues import Role
 from domain.search import dev_server_args
-from epay import crypto, store
+from epay import crypto
 from epay.config import DATABASE_URL_FILE, Settings, dev_operator_token
 from epay.db import create_pool, migrate
+from store import keys
 
 BIN = Path(sys.executable).parent
 STATE = Path(os.environ.get("EPAY_STATE_DIR", ".epay")).resolve()
@@ -347,13 +348,13 @@ class DevStack:
             pool = await create_pool(settings.require_database_url())
             try:
                 key = path.read_text().strip()
-                if await store.department_for_key(pool, crypto.hash_api_key(key)) == "DM":
+                if await keys.department_for_key(pool, crypto.hash_api_key(key)) == "DM":
                     return key
             finally:
                 await pool.close()
         pool = await create_pool(settings.require_database_url())
         try:
-            key = await store.create_api_key(pool, "DM", "make run")
+            key = await keys.create_api_key(pool, "DM", "make run")
         finally:
             await pool.close()
         _write_private(path, key)
