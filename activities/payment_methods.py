@@ -26,9 +26,8 @@ from domain.models import (
     attempt_key,
 )
 from domain.refunds import RefundCall
-from epay import crypto
+from epay import crypto, store
 from epay.http import error_code, raise_for_transient
-from store import vault
 
 
 class PaymentMethods:
@@ -48,15 +47,15 @@ class PaymentMethods:
         self.issuer_url = issuer_url
 
     async def _card_data(self, req: AuthoriseRequest) -> dict[str, Any]:
-        entry = await vault.vault_get(self.pool, req.vault_token)
-        if entry is None or entry.payment_id != req.payment_id:
+        row = await store.vault_get(self.pool, req.vault_token)
+        if row is None or row["payment_id"] != req.payment_id:
             raise ApplicationError(
                 "the card data for this payment is no longer held",
                 type="authorisation_failed",
                 non_retryable=True,
             )
         return crypto.unseal(
-            self.vault_key, entry.token, entry.payment_id, entry.nonce, entry.ciphertext
+            self.vault_key, row["token"], row["payment_id"], row["nonce"], row["ciphertext"]
         )
 
     @activity.defn

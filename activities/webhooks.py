@@ -18,8 +18,7 @@ import httpx
 from temporalio import activity
 
 from domain import signing
-from epay import webhooks
-from store import department_secrets
+from epay import department_secrets, webhooks
 
 
 @dataclass

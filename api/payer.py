@@ -32,7 +32,6 @@ from domain.cards import (
 from domain.models import PaymentMethodSubmission
 from domain.states import PaymentState
 from epay import crypto, store
-from store import vault
 
 router = APIRouter(prefix="/v1", tags=["payers"])
 
@@ -191,7 +190,7 @@ async def submit_method(
     vault_token = crypto.new_vault_token()
     nonce, ciphertext = crypto.seal(ctx.settings.vault_key, vault_token, payment_id, card_data)
     del card_data
-    await vault.vault_put(ctx.pool, vault_token, payment_id, nonce, ciphertext)
+    await store.vault_put(ctx.pool, vault_token, payment_id, nonce, ciphertext)
     try:
         await temporal_calls.submit_payment_method(
             ctx.temporal,
@@ -203,7 +202,7 @@ async def submit_method(
             method_number,
         )
     except temporal_calls.UpdateRejected:
-        await vault.vault_discard(ctx.pool, vault_token)
+        await store.vault_discard(ctx.pool, vault_token)
         await abuse.withdraw(ctx.pool, attempt_id)
         raise ApiError(
             409, "not_awaiting_method", f"The payment ({row['state']}) takes no payment method now."
