@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import compensation_begun
+from domain.cards import MethodType
 from domain.failures import DECLINE_CODES, ErrorType
 from domain.models import (
     AuthorisationResult,
@@ -26,8 +27,9 @@ from domain.models import (
     attempt_key,
 )
 from domain.refunds import RefundCall
-from epay import crypto, store
+from epay import crypto
 from epay.http import error_code, raise_for_transient
+from store import vault
 
 
 class PaymentMethods:
@@ -47,22 +49,22 @@ class PaymentMethods:
         self.issuer_url = issuer_url
 
     async def _card_data(self, req: AuthoriseRequest) -> dict[str, Any]:
-        row = await store.vault_get(self.pool, req.vault_token)
-        if row is None or row["payment_id"] != req.payment_id:
+        entry = await vault.vault_get(self.pool, req.vault_token)
+        if entry is None or entry.payment_id != req.payment_id:
             raise ApplicationError(
                 "the card data for this payment is no longer held",
                 type="authorisation_failed",
                 non_retryable=True,
             )
         return crypto.unseal(
-            self.vault_key, row["token"], row["payment_id"], row["nonce"], row["ciphertext"]
+            self.vault_key, entry.token, entry.payment_id, entry.nonce, entry.ciphertext
         )
 
     @activity.defn
     async def authorise(self, req: AuthoriseRequest) -> AuthorisationResult:
         """Place an e-Dirham hold or a card authorisation for the payment's total."""
         card = await self._card_data(req)
-        if req.method_type == "e_dirham":
+        if req.method_type == MethodType.E_DIRHAM:
             url = f"{self.issuer_url}/holds"
             body: dict[str, Any] = {"card_number": card["card_number"], "pin": card["pin"]}
         else:
@@ -93,7 +95,7 @@ class PaymentMethods:
         return result
 
     def _funds_url(self, req: FundsRequest, action: str) -> str:
-        if req.method_type == "e_dirham":
+        if req.method_type == MethodType.E_DIRHAM:
             return f"{self.issuer_url}/holds/{req.authorisation_id}/{action}"
         return f"{self.acquirer_url}/authorisations/{req.authorisation_id}/{action}"
 
@@ -143,7 +145,7 @@ class PaymentMethods:
                 headers={"Idempotency-Key": attempt_key(req.payment_id, "void", req.attempt)},
             )
         else:  # the authorisation's answer never came: reverse whatever that request did
-            base = self.issuer_url if req.method_type == "e_dirham" else self.acquirer_url
+            base = self.issuer_url if req.method_type == MethodType.E_DIRHAM else self.acquirer_url
             response = await self.http.post(
                 f"{base}/reversals",
                 json={"idempotency_key": attempt_key(req.payment_id, "authorise", req.attempt)},
@@ -165,7 +167,7 @@ class PaymentMethods:
         refund that was made, so it is asked again with the same idempotency key (one per
         refund), which refunds once however often it is asked.
         """
-        if req.method_type == "e_dirham":
+        if req.method_type == MethodType.E_DIRHAM:
             url = f"{self.issuer_url}/holds/{req.authorisation_id}/refunds"
         else:
             url = f"{self.acquirer_url}/authorisations/{req.authorisation_id}/refunds"

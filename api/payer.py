@@ -23,6 +23,7 @@ from api.departments import PROBLEMS
 from api.errors import ApiError, field_error, not_found
 from domain.cards import (
     MethodSummary,
+    MethodType,
     brand_of,
     cvv_length,
     expiry_ok,
@@ -32,6 +33,7 @@ from domain.cards import (
 from domain.models import PaymentMethodSubmission
 from domain.states import PaymentState
 from epay import crypto, store
+from store import vault
 
 router = APIRouter(prefix="/v1", tags=["payers"])
 
@@ -73,7 +75,7 @@ def _check_method(
             raise field_error(
                 "card_number", "invalid_card_number", "An e-Dirham card number has 16 digits."
             )
-        summary = MethodSummary(type="e_dirham", brand="e_dirham", last4=number[-4:])
+        summary = MethodSummary(type=MethodType.E_DIRHAM, brand="e_dirham", last4=number[-4:])
         return number, summary, {"card_number": number, "pin": body.pin}
     if not expiry_ok(body.expiry_month, body.expiry_year, datetime.now(UTC).date()):
         raise field_error(
@@ -83,7 +85,7 @@ def _check_method(
         raise field_error(
             "cvv", "invalid_cvv", f"The security code has {cvv_length(number)} digits."
         )
-    summary = MethodSummary(type="card", brand=brand_of(number), last4=number[-4:])
+    summary = MethodSummary(type=MethodType.CARD, brand=brand_of(number), last4=number[-4:])
     return (
         number,
         summary,
@@ -190,7 +192,7 @@ async def submit_method(
     vault_token = crypto.new_vault_token()
     nonce, ciphertext = crypto.seal(ctx.settings.vault_key, vault_token, payment_id, card_data)
     del card_data
-    await store.vault_put(ctx.pool, vault_token, payment_id, nonce, ciphertext)
+    await vault.vault_put(ctx.pool, vault_token, payment_id, nonce, ciphertext)
     try:
         await temporal_calls.submit_payment_method(
             ctx.temporal,
@@ -202,7 +204,7 @@ async def submit_method(
             method_number,
         )
     except temporal_calls.UpdateRejected:
-        await store.vault_discard(ctx.pool, vault_token)
+        await vault.vault_discard(ctx.pool, vault_token)
         await abuse.withdraw(ctx.pool, attempt_id)
         raise ApiError(
             409, "not_awaiting_method", f"The payment ({row['state']}) takes no payment method now."

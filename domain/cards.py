@@ -6,6 +6,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date
+from enum import StrEnum
 
 
 def luhn_ok(number: str) -> bool:
@@ -77,6 +78,13 @@ def _ascii_digits(digits: str) -> str:
 AMEX_PREFIXES = ("34", "37")
 
 
+class MethodType(StrEnum):
+    """How a payment is paid: which partner holds the payer's money (domain/queues.py)."""
+
+    CARD = "card"
+    E_DIRHAM = "e_dirham"
+
+
 def brand_of(number: str) -> str:
     if number.startswith("4"):
         return "visa"
@@ -106,6 +114,6 @@ def expiry_ok(month: int, year: int, today: date) -> bool:
 class MethodSummary:
     """What may be shown and stored about a payment method: never more than the last four."""
 
-    type: str  # "e_dirham" or "card"
+    type: MethodType
     brand: str
     last4: str

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from domain.cards import MethodType
 from domain.money import FeeLine
 
 #: The receivable of the partner that holds the payer's money, by method type.
-SOURCES = {"e_dirham": "e_dirham_issuer_receivable", "card": "card_acquirer_receivable"}
+SOURCES: dict[str, str] = {
+    MethodType.E_DIRHAM: "e_dirham_issuer_receivable",
+    MethodType.CARD: "card_acquirer_receivable",
+}
 #: Which partner settles each receivable (its settlement file is matched against it).
 SOURCE_PARTNERS = {"e_dirham_issuer_receivable": "issuer", "card_acquirer_receivable": "acquirer"}
 #: The funds the added fees are owed to; every other line is owed to its department.

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from domain.cards import MethodType
+
 
 class Role(StrEnum):
     """What an ``epay worker`` process polls (``--role``, ``EPAY_WORKER_ROLE``)."""
@@ -41,4 +43,9 @@ def task_queue(workflow_queue: str, role: Role) -> str:
 
 def payment_method_role(method_type: str) -> Role:
     """Who holds a payment method's funds: the e-Dirham issuer, or the card acquirer."""
-    return Role.ISSUER if method_type == "e_dirham" else Role.ACQUIRER
+    return Role.ISSUER if method_type == MethodType.E_DIRHAM else Role.ACQUIRER
+
+
+def partner_name(method_type: str) -> str:
+    """The partner a method's money moves through, as progress lines and notes name it."""
+    return "e-Dirham issuer" if method_type == MethodType.E_DIRHAM else "card acquirer"

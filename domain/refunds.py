@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from domain.cards import MethodType
 from domain.money import FeeLine
 
 REFUND_ORDER = ("service_fee", "knowledge_fee", "innovation_fee")
@@ -96,7 +97,7 @@ class RefundRequest:
     payment_id: str
     department: str
     reference: str  # the payment's, for the department's notice
-    method_type: str  # "card" or "e_dirham"
+    method_type: MethodType
     authorisation_id: str
     amount: int
     lines: list[FeeLine]  # how the amount splits over the payment's lines

@@ -12,14 +12,15 @@ from typing import Any
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
-from domain.cards import MethodSummary
+from domain.cards import MethodSummary, MethodType
 from domain.models import PaymentMethodSubmission, PaymentOutcome, PaymentRequest
 from domain.money import fee_lines
 from domain.search import SEARCH_ATTRIBUTES
-from epay import crypto, store
+from epay import crypto
 from epay.config import Settings
 from epay.db import create_pool
 from epay.temporal import data_converter
+from store import vault
 from tests.conftest import Stack, new_reference
 from tests.support import BIN
 from workers.main import payment_worker
@@ -81,8 +82,8 @@ async def _enter_challenge(handle: Any, pool: Any, settings: Settings, payment_i
         "cardholder_name": "Test Payer",
     }
     nonce, ciphertext = crypto.seal(settings.vault_key, token, payment_id, data)
-    await store.vault_put(pool, token, payment_id, nonce, ciphertext)
-    submission = PaymentMethodSubmission(MethodSummary("card", "visa", "3220"), token)
+    await vault.vault_put(pool, token, payment_id, nonce, ciphertext)
+    submission = PaymentMethodSubmission(MethodSummary(MethodType.CARD, "visa", "3220"), token)
     await handle.execute_update(PaymentWorkflow.submit_payment_method, submission)
     for _ in range(200):
         if await handle.query(PaymentWorkflow.state) == "requires_action":

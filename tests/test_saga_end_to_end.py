@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from domain.cards import MethodType
 from tests.conftest import HTTP_TIMEOUT, Stack, card, e_dirham, new_reference
 from tests.support.partners import acquirer_records, confirmations, department, issuer_holds
 from tests.support.payments import assert_paid_once, events
@@ -180,7 +181,9 @@ def test_the_payers_and_departments_updates_cannot_be_sent_from_temporal(stack: 
     async def forge() -> list[str | None]:
         client = await stack.temporal_client()
         handle = client.get_workflow_handle(payment["workflow_id"])
-        method = PaymentMethodSubmission(MethodSummary("card", "visa", "4242"), "vt_forged")
+        method = PaymentMethodSubmission(
+            MethodSummary(MethodType.CARD, "visa", "4242"), "vt_forged"
+        )
         codes: list[str | None] = []
         for update, args in (
             (PaymentWorkflow.submit_payment_method, [method]),

@@ -29,7 +29,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from domain.cards import MethodSummary
+from domain.cards import MethodSummary, MethodType
 from domain.models import (
     AuditEntry,
     AuthorisationResult,
@@ -311,7 +311,9 @@ class Run:
         return self.handle
 
     async def submit(self, method: str = "e_dirham", *, may_try_again: bool = False) -> None:
-        summary = MethodSummary(method, "e_dirham" if method == "e_dirham" else "visa", "0017")
+        summary = MethodSummary(
+            MethodType(method), "e_dirham" if method == "e_dirham" else "visa", "0017"
+        )
         await self.wf.execute_update(
             PaymentWorkflow.submit_payment_method,
             PaymentMethodSubmission(summary, "vt_1", may_try_again=may_try_again),
@@ -852,7 +854,9 @@ async def test_updates_without_the_apis_proof_are_refused(
     req = request()
     req.update_commitments = commitments(SECRET, req.payment_id)
     async with Run(env.client, partners, req) as run:
-        method = PaymentMethodSubmission(MethodSummary("e_dirham", "e_dirham", "0017"), "vt_1")
+        method = PaymentMethodSubmission(
+            MethodSummary(MethodType.E_DIRHAM, "e_dirham", "0017"), "vt_1"
+        )
         for update, args in (
             (PaymentWorkflow.submit_payment_method, [method]),
             (PaymentWorkflow.cancel, ["not the department", "forged"]),

@@ -24,6 +24,8 @@ from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
+from domain.cards import MethodType
+from domain.queues import partner_name
 from workflows import patches
 from workflows.steps import (
     COMPENSATION_RETRY,
@@ -273,7 +275,7 @@ class PaymentWorkflow:
             await self._record(E.METHOD_SUBMITTED, method=method)
 
             self._saga.funds_may_be_held = True
-            self._show(f"authorising with the {_partner(method.type)}")
+            self._show(f"authorising with the {partner_name(method.type)}")
             auth = await self._steps.call(
                 PaymentMethods.authorise,
                 AuthoriseRequest(
@@ -407,7 +409,7 @@ class PaymentWorkflow:
         req = self._req
         await self._record(E.DEPARTMENT_CONFIRMED, confirmation=confirmation)
         self._show(
-            f"capturing with the {_partner(method.type)}: retried until it answers (past the "
+            f"capturing with the {partner_name(method.type)}: retried until it answers (past the "
             "point of no return)"
         )
         await self._steps.call(
@@ -667,7 +669,7 @@ class PaymentWorkflow:
         more. A ``cancellable`` void (a failed challenge's, while the payment goes on) that
         a Temporal cancel stops gives way to the cancel's own compensation.
         """
-        method = self._method.type or "card"
+        method = self._method.type or MethodType.CARD
         try:
             await call(
                 PaymentMethods.void_authorisation,
@@ -694,7 +696,7 @@ class PaymentWorkflow:
                 raise
             await self._note(
                 AuditNote.VOID_REFUSED,
-                f"the {_partner(method)} refused for good to void the authorisation of "
+                f"the {partner_name(method)} refused for good to void the authorisation of "
                 f"method {self._method.number}: {err.cause}; ePay holds nothing more, an "
                 "operator checks with the partner",
             )
@@ -815,10 +817,6 @@ class PaymentWorkflow:
         return DepartmentRequest(
             req.payment_id, req.department, req.reference, req.service_code, req.total
         )
-
-
-def _partner(method_type: str) -> str:
-    return "e-Dirham issuer" if method_type == "e_dirham" else "card acquirer"
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -18,6 +18,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from domain.queues import partner_name
 from workflows.steps import COMPENSATION_RETRY, OUTSIDE_CALL_RETRY, RECORD_RETRY, call, local
 
 with workflow.unsafe.imports_passed_through():
@@ -68,7 +69,7 @@ class RefundWorkflow:
     async def _return_the_money(self) -> RefundOutcome | None:
         """Refund through the payment's method and settle; the outcome if it was refused."""
         req = self._req
-        partner = "e-Dirham issuer" if req.method_type == "e_dirham" else "card acquirer"
+        partner = partner_name(req.method_type)
         self._show(f"returning the money through the {partner}: retried until it answers")
         try:
             await call(
