@@ -23,7 +23,7 @@ import dataclasses
 import json
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,6 +48,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.departments import DepartmentSystems
 from activities.payment_methods import PaymentMethods
+from commands.text import age, aligned, clock, stamp, utc
 from domain import search
 from domain.failures import FailureCode
 from domain.models import (
@@ -121,9 +122,9 @@ class PendingActivity:
         if self.maximum_attempts:
             text += f" of {self.maximum_attempts}"
         if self.last_failure:
-            text += f", last failure {_clock(self.last_failed_at)}: {self.last_failure}"
+            text += f", last failure {clock(self.last_failed_at)}: {self.last_failure}"
         if self.next_attempt_at:
-            text += f", next attempt {_clock(self.next_attempt_at)}"
+            text += f", next attempt {clock(self.next_attempt_at)}"
         return text
 
 
@@ -856,15 +857,15 @@ def _table(views: list[PaymentView]) -> str:
             v.payment_id,
             v.state or "-",
             v.waiting_for or "-",
-            _stamp(v.since),
-            _age(now, v.since),
-            _stamp(v.gives_up_at),
+            stamp(v.since),
+            age(now, v.since),
+            stamp(v.gives_up_at),
             v.department or "-",
             v.amount or "-",
         )
         for v in views
     ]
-    header, *lines = _columns([_COLUMNS, *rows])
+    header, *lines = aligned([_COLUMNS, *rows])
     out = [header]
     for line, v in zip(lines, views, strict=True):
         out.append(line)
@@ -872,14 +873,6 @@ def _table(views: list[PaymentView]) -> str:
         out.append(f"    why:  {v.why or '-'}")
         out.append(f"    {v.ui_url}")
     return "\n".join(out)
-
-
-def _columns(rows: Sequence[Sequence[str]]) -> list[str]:
-    """Rows of cells as lines, each column as wide as its widest cell."""
-    widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
-    return [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
 
 
 def _describe_text(shown: dict[str, Any]) -> str:
@@ -891,8 +884,8 @@ def _describe_text(shown: dict[str, Any]) -> str:
             f"  {s['department']} {s['service_code']} {s['reference']} {format_aed(s['amount'])}",
             f"  state:       {s['state']}, waiting for {s['waiting_for']}",
             f"  step:        {s['doing']}",
-            f"  since:       {_utc(s['step_started_at'])}",
-            f"  gives up at: {_utc(s['gives_up_at'])}",
+            f"  since:       {utc(s['step_started_at'])}",
+            f"  gives up at: {utc(s['gives_up_at'])}",
         ]
         if method:
             lines.append(f"  method:      {method['type']} {method.get('last4') or ''}".rstrip())
@@ -907,7 +900,7 @@ def _describe_text(shown: dict[str, Any]) -> str:
     lines.append("audit trail:")
     trail = [
         (
-            _stamp(e["occurred_at"]),
+            stamp(e["occurred_at"]),
             e["event"],
             f"{e['from_state'] or '-'} -> {e['to_state']}",
             e["actor"],
@@ -915,7 +908,7 @@ def _describe_text(shown: dict[str, Any]) -> str:
         )
         for e in shown["events"]
     ]
-    lines += [f"  {line}" for line in _columns(trail)]
+    lines += [f"  {line}" for line in aligned(trail)]
     lines.append(shown["ui_url"])
     return "\n".join(lines)
 
@@ -952,28 +945,6 @@ def _step_started_at(wf: WorkflowExecution) -> datetime:
 
 def _time(stamp: Timestamp) -> str:
     return stamp.ToDatetime(tzinfo=UTC).isoformat()
-
-
-def _stamp(iso: str | None) -> str:
-    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if iso else "-"
-
-
-def _utc(iso: str | None) -> str:
-    return f"{_stamp(iso)} UTC" if iso else "-"
-
-
-def _clock(iso: str | None) -> str:
-    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%H:%M:%S") if iso else "?"
-
-
-def _age(now: datetime, iso: str | None) -> str:
-    if not iso:
-        return "-"
-    seconds = int((now - datetime.fromisoformat(iso)).total_seconds())
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes = seconds // 60
-    return f"{minutes}m" if minutes < 120 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 def _minutes(text: str) -> timedelta:

@@ -35,7 +35,7 @@ import asyncio
 import csv
 import io
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -44,6 +44,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import asyncpg
 
+from commands import text
 from domain.calendar import day_start
 from domain.failures import FailureCode
 from domain.money import FILS_PER_AED
@@ -329,38 +330,6 @@ def percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f} %" if whole else "-"
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    whole = round(seconds)
-    if whole < 3600:
-        return f"{whole // 60} min {whole % 60:02d} s"
-    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
-
-
-def _text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 2) -> str:
-    """Columns aligned: the first ``left`` to the left, the figures to the right. With two
-    label columns the first is a group (a department): a rule between groups. A rule above
-    the total, whose first cell is "All"."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i < left else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    out = [line(headers), rule]
-    for before, r in zip([None, *rows], rows, strict=False):
-        if before is not None and before[0] != r[0] and (left > 1 or r[0] == "All"):
-            out.append(rule)
-        out.append(line(r))
-    return "\n".join(out)
-
-
 def _labels(report: Report, row: Row) -> list[str]:
     if row.level == "total":
         return ["All", f"all of {report.department}" if report.department else "all departments"]
@@ -402,7 +371,7 @@ def render_table(report: Report) -> str:
 
     parts.append(
         "Payments by department and service (success rate: of the payments that ended)\n"
-        + _text_table(
+        + text.table(
             [
                 "Dept",
                 "Service",
@@ -434,7 +403,7 @@ def render_table(report: Report) -> str:
     )
     parts.append(
         "Amounts collected, AED (succeeded payments; refunds requested in the period, succeeded)\n"
-        + _text_table(
+        + text.table(
             [
                 "Dept",
                 "Service",
@@ -480,7 +449,7 @@ def render_table(report: Report) -> str:
             )
     parts.append(
         "Payment method (succeeded payments)\n"
-        + _text_table(
+        + text.table(
             ["Dept", "Method", "Payments", "Share", "Amount", "Share of amount"], method_rows
         )
     )
@@ -500,17 +469,17 @@ def render_table(report: Report) -> str:
     outcomes.append(["All", str(total.ended), percent(total.ended, total.ended)])
     parts.append(
         f"Outcomes of the {total.ended} payments that ended, by failure code "
-        f"({total.open} still open)\n" + _text_table(["Outcome", "Payments", "Rate"], outcomes, 1)
+        f"({total.open} still open)\n" + text.table(["Outcome", "Payments", "Rate"], outcomes, 1)
     )
     parts.append(
         "Time to complete (created to captured; succeeded payments)\n"
-        + _text_table(
+        + text.table(
             ["Dept", "Service", "Payments", "Average", "p50", "p95"],
             [
                 _labels(report, r)
                 + [str(r.figures.timed)]
-                + [duration(s) for s in (r.figures.seconds_avg, r.figures.seconds_p50)]
-                + [duration(r.figures.seconds_p95)]
+                + [text.duration(s) for s in (r.figures.seconds_avg, r.figures.seconds_p50)]
+                + [text.duration(r.figures.seconds_p95)]
                 for r in shown
             ],
         )

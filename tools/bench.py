@@ -61,6 +61,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 
 from activities.floor import STEPS
+from commands.text import figure
 from domain.cards import luhn_ok
 from domain.money import fee_lines, total
 from domain.queues import Role, roles_in, task_queue
@@ -883,21 +884,15 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
 # --- output ------------------------------------------------------------------------------
 
 
-def _num(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.2f}" if abs(value) < 10 else f"{value:,.1f}"
-
-
 CELL = 9
 LATENCY_HEADER = "".join(f"{p:>{CELL}}" for p in ("p50", "p95", "p99"))
 
 
 def _row(name: str, succeeded: str, per_second: float | None, figures: Sequence[Any]) -> str:
     """One line of the pipelines' table: the six latencies, then the history events."""
-    cells = [f"{_num(v):>{CELL}}" for v in figures]
+    cells = [f"{figure(v):>{CELL}}" for v in figures]
     return (
-        f"{name:14}{succeeded:>11}{_num(per_second):>9} {''.join(cells[:3])} "
+        f"{name:14}{succeeded:>11}{figure(per_second):>9} {''.join(cells[:3])} "
         f"{''.join(cells[3:6])} {''.join(cells[6:])}"
     )
 
@@ -975,8 +970,8 @@ def render(report: dict[str, Any]) -> str:
                 lines.append(f"{name:40}{p['error']}")
                 continue
             lines.append(
-                f"{name:40}{_num(p['cpu_ms_per_payment']):>8}{_num(p['peak_rss_mb']):>13}"
-                f"{_num(p['peak_rss_growth_kb_per_payment']):>15}"
+                f"{name:40}{figure(p['cpu_ms_per_payment']):>8}{figure(p['peak_rss_mb']):>13}"
+                f"{figure(p['peak_rss_growth_kb_per_payment']):>15}"
             )
     if not epay["processes"]:
         lines.append("  (no API, worker or Temporal process found: give them with --pids)")
@@ -989,21 +984,21 @@ def render(report: dict[str, Any]) -> str:
         for kind, t in tasks.items():
             name = TASK_NAMES.get(kind, f"activities on the {kind} role's queue")
             lines.append(
-                f"  {method.replace('_', '-') + ' ' + name:52}{_num(t['per_payment']):>12}"
-                f"{_num(t.get('wait_ms')):>9}{_num(t.get('run_ms')):>9}"
+                f"  {method.replace('_', '-') + ' ' + name:52}{figure(t['per_payment']):>12}"
+                f"{figure(t.get('wait_ms')):>9}{figure(t.get('run_ms')):>9}"
             )
     db = epay["database"]
     lines += [
         "",
         (
             f"database per ePay payment ({db['measured']}):\n  "
-            f"{_num(db['transactions_per_payment'])} transactions, "
-            f"{_num(db['rows_scanned_per_payment'])} rows scanned, "
-            f"{_num(db['rows_written_per_payment'])} rows written; most read by sequential "
+            f"{figure(db['transactions_per_payment'])} transactions, "
+            f"{figure(db['rows_scanned_per_payment'])} rows scanned, "
+            f"{figure(db['rows_written_per_payment'])} rows written; most read by sequential "
             "scans: "
             + (
                 ", ".join(
-                    f"{table} {_num(rows)}"
+                    f"{table} {figure(rows)}"
                     for table, rows in db["rows_read_by_sequential_scans_per_payment"].items()
                 )
                 or "none"
@@ -1011,14 +1006,14 @@ def render(report: dict[str, Any]) -> str:
             if db
             else "database: not measured (no DATABASE_URL)"
         ),
-        f"API calls per ePay payment: {_num(epay['api_calls_per_payment'])} (create, authorise, "
+        f"API calls per ePay payment: {figure(epay['api_calls_per_payment'])} (create, authorise, "
         "and a share of the bench's list polls)",
         "",
         "targets",
     ]
     for t in report["targets"]:
         verdict = {True: "met", False: "not met", None: t.get("note", "")}[t["met"]]
-        lines.append(f"  {t['target']:64}{_num(t['value']):>8}  {verdict}")
+        lines.append(f"  {t['target']:64}{figure(t['value']):>8}  {verdict}")
     return "\n".join(lines)
 
 
