@@ -1,8 +1,8 @@
-"""The daily settlement's one step: read the day's ledger and the partners' settlement
-files, reconcile them, and record the day's result (epay/settlement.py). The files of the
-days before are read too when a journal of the day was asked for before it: they say on which
-of those days the partner made the movement (and which of their lines a journal of the same
-payment booked earlier has taken).
+"""The daily settlement's one step: read the day's ledger (store/settlement.py) and the
+partners' settlement files, reconcile them (domain/settlement.py), and record the day's
+result. The files of the days before are read too when a journal of the day was asked for
+before it: they say on which of those days the partner made the movement (and which of their
+lines a journal of the same payment booked earlier has taken).
 
 One activity rather than several so that a day's lines (thousands of payments) never pass
 through the workflow's history: the workflow holds the day and the summary only. The step
@@ -12,7 +12,6 @@ the same result.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -20,22 +19,9 @@ import asyncpg
 import httpx
 from temporalio import activity
 
-from epay import settlement
-
-
-@dataclass
-class SettleDay:
-    day: str  # YYYY-MM-DD, Asia/Dubai
-
-
-@dataclass
-class SettledDay:
-    day: str
-    balanced: bool
-    mismatches: int
-    captured: int
-    refunded: int
-    runs: int
+from domain import settlement
+from domain.settlement import SettleDay, SettledDay
+from store import settlement as settlements
 
 
 class Settlements:
@@ -55,11 +41,11 @@ class Settlements:
             self.pool.acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            journals = await settlement.ledger_day(conn, day, named)
+            journals = await settlements.ledger_day(conn, day, named)
         for earlier in settlement.days_to_read(day, journals):
             files[earlier] = await self._files(earlier)
         outcome = settlement.result(day, journals, files)
-        runs = await settlement.record(self.pool, outcome)
+        runs = await settlements.record(self.pool, outcome)
         activity.logger.info(
             "settlement of %s: %s",
             req.day,

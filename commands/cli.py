@@ -191,7 +191,7 @@ async def _webhooks_redeliver(event_id: str) -> None:
 
 
 async def _ledger_verify() -> int:
-    from epay import ledger
+    from commands import ledger
 
     settings = _settings()
     pool = await create_pool(settings.require_database_url(), max_size=2)
@@ -242,14 +242,15 @@ async def _settlement(args: argparse.Namespace) -> int:
     """``epay settlement schedule|run|show``: 0 when the day balanced (or was scheduled)."""
     from datetime import date as date_
 
+    from commands import settlement as printed
     from commands.schedules import (
         SETTLEMENT_SCHEDULE_ID,
         ensure_settlement_schedule,
         settle_day,
     )
     from domain import calendar
-    from epay import settlement
     from epay.temporal import connect
+    from store import settlement
 
     settings = _settings()
     if args.action == "schedule":
@@ -273,12 +274,11 @@ async def _settlement(args: argparse.Namespace) -> int:
         await pool.close()
     if found is None:
         raise SystemExit(f"no settlement of {day} yet: epay settlement run --day {day}")
-    found["day"] = found["business_day"]
     if getattr(args, "json", False):
-        print(json.dumps(found, indent=2))
+        print(json.dumps(printed.as_json(found), indent=2))
     else:
-        print(settlement.render(found))
-    return 0 if found["balanced"] else 1
+        print(printed.render(found))
+    return 0 if found.balanced else 1
 
 
 async def _register_search_attributes() -> None:

@@ -27,7 +27,7 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from activities.settlement import SettledDay
+from domain.settlement import SettledDay
 from domain.sweeper import CARD_DATA_MARGIN_SECONDS, SweepRequest, SweepSummary
 from epay.config import Settings
 from workflows.settlement import SettlementRequest, SettlementWorkflow

@@ -17,22 +17,19 @@ sweeper booked days later, belongs to the acquirer's day (``partner_days``). Eac
 partner's file is one capture or refund, and places one journal: two refunds of a payment,
 one on each side of midnight, each go to the day that reports them.
 
-A run reads the ledger in one snapshot, writes its result as the day's row of
-``settlement_runs`` (replacing an earlier run's), and can be made again for any past day:
-the same books and files give the same result. ``SettlementWorkflow`` runs it daily from a
-Temporal Schedule (commands/schedules.py) and by hand (``epay settlement run --day D``).
+A run reads the ledger in one snapshot (store/settlement.py), writes its result as the day's
+row of ``settlement_runs`` (replacing an earlier run's), and can be made again for any past
+day: the same books and files give the same result. ``SettlementWorkflow`` runs it daily from
+a Temporal Schedule (commands/schedules.py) and by hand (``epay settlement run --day D``).
+This module is the pure half: the journals and files in, the day's result out.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-
-import asyncpg
 
 from domain.calendar import business_day, day_start
 from domain.ledger import SOURCE_PARTNERS, line_of
@@ -42,6 +39,27 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     """The UTC instants a business day in Dubai starts and ends at."""
     start = day_start(day)
     return start.astimezone(UTC), (start + timedelta(days=1)).astimezone(UTC)
+
+
+# --- what crosses the settlement workflow's boundary ------------------------------------------
+
+
+@dataclass
+class SettleDay:
+    day: str  # YYYY-MM-DD, Asia/Dubai
+
+
+@dataclass
+class SettledDay:
+    day: str
+    balanced: bool
+    mismatches: int
+    captured: int
+    refunded: int
+    runs: int
+
+
+# --- the reconciliation ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -97,7 +115,7 @@ class Journal:
     @property
     def booked(self) -> date:
         """The business day (Asia/Dubai) the ledger booked the journal on."""
-        return _dubai_day(self.booked_at)
+        return business_day(self.booked_at)
 
     @property
     def movement(self) -> Movement | None:
@@ -186,60 +204,6 @@ def days_to_read(day: date, journals: list[Journal]) -> list[date]:
     return [earliest + timedelta(days=n) for n in range((day - earliest).days)]
 
 
-async def ledger_day(conn: asyncpg.Connection, day: date, reported: Iterable[str]) -> list[Journal]:
-    """Every journal of the payments that may have a movement on the partners' business day
-    ``day``: those with a journal booked that day, and the ``reported`` ones (the day's files
-    name them; a movement is booked after the partner made it, never before). All of a
-    payment's journals, not only the day's: the one booked before may have taken a line of
-    the days ``partner_days`` reads (a payment's earlier refund)."""
-    start, end = day_bounds(day)
-    # The captures by payment and the refunds through their refunds: each way has its index.
-    rows = await conn.fetch(
-        """WITH of_day AS (
-               SELECT payment_id FROM ledger_journals WHERE created_at >= $1 AND created_at < $2
-               UNION SELECT unnest($3::text[])),
-           journals AS (
-               SELECT j.id FROM of_day d
-               JOIN ledger_journals j ON j.payment_id = d.payment_id AND j.kind = 'capture'
-               UNION ALL
-               SELECT j.id FROM of_day d
-               JOIN refunds r ON r.payment_id = d.payment_id
-               JOIN ledger_journals j ON j.refund_id = r.id)
-           SELECT j.id, j.kind, j.payment_id, p.department, j.created_at AS booked,
-                  coalesce(r.created_at, p.created_at) AS asked, e.account, e.amount
-           FROM journals o
-           JOIN ledger_journals j ON j.id = o.id
-           JOIN payments p ON p.id = j.payment_id
-           LEFT JOIN refunds r ON r.id = j.refund_id
-           JOIN ledger_entries e ON e.journal_id = j.id
-           ORDER BY j.id, e.id""",
-        start,
-        end,
-        sorted(reported),
-    )
-    entries: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    first: dict[int, Any] = {}
-    for r in rows:
-        entries[r["id"]].append((r["account"], r["amount"]))
-        first.setdefault(r["id"], r)
-    return [
-        Journal(
-            journal_id,
-            r["kind"],
-            r["payment_id"],
-            r["department"],
-            _dubai_day(r["asked"]),
-            r["booked"],
-            tuple(entries[journal_id]),
-        )
-        for journal_id, r in first.items()
-    ]
-
-
-def _dubai_day(at: datetime) -> date:
-    return business_day(at)
-
-
 def ledger_movements(
     journals: list[Journal],
 ) -> tuple[list[Movement], dict[str, dict[str, int]]]:
@@ -315,54 +279,3 @@ def result(
         },
     }
     return DayResult(day.isoformat(), not mismatches, summary, mismatches)
-
-
-async def record(pool: asyncpg.Pool, outcome: DayResult) -> int:
-    """The day's row, replacing an earlier run's; how many runs the day has had."""
-    runs: int = await pool.fetchval(
-        """INSERT INTO settlement_runs (business_day, balanced, totals, mismatches)
-           VALUES ($1, $2, $3, $4)
-           ON CONFLICT (business_day) DO UPDATE SET balanced = $2, totals = $3,
-               mismatches = $4, runs = settlement_runs.runs + 1, last_run_at = now()
-           RETURNING runs""",
-        date.fromisoformat(outcome.day),
-        outcome.balanced,
-        outcome.totals,
-        [asdict(m) for m in outcome.mismatches],
-    )
-    return runs
-
-
-async def stored(pool: asyncpg.Pool, day: date) -> dict[str, Any] | None:
-    row = await pool.fetchrow("SELECT * FROM settlement_runs WHERE business_day = $1", day)
-    if row is None:
-        return None
-    return {k: (v.isoformat() if isinstance(v, date | datetime) else v) for k, v in row.items()}
-
-
-def render(outcome: dict[str, Any]) -> str:
-    """What ``epay settlement`` prints for a day's result."""
-    totals = outcome["totals"]
-    out = [
-        f"settlement of {outcome['day']} (Asia/Dubai): "
-        + ("balanced" if outcome["balanced"] else f"{len(outcome['mismatches'])} mismatches"),
-        f"  {'line':40} {'captured':>14} {'refunded':>14} {'net':>14}",
-    ]
-    for line, f in totals["lines"].items():
-        out.append(f"  {line:40} {f['captured']:>14,} {f['refunded']:>14,} {f['net']:>14,}")
-    ledger = totals["ledger"]
-    out.append(f"  ledger:   captured {ledger['captured']:,}, refunded {ledger['refunded']:,} fils")
-    for partner, f in totals["partners"].items():
-        out.append(
-            f"  {partner + ':':9} captured {f['captured']:,}, refunded {f['refunded']:,} fils"
-        )
-    for m in outcome["mismatches"]:
-        out.append(
-            f"  MISMATCH {m['kind']}: {m['partner']} {m['movement']} of payment "
-            f"{m['payment_id']}: ledger {m['ledger']}, {m['partner']} {m['partner_amount']} fils"
-        )
-    return "\n".join(out)
-
-
-def dumps(outcome: DayResult) -> str:
-    return json.dumps(outcome.as_json())

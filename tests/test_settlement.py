@@ -3,7 +3,7 @@ of the module's own, so that the day holds them alone) balances with the acquire
 issuer's settlement files, every total to the fils; a capture the acquirer reports that
 the ledger lacks, and one it reports for another amount, are listed with their payments; a
 day can be settled again (its result replaced) and a past day settled at all; the daily
-schedule exists. The reconciliation itself (epay/settlement.py) is pure and tested first.
+schedule exists. The reconciliation itself (domain/settlement.py) is pure and tested first.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import httpx
 import pytest
 
 from commands.schedules import SETTLEMENT_SCHEDULE_ID
+from domain import settlement
 from domain.calendar import DUBAI, previous_business_day
 from domain.references import reference_key
-from epay import settlement
-from epay.settlement import Journal, Movement
+from domain.settlement import Journal, Movement
 from tests.conftest import Stack, card, e_dirham, running_stack
 from tests.support import BIN, ROOT
 from tests.support.refunds import refund, wait_for_refund

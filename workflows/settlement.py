@@ -17,9 +17,10 @@ from temporalio.common import RetryPolicy
 from workflows.steps import call
 
 with workflow.unsafe.imports_passed_through():
-    from activities.settlement import SettleDay, SettledDay, Settlements
+    from activities.settlement import Settlements
     from domain.calendar import previous_business_day
     from domain.queues import Role
+    from domain.settlement import SettleDay, SettledDay
 
 FILE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=30)
