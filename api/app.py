@@ -10,9 +10,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from api import departments, hosted, payer, refunds, webhooks
+from api import departments, payer, refunds, webhooks
 from api.context import Context, Ctx
 from api.errors import INTERNAL_ERROR, install_error_handlers, problem_body
+from api.hosted.headers import PayPageHeaders
+from api.hosted.routes import router as hosted_router
 from api.limits import BodySizeLimit
 from epay import telemetry
 from epay.config import Settings
@@ -52,12 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         meter=process.meter,
         internal_error=json.dumps(problem_body(INTERNAL_ERROR)).encode(),
     )
-    app.add_middleware(hosted.PayPageHeaders)  # outermost: on /pay's errors and 500s too
+    app.add_middleware(PayPageHeaders)  # outermost: on /pay's errors and 500s too
     telemetry.instrument_app(app, process.provider)
     app.include_router(departments.router)
     app.include_router(refunds.router)
     app.include_router(payer.router)
-    app.include_router(hosted.router)
+    app.include_router(hosted_router)
     app.include_router(webhooks.router)
 
     @app.get("/healthz", tags=["health"])

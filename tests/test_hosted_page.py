@@ -1,4 +1,4 @@
-"""The hosted payment page as a payer uses it (api/hosted.py, api/static/pay.js), in Debian's
+"""The hosted payment page as a payer uses it (api/hosted/, api/static/pay.js), in Debian's
 Chromium driven by Playwright, on a phone-sized screen: paying with an e-Dirham card to the
 receipt, the one generic message for a declined card, an expired card and a wrong PIN in
 both languages, 3-D Secure with the right and the wrong code, a double click that pays once,
@@ -28,7 +28,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from api.hosted import STRINGS
+from api.hosted.view import STRINGS
 from epay import crypto
 from tests.conftest import Stack, e_dirham, new_reference
 from tests.support import ROOT

@@ -26,7 +26,7 @@ from pydantic import TypeAdapter
 from api import abuse, payer, schemas
 from api.context import Context
 from api.errors import ApiError
-from api.hosted import STRINGS
+from api.hosted.view import STRINGS
 from domain.cards import with_check_digit
 from domain.models import MAX_METHODS
 from epay import store

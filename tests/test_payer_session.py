@@ -1,4 +1,4 @@
-"""The hosted page's payer session over HTTP (api/hosted.py, api/payer_session.py): the
+"""The hosted page's payer session over HTTP (api/hosted/, api/payer_session.py): the
 ``?token=`` link exchanged once for a payment-bound cookie, the page's JSON calls guarded by
 the cookie, a CSRF value and the request's origin, the security headers of every ``/pay``
 answer, and a link opened after the payment started that asks for no card data."""
@@ -9,14 +9,16 @@ import re
 import threading
 import time
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 from fastapi.responses import Response
 
 from api import payer_session
-from api.hosted import PAGE_HEADERS, _set_session
+from api.context import Context
+from api.hosted.headers import PAGE_HEADERS
+from api.hosted.session import set_session
 from epay import crypto
 from tests.conftest import Stack, card, e_dirham, new_reference, token_of
 from tests.support.partners import fresh_e_dirham_card, issuer_holds
@@ -347,12 +349,12 @@ def test_two_submissions_at_once_start_one_authorisation(stack: Stack) -> None:
 
 
 def test_the_cookie_is_secure_when_the_page_is_served_over_tls() -> None:
-    """Pure logic: the flags ``_set_session`` writes for an https ``EPAY_PUBLIC_URL``."""
+    """Pure logic: the flags ``set_session`` writes for an https ``EPAY_PUBLIC_URL``."""
     session = payer_session.new_session("pay_" + "a" * 32)
     for url, secure in (("https://pay.example.ae", True), ("http://127.0.0.1:8000", False)):
         ctx = SimpleNamespace(settings=SimpleNamespace(public_url=url, token_secret=b"k" * 32))
         response = Response()
-        _set_session(response, ctx, session)
+        set_session(response, cast(Context, ctx), session)  # only its settings are read
         flags = {f.strip().lower() for f in response.headers["set-cookie"].split(";")[1:]}
         assert ("secure" in flags) is secure, (url, flags)
 

@@ -1,0 +1,191 @@
+"""The page's routes: the link and the page, its three JSON calls, its static files and
+the receipt PDF."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import TypeAdapter, ValidationError
+
+from api import payer_session, schemas
+from api.context import Context, Ctx
+from api.errors import ApiError
+from api.hosted.receipt import receipt_document
+from api.hosted.session import (
+    PAYMENT_ID,
+    language_of,
+    page_session,
+    remember_language,
+    session_of,
+    set_session,
+)
+from api.hosted.templates import message_page, opening_page, payment_page, status_page
+from api.hosted.view import LANGUAGES, STATIC, column_or_none, names_of, payer_view
+from api.payer import Caller, payment_for_payer, submit_challenge, submit_method
+from domain.states import PaymentState
+from epay import store
+
+router = APIRouter(prefix="/pay", include_in_schema=False)
+
+
+def _html(text: str, status: int = 200) -> Response:
+    return Response(text, status_code=status, media_type="text/html; charset=utf-8")
+
+
+async def _row(ctx: Context, payment_id: str) -> asyncpg.Record:
+    row = await store.get_payment_any_department(ctx.pool, payment_id)
+    if row is None:
+        raise ApiError(404, "payment_not_found", "No such payment.", title="Not found")
+    return row
+
+
+_METHOD = TypeAdapter(schemas.PaymentMethodBody)
+_CHALLENGE = TypeAdapter(schemas.ChallengeBody)
+
+
+async def _body(request: Request, adapter: TypeAdapter[Any]) -> Any:
+    """The request's JSON body through ``adapter``, with the API's own 400/422 answers
+    (parsed only once the session and CSRF value have been checked)."""
+    try:
+        return adapter.validate_json(await request.body())
+    except ValidationError as exc:
+        errors = [
+            {**e, "loc": ("body", *e.get("loc", ()))}
+            for e in exc.errors(include_input=False, include_url=False)
+        ]
+        raise RequestValidationError(errors) from None
+
+
+def _view_response(
+    ctx: Context, row: asyncpg.Record, session: payer_session.PayerSession, status: int = 200
+) -> JSONResponse:
+    response = JSONResponse(payer_view(row), status_code=status)
+    set_session(response, ctx, session.renewed())
+    return response
+
+
+STATIC_FILES = {"pay.css": "text/css; charset=utf-8", "pay.js": "text/javascript; charset=utf-8"}
+
+
+@router.get("/static/{name}")
+async def static_file(name: str) -> Response:
+    """The page's own stylesheet and script (nothing else is served from here)."""
+    if name not in STATIC_FILES:
+        raise ApiError(404, "not_found", "No such file.", title="Not found")
+    return Response((STATIC / name).read_bytes(), media_type=STATIC_FILES[name])
+
+
+@router.get("/{payment_id}")
+async def page(
+    payment_id: str,
+    request: Request,
+    ctx: Ctx,
+    token: str | None = None,
+    lang: str | None = None,
+) -> Response:
+    """The link (``?token=``), exchanged for a session; or the page (session cookie)."""
+    language = language_of(request, lang)
+    response = await _page(payment_id, request, ctx, token, language, lang)
+    if lang in LANGUAGES:
+        remember_language(response, ctx, language)
+    return response
+
+
+async def _page(
+    payment_id: str,
+    request: Request,
+    ctx: Context,
+    token: str | None,
+    language: str,
+    asked: str | None,
+) -> Response:
+    if not PAYMENT_ID.fullmatch(payment_id):
+        return _html(message_page(language, "not_found"), 404)
+    session = session_of(request, ctx, payment_id)
+    if token is not None:
+        try:
+            row = await payment_for_payer(ctx, payment_id, token if token.isascii() else None)
+        except ApiError:
+            return _html(message_page(language, "not_found"), 404)
+        if session is None and not _link_exchangeable(row):
+            return _html(status_page(row, await names_of(ctx, row), language))
+        target = f"/pay/{payment_id}" + (f"?lang={asked}" if asked in LANGUAGES else "")
+        if session is not None:  # the cookie came: a same-site visit, which a redirect keeps
+            moved: Response = RedirectResponse(target, status_code=303)
+            set_session(moved, ctx, session.renewed())
+        else:  # perhaps from another site (opening_page says why no redirect)
+            moved = _html(opening_page(language, target))
+            set_session(moved, ctx, payer_session.new_session(payment_id))
+        return moved
+    if session is None:
+        return _html(message_page(language, "session_expired"), 403)
+    row = await store.get_payment_any_department(ctx.pool, payment_id)
+    if row is None:
+        return _html(message_page(language, "not_found"), 404)
+    csrf = payer_session.csrf_token(ctx.settings.token_secret, session)
+    response = _html(payment_page(row, await names_of(ctx, row), language, csrf))
+    set_session(response, ctx, session.renewed())
+    return response
+
+
+def _link_exchangeable(row: asyncpg.Record) -> bool:
+    """The link opens a session only before the payment has started: once a method has
+    been handed over (even one declined) it is no longer the payer's way in."""
+    return (
+        row["state"] == PaymentState.RESERVED
+        and not column_or_none(row, "declines")
+        and not column_or_none(row, "last_decline")
+    )
+
+
+@router.get("/{payment_id}/status")
+async def status(payment_id: str, request: Request, ctx: Ctx) -> JSONResponse:
+    """Where the payment is, for the page's progress and receipt."""
+    session = page_session(request, ctx, payment_id)
+    return _view_response(ctx, await _row(ctx, payment_id), session)
+
+
+@router.post("/{payment_id}/authorise")
+async def authorise(payment_id: str, request: Request, ctx: Ctx) -> JSONResponse:
+    """The page's card form: as ``POST /v1/payments/{id}/authorise``, answered with the
+    payer's view (202 while the payment is still working)."""
+    session = page_session(request, ctx, payment_id)
+    body = await _body(request, _METHOD)
+    row = await _row(ctx, payment_id)
+    row, moved_on = await submit_method(
+        ctx, row, body, Caller.of(request, session=session.session_id)
+    )
+    return _view_response(ctx, row, session, 200 if moved_on else 202)
+
+
+@router.post("/{payment_id}/3ds")
+async def three_d_secure(payment_id: str, request: Request, ctx: Ctx) -> JSONResponse:
+    """The page's one-time-password step."""
+    session = page_session(request, ctx, payment_id)
+    body = await _body(request, _CHALLENGE)
+    row = await _row(ctx, payment_id)
+    row, moved_on = await submit_challenge(
+        ctx, row, body.otp, Caller.of(request, session=session.session_id)
+    )
+    return _view_response(ctx, row, session, 200 if moved_on else 202)
+
+
+@router.get("/{payment_id}/receipt.pdf")
+async def receipt_pdf(payment_id: str, request: Request, ctx: Ctx) -> Response:
+    """The receipt as a PDF, in English and Arabic; only a paid payment has one."""
+    lang = language_of(request, None)
+    session = session_of(request, ctx, payment_id) if PAYMENT_ID.fullmatch(payment_id) else None
+    row = await store.get_payment_any_department(ctx.pool, payment_id) if session else None
+    if row is None or row["state"] != PaymentState.SUCCEEDED or not row["receipt_number"]:
+        return _html(message_page(lang, "not_found"), 404)
+    pdf = receipt_document(row, await names_of(ctx, row))
+    filename = f"receipt-{row['receipt_number']}.pdf"
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"content-disposition": f'attachment; filename="{filename}"'},
+    )

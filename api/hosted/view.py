@@ -1,0 +1,153 @@
+"""What the payer is shown of a payment: which part of the page, which message, and the
+page's texts in both languages. Pure: no request, no database."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from api.context import Context
+from domain.failures import DECLINE_CODES, FailureCode
+from domain.states import PaymentState
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+STRINGS: dict[str, dict[str, str]] = json.loads((STATIC / "strings.json").read_text("utf-8"))
+LANGUAGES = ("ar", "en")
+DUBAI = timezone(timedelta(hours=4), "GST")  # the UAE keeps no daylight saving time
+
+
+View = Literal["form", "challenge", "progress", "receipt", "ended"]
+IN_PROGRESS = (PaymentState.AUTHORISING, PaymentState.CONFIRMING, PaymentState.CAPTURING)
+# Failures the payer is told about as they are: they are the department's or the clock's,
+# and say nothing about the card.
+SPECIFIC_FAILURES = frozenset(
+    {
+        FailureCode.DEPARTMENT_REJECTED,
+        FailureCode.DEPARTMENT_UNAVAILABLE,
+        FailureCode.PAYMENT_WINDOW_EXPIRED,
+        "too_many_attempts",
+    }
+)
+CARD_FAILURES = DECLINE_CODES | {FailureCode.AUTHORISATION_FAILED}
+
+
+def view_of(row: asyncpg.Record) -> tuple[View, str | None]:
+    """Which part of the page the payment's state shows, and the message code with it.
+
+    Message codes are the page's own (``strings.json`` has ``msg_<code>``), never the
+    precise failure code: every decline is ``declined`` (``declined_final`` once the
+    payment has ended)."""
+    state = PaymentState(row["state"])
+    if state == PaymentState.RESERVED:
+        return "form", "declined" if column_or_none(row, "last_decline") else None
+    if state == PaymentState.REQUIRES_ACTION:
+        return "challenge", None
+    if state in IN_PROGRESS:
+        return "progress", None
+    if state == PaymentState.SUCCEEDED:
+        return "receipt", None
+    if state == PaymentState.CANCELLED:
+        return "ended", "cancelled"
+    if state == PaymentState.EXPIRED:
+        return "ended", "payment_window_expired"
+    code = row["failure_code"] or ""
+    if code in SPECIFIC_FAILURES:
+        return "ended", code
+    return "ended", "declined_final" if code in CARD_FAILURES else "failed"
+
+
+def column_or_none(row: asyncpg.Record, column: str) -> Any:
+    """A column that a later migration adds: None on a database without it."""
+    try:
+        return row.get(column)
+    except (KeyError, AttributeError):
+        return None
+
+
+def safe_return_url(url: str | None) -> str | None:
+    """The department's ``return_url`` if it is a plain http(s) URL, else none."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return url if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def issued_text(at: datetime) -> str:
+    return at.astimezone(DUBAI).strftime("%Y-%m-%d %H:%M")
+
+
+def payer_view(row: asyncpg.Record) -> dict[str, Any]:
+    """``GET /pay/{id}/status``: what the page needs, and nothing the payer must not learn
+    (no failure code, no payer data, no token)."""
+    view, message = view_of(row)
+    state = PaymentState(row["state"])
+    return {
+        "state": state.value,
+        "view": view,
+        "step": state.value if state in IN_PROGRESS else None,
+        "message": message,
+        "amount": {
+            "total": row["amount_total"],
+            "currency": row["currency"],
+            "lines": [{"code": x["code"], "amount": x["amount"]} for x in row["lines"]],
+        },
+        "method": (
+            {"type": row["method_type"], "brand": row["method_brand"], "last4": row["method_last4"]}
+            if row["method_type"]
+            else None
+        ),
+        "receipt": (
+            {
+                "number": row["receipt_number"],
+                "issued_at": row["receipt_issued_at"].isoformat(),
+                "issued_at_text": issued_text(row["receipt_issued_at"]),
+            }
+            if row["receipt_number"]
+            else None
+        ),
+        "department_confirmation": row["department_confirmation"],
+        "return_url": safe_return_url(row["return_url"]),
+    }
+
+
+@dataclass(frozen=True)
+class Names:
+    department: dict[str, str]
+    service: dict[str, str]
+
+
+async def names_of(ctx: Context, row: asyncpg.Record) -> Names:
+    found = await ctx.pool.fetchrow(
+        "SELECT d.name_en AS d_en, d.name_ar AS d_ar, s.name_en AS s_en, s.name_ar AS s_ar "
+        "FROM departments d JOIN services s ON s.department = d.code "
+        "WHERE d.code = $1 AND s.code = $2",
+        row["department"],
+        row["service_code"],
+    )
+    if found is None:  # cannot happen (foreign keys); the codes are better than nothing
+        return Names({"en": row["department"], "ar": row["department"]}, {})
+    return Names(
+        {"en": found["d_en"], "ar": found["d_ar"]}, {"en": found["s_en"], "ar": found["s_ar"]}
+    )
+
+
+def aed(fils: int, lang: str) -> str:
+    """``AED 1,234.50`` (``1,234.50 درهم`` in Arabic) from an amount in fils."""
+    number = f"{fils // 100:,}.{fils % 100:02d}"
+    return STRINGS[lang]["amount"].format(amount=number)
+
+
+def method_text(method: dict[str, Any] | None, lang: str) -> str:
+    if not method:
+        return ""
+    if method["type"] == "e_dirham":
+        brand = STRINGS[lang]["brand_e_dirham"]
+    else:
+        brand = {"visa": "Visa", "mastercard": "Mastercard"}.get(method["brand"] or "", "Card")
+    return f"{brand} •••• {method['last4']}"
