@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
@@ -229,26 +227,9 @@ def test_cancelling_the_workflow_in_temporal_still_compensates(stack: Stack) -> 
     assert events[-1]["actor"] == "operator"
 
 
-def test_a_reservation_the_caller_stopped_waiting_for_is_not_made(stack: Stack) -> None:
-    """Workers away for longer than the API waits: the caller hears 503 and nothing is
-    reserved; the same Idempotency-Key then starts afresh."""
-    for worker in stack.workers:
-        worker.stop()
-    stack.workers.clear()
-    reference, key = new_reference(), uuid.uuid4().hex
-    try:
-        with ThreadPoolExecutor(1) as pool:
-            waiting = pool.submit(
-                stack.create, reference=reference, headers={"Idempotency-Key": key}
-            )
-            time.sleep(17)  # longer than a reservation may wait to start
-            stack.start_worker()
-            refused = waiting.result()
-    finally:
-        if not stack.workers:
-            stack.start_worker()
-    assert refused.status_code == 503, refused.text
-    assert refused.json()["code"] == "reservation_unavailable"
-    assert stack.fetch("SELECT 1 FROM payments WHERE reference = $1", reference) == []
-    retry = stack.create(reference=reference, headers={"Idempotency-Key": key})
-    assert retry.status_code == 201, retry.text
+# A reservation its caller stopped waiting for (workers away past the reservation's start
+# limit) is not made: the workflow's side in tests/test_workflow_saga.py::
+# test_a_late_first_task_does_not_reserve_and_releases (time-skipping, no 17 s sleep), the
+# API's 503 and the retry with the key in tests/test_api_validation.py::
+# test_a_reservation_its_workflow_could_not_make_is_a_503_and_a_retry_starts_afresh and,
+# with a real late workflow, tests/test_late_reservations.py.

@@ -1337,3 +1337,32 @@ def test_a_malformed_webhook_is_422(api: InProcessApi, body: dict[str, Any], fie
         after = c.get("/v1/webhooks").json()["items"]
     assert_problem(response, 422, "validation_failed", (field,))
     assert after == before
+
+
+# --- a reservation its workflow could not make -------------------------------------------
+
+
+def test_a_reservation_its_workflow_could_not_make_is_a_503_and_a_retry_starts_afresh(
+    api: InProcessApi,
+) -> None:
+    """The workers were away past the reservation's start limit, so the payment's workflow
+    ended it unreserved (tests/test_workflow_saga.py::
+    test_a_late_first_task_does_not_reserve_and_releases): the caller hears 503
+    ``reservation_unavailable`` and nothing is reserved; the same Idempotency-Key then starts
+    a new payment once the workers are back."""
+    reference, key = new_reference(), uuid.uuid4().hex
+    api.temporal.late_references.add(reference)
+    with api.client() as c:
+        refused = c.post(
+            "/v1/payments",
+            json={"service_code": "HEALTH_CERT", "reference": reference},
+            headers={"Idempotency-Key": key},
+        )
+    assert_problem(refused, 503, "reservation_unavailable")
+    assert api.fetch("SELECT 1 FROM payments WHERE reference = $1", reference) == []
+    assert api.fetch("SELECT 1 FROM fee_reservations WHERE reference = $1", reference) == []
+
+    api.temporal.late_references.discard(reference)  # the workers are back
+    retry = api.create(reference=reference, headers={"Idempotency-Key": key})
+    assert retry.status_code == 201, retry.text
+    assert retry.json()["state"] == "reserved"

@@ -32,6 +32,7 @@ from temporalio.client import Client, WithStartWorkflowOperation
 from api.app import create_app
 from api.context import Context, context, plain_request
 from commands.seed import seed_catalogue
+from domain.failures import FailureCode
 from domain.models import PaymentRequest, ReservationResult
 from epay import store
 from epay.config import Settings
@@ -58,10 +59,16 @@ class RecordingTemporal:
 
     ``calls`` names every call the API made, in order. The reservation of a department's
     create is answered as the payment's workflow answers it when the fee is free (its
-    first step, ``reserve_fee``); anything else raises ``TemporalCallRefused``."""
+    first step, ``reserve_fee``), or as it ends a payment that started too late to reserve
+    (``late_references``); anything else raises ``TemporalCallRefused``."""
 
     pool: asyncpg.Pool
     calls: list[str] = field(default_factory=list)
+    late_references: set[str] = field(default_factory=set)
+    """References whose payments' workflows start too late to reserve (workers away past
+    the reservation's start limit): each ends unreserved, ``reservation_failed``."""
+    ended_unreserved: set[str] = field(default_factory=set)
+    """The payments whose workflows so ended: joining one again reads that end."""
 
     async def execute_update_with_start_workflow(
         self, update: object, *, start_workflow_operation: WithStartWorkflowOperation[Any, Any]
@@ -69,6 +76,9 @@ class RecordingTemporal:
         self.calls.append("execute_update_with_start_workflow")
         (req,) = start_workflow_operation._start_workflow_input.args
         assert isinstance(req, PaymentRequest), req
+        if req.reference in self.late_references or req.payment_id in self.ended_unreserved:
+            self.ended_unreserved.add(req.payment_id)
+            return ReservationResult(ok=False, code=FailureCode.RESERVATION_FAILED)
         return await store.reserve_fee(
             self.pool, req, payment_workflow_id(req.payment_id), datetime.now(UTC)
         )
