@@ -1,76 +1,98 @@
-"""The page's HTML: the payment page, the status page, the opening page, the message page."""
+"""The page's HTML: the payment page, the status page, the opening page, the message page.
+
+Every piece is built with ``markup.html`` (or ``concat``), which escapes each value that is
+not already ``Markup``: a text of ``strings.json`` or a field of the payment is escaped
+where it is placed, without a call to remember."""
 
 from __future__ import annotations
 
-import html
-import json
 from typing import Any
 
 import asyncpg
 
+from api.hosted.markup import Markup, concat, html, json_for_html
 from api.hosted.view import STRINGS, Names, aed, method_text, payer_view, safe_return_url, view_of
 from domain.states import PaymentState
 
-
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+NO_MARKUP = Markup("")
 
 
 def _document(
     lang: str,
-    body: str,
+    body: Markup,
     *,
     csrf: str | None = None,
     script: bool = False,
     refresh_to: str | None = None,
-) -> str:
+) -> Markup:
     s = STRINGS[lang]
-    direction = "rtl" if lang == "ar" else "ltr"
     other = s["switch_language_lang"]
-    meta = f'<meta name="epay-csrf" content="{_e(csrf)}">' if csrf else ""
+    meta = html('<meta name="epay-csrf" content="{csrf}">', csrf=csrf) if csrf else NO_MARKUP
     if refresh_to:
-        meta += f'<meta http-equiv="refresh" content="0;url={_e(refresh_to)}">'
+        meta += html('<meta http-equiv="refresh" content="0;url={url}">', url=refresh_to)
     js = (
-        f'<script type="application/json" id="epay-strings">{_json_for_html(s)}</script>'
-        '<script src="/pay/static/pay.js" defer></script>'
+        html(
+            '<script type="application/json" id="epay-strings">{strings}</script>'
+            '<script src="/pay/static/pay.js" defer></script>',
+            strings=json_for_html(s),
+        )
         if script
-        else ""
+        else NO_MARKUP
     )
-    return (
-        f'<!doctype html><html lang="{lang}" dir="{direction}"><head><meta charset="utf-8">'
+    return html(
+        '<!doctype html><html lang="{lang}" dir="{direction}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta name="referrer" content="no-referrer">{meta}<title>{_e(s["title"])}</title>'
+        '<meta name="referrer" content="no-referrer">{meta}<title>{title}</title>'
         '<link rel="icon" href="data:,"><link rel="stylesheet" href="/pay/static/pay.css">'
-        f"{js}</head><body>"
-        f'<header class="bar"><span class="brand">{_e(s["brand"])}</span>'
-        f'<a class="lang" href="?lang={other}" lang="{other}" hreflang="{other}">'
-        f"{_e(s['switch_language'])}</a></header>"
-        f'<main id="main">{body}</main></body></html>'
+        "{js}</head><body>"
+        '<header class="bar"><span class="brand">{brand}</span>'
+        '<a class="lang" href="?lang={other}" lang="{other}" hreflang="{other}">'
+        "{switch}</a></header>"
+        '<main id="main">{body}</main></body></html>',
+        lang=lang,
+        direction="rtl" if lang == "ar" else "ltr",
+        meta=meta,
+        title=s["title"],
+        js=js,
+        brand=s["brand"],
+        other=other,
+        switch=s["switch_language"],
+        body=body,
     )
 
 
-def _json_for_html(value: Any) -> str:
-    """JSON that is safe inside a ``<script type="application/json">`` element."""
-    return json.dumps(value, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
-
-
-def _summary(row: asyncpg.Record, names: Names, lang: str) -> str:
+def _summary(row: asyncpg.Record, names: Names, lang: str) -> Markup:
     s = STRINGS[lang]
-    lines = "".join(
-        f'<tr><th scope="row">{_e(s.get("line_" + line["code"], line["code"]))}</th>'
-        f'<td class="num">{_e(aed(line["amount"], lang))}</td></tr>'
-        for line in row["lines"]
+    lines = concat(
+        *(
+            html(
+                '<tr><th scope="row">{label}</th><td class="num">{amount}</td></tr>',
+                label=s.get("line_" + line["code"], line["code"]),
+                amount=aed(line["amount"], lang),
+            )
+            for line in row["lines"]
+        )
     )
-    return (
+    return html(
         '<section class="card" id="summary" aria-labelledby="summary-heading">'
-        f'<h1 id="summary-heading">{_e(s["summary_heading"])}</h1><dl class="facts">'
-        f"<div><dt>{_e(s['department'])}</dt><dd>{_e(names.department.get(lang, ''))}</dd></div>"
-        f"<div><dt>{_e(s['service'])}</dt><dd>{_e(names.service.get(lang, ''))}</dd></div>"
-        f'<div><dt>{_e(s["reference"])}</dt><dd dir="ltr" class="ref">{_e(row["reference"])}</dd>'
-        f'</div></dl><table class="lines"><tbody>{lines}</tbody><tfoot><tr>'
-        f'<th scope="row">{_e(s["total"])}</th>'
-        f'<td class="num" id="total">{_e(aed(row["amount_total"], lang))}</td></tr></tfoot>'
-        "</table></section>"
+        '<h1 id="summary-heading">{heading}</h1><dl class="facts">'
+        "<div><dt>{department_label}</dt><dd>{department}</dd></div>"
+        "<div><dt>{service_label}</dt><dd>{service}</dd></div>"
+        '<div><dt>{reference_label}</dt><dd dir="ltr" class="ref">{reference}</dd>'
+        '</div></dl><table class="lines"><tbody>{lines}</tbody><tfoot><tr>'
+        '<th scope="row">{total_label}</th>'
+        '<td class="num" id="total">{total}</td></tr></tfoot>'
+        "</table></section>",
+        heading=s["summary_heading"],
+        department_label=s["department"],
+        department=names.department.get(lang, ""),
+        service_label=s["service"],
+        service=names.service.get(lang, ""),
+        reference_label=s["reference"],
+        reference=row["reference"],
+        lines=lines,
+        total_label=s["total"],
+        total=aed(row["amount_total"], lang),
     )
 
 
@@ -85,180 +107,253 @@ def _field(
     inputmode: str = "numeric",
     maxlength: int = 23,
     extra: str = "",
-) -> str:
+) -> Markup:
     s = STRINGS[lang]
     described = f"{ident}-hint {ident}-error" if hint else f"{ident}-error"
-    hint_html = f'<p class="hint" id="{ident}-hint">{_e(s[hint])}</p>' if hint else ""
-    return (
-        f'<div class="field{extra}"><label for="{ident}">{_e(s[label])}</label>{hint_html}'
-        f'<input id="{ident}" name="{ident}" type="{kind}" inputmode="{inputmode}" '
-        f'autocomplete="{autocomplete}" maxlength="{maxlength}" dir="ltr" spellcheck="false" '
-        f'aria-describedby="{described}" required>'
-        f'<p class="field-error" id="{ident}-error" aria-live="off"></p></div>'
+    hint_html = (
+        html('<p class="hint" id="{ident}-hint">{hint}</p>', ident=ident, hint=s[hint])
+        if hint
+        else NO_MARKUP
+    )
+    return html(
+        '<div class="field{extra}"><label for="{ident}">{label}</label>{hint}'
+        '<input id="{ident}" name="{ident}" type="{kind}" inputmode="{inputmode}" '
+        'autocomplete="{autocomplete}" maxlength="{maxlength}" dir="ltr" spellcheck="false" '
+        'aria-describedby="{described}" required>'
+        '<p class="field-error" id="{ident}-error" aria-live="off"></p></div>',
+        extra=extra,
+        ident=ident,
+        label=s[label],
+        hint=hint_html,
+        kind=kind,
+        inputmode=inputmode,
+        autocomplete=autocomplete,
+        maxlength=maxlength,
+        described=described,
     )
 
 
-def _pay_form(row: asyncpg.Record, lang: str, hidden: bool) -> str:
+def _pay_form(row: asyncpg.Record, lang: str, hidden: bool) -> Markup:
     s = STRINGS[lang]
     f = _field
-    return (
-        f'<section class="card" id="pay"{_hidden(hidden)} aria-labelledby="pay-heading">'
-        f'<form id="pay-form" novalidate><fieldset class="choice"><legend id="pay-heading">'
-        f"{_e(s['method_heading'])}</legend>"
-        '<label class="option"><input type="radio" name="method" value="e_dirham" checked> '
-        f"{_e(s['method_e_dirham'])}</label>"
-        '<label class="option"><input type="radio" name="method" value="card"> '
-        f"{_e(s['method_card'])}</label></fieldset>"
-        '<fieldset id="fields-e_dirham" class="method">'
-        f'<legend class="visually-hidden">{_e(s["method_e_dirham"])}</legend>'
-        + f(lang, "ed-number", "card_number", maxlength=19)
-        + f(lang, "ed-pin", "pin", kind="password", maxlength=6, extra=" short")
-        + '</fieldset><fieldset id="fields-card" class="method" hidden disabled>'
-        f'<legend class="visually-hidden">{_e(s["method_card"])}</legend>'
-        + f(lang, "cc-number", "card_number", autocomplete="cc-number")
-        + '<div class="row">'
-        + f(lang, "cc-exp-month", "expiry_month", autocomplete="cc-exp-month", maxlength=2)
-        + f(lang, "cc-exp-year", "expiry_year", autocomplete="cc-exp-year", maxlength=4)
-        + f(
-            lang,
-            "cc-cvv",
-            "cvv",
-            hint="cvv_hint",
-            kind="password",
-            autocomplete="cc-csc",
-            maxlength=4,
-        )
-        + "</div>"
-        + f(
+    e_dirham_fields = concat(
+        f(lang, "ed-number", "card_number", maxlength=19),
+        f(lang, "ed-pin", "pin", kind="password", maxlength=6, extra=" short"),
+    )
+    card_fields = concat(
+        f(lang, "cc-number", "card_number", autocomplete="cc-number"),
+        html(
+            '<div class="row">{month}{year}{cvv}</div>',
+            month=f(lang, "cc-exp-month", "expiry_month", autocomplete="cc-exp-month", maxlength=2),
+            year=f(lang, "cc-exp-year", "expiry_year", autocomplete="cc-exp-year", maxlength=4),
+            cvv=f(
+                lang,
+                "cc-cvv",
+                "cvv",
+                hint="cvv_hint",
+                kind="password",
+                autocomplete="cc-csc",
+                maxlength=4,
+            ),
+        ),
+        f(
             lang,
             "cc-name",
             "cardholder_name",
             autocomplete="cc-name",
             inputmode="text",
             maxlength=100,
-        )
-        + "</fieldset>"
-        f'<button type="submit" id="pay-button" class="primary">'
-        f"{_e(s['pay_button'].format(amount=aed(row['amount_total'], lang)))}</button>"
-        f'<p class="note">{_e(s["secure_note"])}</p></form></section>'
+        ),
+    )
+    return html(
+        '<section class="card" id="pay"{hidden} aria-labelledby="pay-heading">'
+        '<form id="pay-form" novalidate><fieldset class="choice"><legend id="pay-heading">'
+        "{heading}</legend>"
+        '<label class="option"><input type="radio" name="method" value="e_dirham" checked> '
+        "{e_dirham}</label>"
+        '<label class="option"><input type="radio" name="method" value="card"> '
+        "{card}</label></fieldset>"
+        '<fieldset id="fields-e_dirham" class="method">'
+        '<legend class="visually-hidden">{e_dirham}</legend>'
+        "{e_dirham_fields}"
+        '</fieldset><fieldset id="fields-card" class="method" hidden disabled>'
+        '<legend class="visually-hidden">{card}</legend>'
+        "{card_fields}"
+        "</fieldset>"
+        '<button type="submit" id="pay-button" class="primary">'
+        "{pay}</button>"
+        '<p class="note">{note}</p></form></section>',
+        hidden=_hidden(hidden),
+        heading=s["method_heading"],
+        e_dirham=s["method_e_dirham"],
+        card=s["method_card"],
+        e_dirham_fields=e_dirham_fields,
+        card_fields=card_fields,
+        pay=s["pay_button"].format(amount=aed(row["amount_total"], lang)),
+        note=s["secure_note"],
     )
 
 
-def _challenge(lang: str, hidden: bool) -> str:
+def _challenge(lang: str, hidden: bool) -> Markup:
     s = STRINGS[lang]
-    return (
-        f'<section class="card" id="challenge"{_hidden(hidden)} '
-        f'aria-labelledby="otp-heading"><h2 id="otp-heading">{_e(s["otp_heading"])}</h2>'
-        f'<p>{_e(s["otp_intro"])}</p><form id="otp-form" novalidate>'
-        + _field(lang, "otp", "otp_label", autocomplete="one-time-code", maxlength=10)
-        + f'<button type="submit" id="otp-button" class="primary">{_e(s["otp_button"])}</button>'
-        "</form></section>"
+    return html(
+        '<section class="card" id="challenge"{hidden} '
+        'aria-labelledby="otp-heading"><h2 id="otp-heading">{heading}</h2>'
+        '<p>{intro}</p><form id="otp-form" novalidate>'
+        "{field}"
+        '<button type="submit" id="otp-button" class="primary">{button}</button>'
+        "</form></section>",
+        hidden=_hidden(hidden),
+        heading=s["otp_heading"],
+        intro=s["otp_intro"],
+        field=_field(lang, "otp", "otp_label", autocomplete="one-time-code", maxlength=10),
+        button=s["otp_button"],
     )
 
 
-def _progress(lang: str, step: str | None, hidden: bool) -> str:
+def _progress(lang: str, step: str | None, hidden: bool) -> Markup:
     s = STRINGS[lang]
     steps = ("authorising", "confirming", "capturing")
     reached = steps.index(step) if step in steps else -1
-    items = "".join(
-        f'<li data-step="{name}" class="{_step_class(i, reached)}"'
-        + (' aria-current="step"' if i == reached else "")
-        + f">{_e(s['step_' + name])}</li>"
-        for i, name in enumerate(steps)
+    items = concat(
+        *(
+            html(
+                '<li data-step="{name}" class="{state}"{current}>{text}</li>',
+                name=name,
+                state=_step_class(i, reached),
+                current=Markup(' aria-current="step"') if i == reached else NO_MARKUP,
+                text=s["step_" + name],
+            )
+            for i, name in enumerate(steps)
+        )
     )
-    live = _e(s["step_" + step]) if step in steps else ""
-    return (
-        f'<section class="card" id="progress"{_hidden(hidden)} '
-        f'aria-labelledby="progress-heading"><h2 id="progress-heading">'
-        f'{_e(s["progress_heading"])}</h2><ol class="steps">{items}</ol>'
-        f'<p id="progress-live" role="status" aria-live="polite">{live}</p>'
-        f'<p class="note">{_e(s["progress_wait"])}</p></section>'
+    return html(
+        '<section class="card" id="progress"{hidden} '
+        'aria-labelledby="progress-heading"><h2 id="progress-heading">'
+        '{heading}</h2><ol class="steps">{items}</ol>'
+        '<p id="progress-live" role="status" aria-live="polite">{live}</p>'
+        '<p class="note">{wait}</p></section>',
+        hidden=_hidden(hidden),
+        heading=s["progress_heading"],
+        items=items,
+        live=s["step_" + step] if step in steps else "",
+        wait=s["progress_wait"],
     )
 
 
-def _hidden(hidden: bool) -> str:
-    return " hidden" if hidden else ""
+def _hidden(hidden: bool) -> Markup:
+    """The ``hidden`` attribute (with the space before it) of a part the state does not show."""
+    return Markup(" hidden") if hidden else NO_MARKUP
 
 
 def _step_class(i: int, reached: int) -> str:
     return "done" if i < reached else "current" if i == reached else ""
 
 
-def _return_link(url: str | None, lang: str, ident: str) -> str:
-    hidden = "" if url else " hidden"
-    return (
-        f'<a class="button" id="{ident}" href="{_e(url or "#")}"{hidden}>'
-        f"{_e(STRINGS[lang]['return'])}</a>"
+def _return_link(url: str | None, lang: str, ident: str) -> Markup:
+    return html(
+        '<a class="button" id="{ident}" href="{url}"{hidden}>{text}</a>',
+        ident=ident,
+        url=url or "#",
+        hidden=_hidden(not url),
+        text=STRINGS[lang]["return"],
     )
 
 
 def _receipt(
     row: asyncpg.Record, payment_id: str, lang: str, view: dict[str, Any], hidden: bool
-) -> str:
+) -> Markup:
     s = STRINGS[lang]
     receipt = view["receipt"] or {}
     date = f"{receipt['issued_at_text']} ({s['dubai_time']})" if receipt else ""
-    return (
-        f'<section class="card" id="receipt"{_hidden(hidden)} '
+    return html(
+        '<section class="card" id="receipt"{hidden} '
         'aria-labelledby="receipt-heading"><h2 id="receipt-heading" tabindex="-1">'
-        f'{_e(s["receipt_heading"])}</h2><p class="success">{_e(s["receipt_thanks"])}</p>'
+        '{heading}</h2><p class="success">{thanks}</p>'
         '<dl class="facts">'
-        f'<div><dt>{_e(s["receipt_number"])}</dt><dd id="r-number" class="code" dir="ltr">'
-        f"{_e(receipt.get('number', ''))}</dd></div>"
-        f'<div><dt>{_e(s["receipt_date"])}</dt><dd id="r-date">{_e(date)}</dd></div>'
-        f'<div><dt>{_e(s["confirmation"])}</dt><dd id="r-confirmation" class="code" dir="ltr">'
-        f"{_e(view['department_confirmation'] or '')}</dd></div>"
-        f'<div><dt>{_e(s["paid_with"])}</dt><dd id="r-method">'
-        f"{_e(method_text(view['method'], lang))}</dd></div>"
-        f"<div><dt>{_e(s['amount_paid'])}</dt><dd>{_e(aed(row['amount_total'], lang))}</dd></div>"
+        '<div><dt>{number_label}</dt><dd id="r-number" class="code" dir="ltr">'
+        "{number}</dd></div>"
+        '<div><dt>{date_label}</dt><dd id="r-date">{date}</dd></div>'
+        '<div><dt>{confirmation_label}</dt><dd id="r-confirmation" class="code" dir="ltr">'
+        "{confirmation}</dd></div>"
+        '<div><dt>{method_label}</dt><dd id="r-method">'
+        "{method}</dd></div>"
+        "<div><dt>{amount_label}</dt><dd>{amount}</dd></div>"
         '</dl><div class="actions">'
-        f'<button type="button" id="print-button" class="secondary">{_e(s["print"])}</button>'
-        f'<a class="button secondary" id="pdf-link" href="/pay/{payment_id}/receipt.pdf" download>'
-        f"{_e(s['download_pdf'])}</a>"
-        + _return_link(view["return_url"], lang, "return-link")
-        + "</div></section>"
+        '<button type="button" id="print-button" class="secondary">{print}</button>'
+        '<a class="button secondary" id="pdf-link" href="/pay/{payment_id}/receipt.pdf" download>'
+        "{download}</a>"
+        "{return_link}"
+        "</div></section>",
+        hidden=_hidden(hidden),
+        heading=s["receipt_heading"],
+        thanks=s["receipt_thanks"],
+        number_label=s["receipt_number"],
+        number=receipt.get("number", ""),
+        date_label=s["receipt_date"],
+        date=date,
+        confirmation_label=s["confirmation"],
+        confirmation=view["department_confirmation"] or "",
+        method_label=s["paid_with"],
+        method=method_text(view["method"], lang),
+        amount_label=s["amount_paid"],
+        amount=aed(row["amount_total"], lang),
+        print=s["print"],
+        payment_id=payment_id,
+        download=s["download_pdf"],
+        return_link=_return_link(view["return_url"], lang, "return-link"),
     )
 
 
-def _ended(lang: str, view: dict[str, Any], hidden: bool) -> str:
+def _ended(lang: str, view: dict[str, Any], hidden: bool) -> Markup:
     s = STRINGS[lang]
     message = s.get(f"msg_{view['message']}", "") if view["view"] == "ended" else ""
-    return (
-        f'<section class="card" id="ended"{_hidden(hidden)}>'
-        f'<h2>{_e(s["status_heading"])}</h2><p id="ended-message">{_e(message)}</p>'
-        + _return_link(view["return_url"], lang, "ended-return-link")
-        + "</section>"
+    return html(
+        '<section class="card" id="ended"{hidden}>'
+        '<h2>{heading}</h2><p id="ended-message">{message}</p>'
+        "{return_link}"
+        "</section>",
+        hidden=_hidden(hidden),
+        heading=s["status_heading"],
+        message=message,
+        return_link=_return_link(view["return_url"], lang, "ended-return-link"),
     )
 
 
-def _notice(lang: str, code: str | None, shown: bool) -> str:
+def _notice(lang: str, code: str | None, shown: bool) -> Markup:
     text = STRINGS[lang].get(f"msg_{code}", "") if code and shown else ""
-    return (
-        f'<div id="notice" class="notice" role="alert" tabindex="-1"{"" if text else " hidden"}>'
-        f"{_e(text)}</div>"
+    return html(
+        '<div id="notice" class="notice" role="alert" tabindex="-1"{hidden}>{text}</div>',
+        hidden=_hidden(not text),
+        text=text,
     )
 
 
-def payment_page(row: asyncpg.Record, names: Names, lang: str, csrf: str) -> str:
+def payment_page(row: asyncpg.Record, names: Names, lang: str, csrf: str) -> Markup:
     """The page of a payer with a session: every part is there, the state's shown; pay.js
     moves between them as the payment moves on (``payer_view``'s ``view``)."""
     view = payer_view(row)
     v = view["view"]
-    body = (
-        _notice(lang, view["message"], v == "form")
-        + _summary(row, names, lang)
-        + _pay_form(row, lang, hidden=v != "form")
-        + _challenge(lang, hidden=v != "challenge")
-        + _progress(lang, view["step"], hidden=v != "progress")
-        + _receipt(row, row["id"], lang, view, hidden=v != "receipt")
-        + _ended(lang, view, hidden=v != "ended")
-        + '<noscript><p class="notice">JavaScript is needed to pay on this page.</p></noscript>'
-        + f'<script type="application/json" id="epay-status">{_json_for_html(view)}</script>'
+    body = concat(
+        _notice(lang, view["message"], v == "form"),
+        _summary(row, names, lang),
+        _pay_form(row, lang, hidden=v != "form"),
+        _challenge(lang, hidden=v != "challenge"),
+        _progress(lang, view["step"], hidden=v != "progress"),
+        _receipt(row, row["id"], lang, view, hidden=v != "receipt"),
+        _ended(lang, view, hidden=v != "ended"),
+        Markup(
+            '<noscript><p class="notice">JavaScript is needed to pay on this page.</p></noscript>'
+        ),
+        html(
+            '<script type="application/json" id="epay-status">{view}</script>',
+            view=json_for_html(view),
+        ),
     )
     return _document(lang, body, csrf=csrf, script=True)
 
 
-def status_page(row: asyncpg.Record, names: Names, lang: str) -> str:
+def status_page(row: asyncpg.Record, names: Names, lang: str) -> Markup:
     """A link opened for a payment that has started or ended, without a session: where the
     payment is, and no card form (nor the receipt: that needs the payer's session)."""
     s = STRINGS[lang]
@@ -272,32 +367,38 @@ def status_page(row: asyncpg.Record, names: Names, lang: str) -> str:
         text = s["msg_in_progress"]
     else:
         text = s.get(f"msg_{message}", s["msg_failed"])
-    body = (
-        _summary(row, names, lang)
-        + f'<section class="card" id="ended"><h2>{_e(s["status_heading"])}</h2>'
-        f'<p id="ended-message">{_e(text)}</p>'
-        + _return_link(safe_return_url(row["return_url"]), lang, "ended-return-link")
-        + "</section>"
+    body = html(
+        '{summary}<section class="card" id="ended"><h2>{heading}</h2>'
+        '<p id="ended-message">{text}</p>{return_link}</section>',
+        summary=_summary(row, names, lang),
+        heading=s["status_heading"],
+        text=text,
+        return_link=_return_link(safe_return_url(row["return_url"]), lang, "ended-return-link"),
     )
     return _document(lang, body)
 
 
-def opening_page(lang: str, target: str) -> str:
+def opening_page(lang: str, target: str) -> Markup:
     """The answer to the link: the page moves on to ``target`` by itself (a link too, for a
     browser that does not). A redirect would lose the session: a browser does not send a
     SameSite=Strict cookie on a redirect of a navigation another site started, such as the
     department's "Pay" button, whereas this page's own move is same-site. The link's URL,
     token and all, is replaced in the browser's history as a redirect's would be."""
     s = STRINGS[lang]
-    body = (
-        f'<section class="card" id="opening"><p>{_e(s["opening"])}</p>'
-        f'<p><a id="open-payment-page" href="{_e(target)}">{_e(s["open_payment_page"])}</a>'
-        "</p></section>"
+    body = html(
+        '<section class="card" id="opening"><p>{opening}</p>'
+        '<p><a id="open-payment-page" href="{target}">{open}</a>'
+        "</p></section>",
+        opening=s["opening"],
+        target=target,
+        open=s["open_payment_page"],
     )
     return _document(lang, body, refresh_to=target)
 
 
-def message_page(lang: str, code: str) -> str:
-    text = _e(STRINGS[lang]["msg_" + code])
-    body = f'<section class="card" id="ended"><p id="ended-message">{text}</p></section>'
+def message_page(lang: str, code: str) -> Markup:
+    body = html(
+        '<section class="card" id="ended"><p id="ended-message">{text}</p></section>',
+        text=STRINGS[lang]["msg_" + code],
+    )
     return _document(lang, body)
