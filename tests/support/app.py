@@ -34,11 +34,11 @@ from api.context import Context, context, plain_request
 from commands.seed import seed_catalogue
 from domain.failures import FailureCode
 from domain.models import PaymentRequest, ReservationResult
-from epay import store
 from epay.config import Settings
 from epay.db import create_pool, migrate
 from epay.temporal import payment_workflow_id
 from store.keys import create_api_key
+from store.payments import reserve_fee
 from tests.support import temporary_database
 
 T = TypeVar("T")
@@ -79,7 +79,7 @@ class RecordingTemporal:
         if req.reference in self.late_references or req.payment_id in self.ended_unreserved:
             self.ended_unreserved.add(req.payment_id)
             return ReservationResult(ok=False, code=FailureCode.RESERVATION_FAILED)
-        return await store.reserve_fee(
+        return await reserve_fee(
             self.pool, req, payment_workflow_id(req.payment_id), datetime.now(UTC)
         )
 
