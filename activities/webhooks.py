@@ -18,7 +18,8 @@ import httpx
 from temporalio import activity
 
 from domain import signing
-from epay import department_secrets, webhooks
+from epay import webhooks
+from store import department_secrets
 
 
 @dataclass

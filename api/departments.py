@@ -23,7 +23,7 @@ from domain.money import MAX_AMOUNT, fee_lines, total
 from domain.proofs import commitments
 from domain.states import CANCELLABLE_STATES, PaymentState
 from epay import store
-from store import catalogue
+from store import catalogue, idempotency
 
 router = APIRouter(prefix="/v1", tags=["departments"])
 
@@ -130,25 +130,29 @@ async def _replay(
     request is to make ``payment_id`` under the key: the key was free, or the payment it
     named ended without a reservation that the department was ever told of."""
     for _ in range(KEY_MOVES):
-        earlier = await store.claim_idempotency_key(ctx.pool, dept, key, request_hash, payment_id)
+        earlier = await idempotency.claim_idempotency_key(
+            ctx.pool, dept, key, request_hash, payment_id
+        )
         if earlier is None:
             return None
-        if earlier["request_hash"] != request_hash:
+        if earlier.request_hash != request_hash:
             raise ApiError(
                 409,
                 "idempotency_key_reused",
                 "This Idempotency-Key was used with a different request in the last 24 hours.",
             )
-        if earlier["response_status"] is not None:
+        if earlier.response_status is not None:
             return JSONResponse(
-                earlier["response_body"],
-                status_code=earlier["response_status"],
+                earlier.response_body,
+                status_code=earlier.response_status,
                 media_type="application/problem+json",
             )
-        reservation = await _earlier_reservation(ctx, dept, earlier["payment_id"], reserve)
+        reservation = await _earlier_reservation(ctx, dept, earlier.payment_id, reserve)
         if reservation is not None:
-            return await _answer(ctx, dept, key, earlier["payment_id"], 200, reservation)
-        if await store.move_idempotency_key(ctx.pool, dept, key, earlier["payment_id"], payment_id):
+            return await _answer(ctx, dept, key, earlier.payment_id, 200, reservation)
+        if await idempotency.move_idempotency_key(
+            ctx.pool, dept, key, earlier.payment_id, payment_id
+        ):
             return None
     raise _refusal(temporal_calls.RESERVATION_PENDING)
 
@@ -203,7 +207,9 @@ async def _answer(
         return await _payment_response(ctx, dept, payment_id, status)
     error = _refusal(reservation.code)
     if key is not None and error.status == 409:
-        await store.remember_idempotent_response(ctx.pool, dept, key, 409, problem_body(error))
+        await idempotency.remember_idempotent_response(
+            ctx.pool, dept, key, 409, problem_body(error)
+        )
     raise error
 
 

@@ -26,6 +26,7 @@ from api.errors import ApiError, not_found
 from domain.money import CURRENCY, format_aed
 from domain.refunds import RefundFailure, RefundRequest, failure_message, refund_workflow_id
 from epay import refunds, store
+from store import idempotency
 from workflows.refund import RefundWorkflow
 
 log = logging.getLogger("epay.api")
@@ -91,7 +92,7 @@ async def create_refund(
     refund = created.refund
     if refund["state"] == "pending" and not await _start(ctx, created.request):
         if idempotency_key is not None:  # nothing was refunded: a retry starts afresh
-            await store.release_idempotency_key(
+            await idempotency.release_idempotency_key(
                 ctx.pool, dept, refunds.idempotency_scope(idempotency_key)
             )
         raise ApiError(

@@ -19,10 +19,10 @@ import httpx
 from commands import ops
 from commands import report as report_command
 from domain.queues import Role
-from epay import crypto, department_secrets
+from epay import crypto
 from epay.config import Settings, SettingsError
 from epay.db import create_pool, migrate
-from store import keys
+from store import department_secrets, keys
 
 
 def _settings() -> Settings:

@@ -6,8 +6,8 @@ import asyncpg
 import httpx
 
 from commands.catalogue import DEPARTMENTS, SANDBOX_E_DIRHAM_CARDS
-from epay import department_secrets
 from epay.config import Settings
+from store import department_secrets
 
 
 async def seed_catalogue(pool: asyncpg.Pool, settings: Settings) -> None:

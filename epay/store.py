@@ -27,6 +27,7 @@ from domain.models import (
 from domain.references import reference_key
 from domain.states import Actor, AuditNote, PaymentEvent, PaymentState, actor_of, transition
 from epay import webhooks
+from store.idempotency import IDEMPOTENCY_TTL as IDEMPOTENCY_TTL
 
 # --- the payment lifecycle (called from activities) -------------------------------------
 
@@ -362,31 +363,6 @@ async def settle(pool: Pool, s: Settlement) -> Receipt:
         return Receipt(receipt_number, issued_at.isoformat())
 
 
-# --- the card vault ---------------------------------------------------------------------
-
-
-async def vault_put(
-    pool: Pool, token: str, payment_id: str, nonce: bytes, ciphertext: bytes
-) -> None:
-    await pool.execute(
-        "INSERT INTO card_vault (token, payment_id, nonce, ciphertext) VALUES ($1, $2, $3, $4)",
-        token,
-        payment_id,
-        nonce,
-        ciphertext,
-    )
-
-
-async def vault_get(pool: Pool, token: str) -> asyncpg.Record | None:
-    return await pool.fetchrow(
-        "SELECT token, payment_id, nonce, ciphertext FROM card_vault WHERE token = $1", token
-    )
-
-
-async def vault_discard(pool: Pool, token: str) -> None:
-    await pool.execute("DELETE FROM card_vault WHERE token = $1", token)
-
-
 # --- reads for the API ------------------------------------------------------------------
 
 PAYMENT_COLUMNS = """p.id, p.department, p.service_code, p.reference, p.state, p.amount_total,
@@ -460,74 +436,4 @@ async def list_events(pool: Pool, payment_id: str) -> list[asyncpg.Record]:
         "SELECT event, from_state, to_state, actor, detail, occurred_at FROM payment_events "
         "WHERE payment_id = $1 ORDER BY id",
         payment_id,
-    )
-
-
-# --- idempotency keys -------------------------------------------------------------------
-
-IDEMPOTENCY_TTL = timedelta(hours=24)
-
-
-async def claim_idempotency_key(
-    pool: Pool, department: str, key: str, request_hash: str, payment_id: str
-) -> asyncpg.Record | None:
-    """Claim ``key`` for a new request; returns the earlier claim if there is a live one."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "DELETE FROM idempotency_keys WHERE department = $1 AND key = $2 AND created_at < $3",
-            department,
-            key,
-            datetime.now().astimezone() - IDEMPOTENCY_TTL,
-        )
-        inserted = await conn.fetchval(
-            """INSERT INTO idempotency_keys (department, key, request_hash, payment_id)
-               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1""",
-            department,
-            key,
-            request_hash,
-            payment_id,
-        )
-        if inserted:
-            return None
-        return await conn.fetchrow(
-            "SELECT request_hash, payment_id, response_status, response_body FROM idempotency_keys "
-            "WHERE department = $1 AND key = $2",
-            department,
-            key,
-        )
-
-
-async def remember_idempotent_response(
-    pool: Pool, department: str, key: str, status: int, body: dict[str, Any]
-) -> None:
-    await pool.execute(
-        "UPDATE idempotency_keys SET response_status = $3, response_body = $4 "
-        "WHERE department = $1 AND key = $2",
-        department,
-        key,
-        status,
-        body,
-    )
-
-
-async def move_idempotency_key(
-    pool: Pool, department: str, key: str, from_payment: str, to_payment: str
-) -> bool:
-    """Point ``key`` at a new payment for another 24 h, if it still names ``from_payment``
-    with no answer kept (a concurrent request with the key may have moved it first)."""
-    moved = await pool.fetchval(
-        """UPDATE idempotency_keys SET payment_id = $4, created_at = now()
-           WHERE department = $1 AND key = $2 AND payment_id = $3 AND response_status IS NULL
-           RETURNING 1""",
-        department,
-        key,
-        from_payment,
-        to_payment,
-    )
-    return bool(moved)
-
-
-async def release_idempotency_key(pool: Pool, department: str, key: str) -> None:
-    await pool.execute(
-        "DELETE FROM idempotency_keys WHERE department = $1 AND key = $2", department, key
     )

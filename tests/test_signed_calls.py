@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from domain import signing
-from epay import department_secrets
 from epay.db import create_pool
+from store import department_secrets
 from tests.conftest import Stack, card, new_reference
 
 NOW = 1_764_633_600
