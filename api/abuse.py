@@ -1,8 +1,9 @@
 """The payer surface's limits: no card-testing oracle, no PIN guessing that locks a card.
 
 Every method a payer hands over is counted in ``payer_attempts`` before it reaches the
-workflow, and its outcome is filled in by the payment's records (epay.store) when the
-authorisation ends. Before a new method goes on, four limits are checked (docs/security.md):
+workflow, and its outcome is filled in by the payment's records (store/payments.py) when the
+authorisation ends (store/abuse.py counts and records them). Before a new method goes on,
+four limits are checked (docs/security.md):
 
 - **per payment**: the workflow takes at most ``MAX_METHODS`` methods (the token API one:
   its decline is final, as the contract says);
@@ -38,25 +39,17 @@ import math
 from dataclasses import dataclass
 from datetime import timedelta
 
-import asyncpg
+from asyncpg import Pool
 
 from api.errors import ApiError
-from domain.failures import FailureCode
 from epay.config import Settings
+from store import abuse as payer_attempts
+from store.abuse import Attempt
 
-AUTHORISED = "authorised"
-WRONG_PIN = FailureCode.INVALID_PIN.value
-# The outcomes the issuer gives only after the PIN was right (sandbox/issuer.py checks a card's
-# PIN before its balance, and resets its wrong-PIN count on a right one): each ends the card's
-# wrong-PIN count. A blocked card is refused before its PIN is checked: it ends nothing.
-PIN_PASSED = (AUTHORISED, FailureCode.INSUFFICIENT_FUNDS.value)
-SESSION_WINDOW = timedelta(minutes=15)
-CARD_WINDOW = timedelta(hours=1)
 # The wrong-PIN limit has no window: only the card passing the PIN check on ePay, or an
 # operator's clearance, ends it (ePay cannot see a right PIN given elsewhere). Its 429 still
 # says when to come back, a day, so that no client retries in a loop.
 PIN_RETRY_AFTER = timedelta(hours=24)
-CLIENT_WINDOW = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -122,155 +115,14 @@ class PinAttemptsExceeded(TooManyAttempts):
         )
 
 
-@dataclass(frozen=True)
-class Attempt:
-    payment_id: str
-    attempt: int  # the payment's n-th method
-    method_type: str
-    card: bytes
-    client: str
-    session: bytes | None
-
-
-async def admit(pool: asyncpg.Pool, limits: Limits, attempt: Attempt) -> int:
+async def admit(pool: Pool, limits: Limits, attempt: Attempt) -> int:
     """Count ``attempt`` against the limits and record it (its id), or raise
     ``TooManyAttempts`` (``PinAttemptsExceeded`` for the wrong-PIN limit, whose refusal is
     recorded against the payment)."""
-    refusal: TooManyAttempts
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(encode($1::bytea, 'hex'), 0))",
-            attempt.card,
-        )
-        now = await conn.fetchval("SELECT now()")
-        if await _at_pin_limit(conn, limits, attempt):
-            await conn.execute(
-                """INSERT INTO pin_limit_refusals (payment_id, card_key) VALUES ($1, $2)
-                   ON CONFLICT DO NOTHING""",
-                attempt.payment_id,
-                attempt.card,
-            )
-            refusal = PinAttemptsExceeded()
-        elif waits := [
-            wait
-            for wait in (
-                await _session_wait(conn, limits, attempt, now),
-                await _card_wait(conn, limits, attempt, now),
-                await _client_wait(conn, limits, attempt, now),
-            )
-            if wait is not None
-        ]:
-            refusal = TooManyAttempts(max(waits))
-        else:
-            attempt_id: int = await conn.fetchval(
-                """INSERT INTO payer_attempts (payment_id, attempt, method_type, card_key,
-                       session_key, client) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
-                attempt.payment_id,
-                attempt.attempt,
-                attempt.method_type,
-                attempt.card,
-                attempt.session,
-                attempt.client,
-            )
+    match await payer_attempts.admit(pool, limits, attempt):
+        case payer_attempts.Admitted(attempt_id):
             return attempt_id
-    raise refusal  # after the transaction, which keeps the refusal's record
-
-
-async def withdraw(pool: asyncpg.Pool, attempt_id: int) -> None:
-    """Forget an attempt the workflow never took (it refused the update)."""
-    await pool.execute("DELETE FROM payer_attempts WHERE id = $1", attempt_id)
-
-
-async def _session_wait(
-    conn: asyncpg.Connection, limits: Limits, attempt: Attempt, now: object
-) -> timedelta | None:
-    if not limits.session_methods or attempt.session is None:
-        return None
-    rows = await conn.fetch(
-        """SELECT created_at FROM payer_attempts
-           WHERE session_key = $1 AND created_at > now() - $2::interval
-           ORDER BY created_at DESC LIMIT $3""",
-        attempt.session,
-        SESSION_WINDOW,
-        limits.session_methods,
-    )
-    return _wait(rows, limits.session_methods, SESSION_WINDOW, now)
-
-
-async def _card_wait(
-    conn: asyncpg.Connection, limits: Limits, attempt: Attempt, now: object
-) -> timedelta | None:
-    if not limits.card_failures:
-        return None
-    failed = await conn.fetch(
-        """SELECT created_at FROM payer_attempts
-           WHERE card_key = $1 AND created_at > now() - $2::interval
-             AND outcome IS DISTINCT FROM $3
-           ORDER BY created_at DESC LIMIT $4""",
-        attempt.card,
-        CARD_WINDOW,
-        AUTHORISED,
-        limits.card_failures,
-    )
-    return _wait(failed, limits.card_failures, CARD_WINDOW, now)
-
-
-async def _at_pin_limit(conn: asyncpg.Connection, limits: Limits, attempt: Attempt) -> bool:
-    if not limits.wrong_pins or attempt.method_type != "e_dirham":
-        return False
-    return await wrong_pins(conn, attempt.card) >= limits.wrong_pins
-
-
-async def wrong_pins(conn: asyncpg.Connection, card: bytes) -> int:
-    """The card's wrong PINs as the issuer counts them (one still unanswered may be wrong
-    too), however old: since its last attempt that passed the PIN check, or its last
-    clearance by an operator, whichever is later."""
-    count: int = await conn.fetchval(
-        """SELECT count(*) FROM payer_attempts
-           WHERE card_key = $1 AND (outcome IS NULL OR outcome = $2)
-             AND created_at > greatest(
-                 (SELECT max(created_at) FROM payer_attempts
-                  WHERE card_key = $1 AND outcome = ANY($3::text[])),
-                 (SELECT max(created_at) FROM pin_limit_clearances WHERE card_key = $1),
-                 '-infinity')""",
-        card,
-        WRONG_PIN,
-        list(PIN_PASSED),
-    )
-    return count
-
-
-async def _client_wait(
-    conn: asyncpg.Connection, limits: Limits, attempt: Attempt, now: object
-) -> timedelta | None:
-    if not limits.client_cards:
-        return None
-    rows = await conn.fetch(
-        """SELECT card_key, min(created_at) AS first FROM payer_attempts
-           WHERE client = $1 AND created_at > now() - $2::interval
-             AND outcome IS DISTINCT FROM 'authorised' AND card_key <> $3
-           GROUP BY card_key ORDER BY first DESC LIMIT $4""",
-        attempt.client,
-        CLIENT_WINDOW,
-        attempt.card,
-        limits.client_cards,
-    )
-    if len(rows) < limits.client_cards:
-        return None
-    return _wait(
-        [{"created_at": r["first"]} for r in rows], limits.client_cards, CLIENT_WINDOW, now
-    )
-
-
-def _wait(
-    newest_first: list[asyncpg.Record] | list[dict[str, object]],
-    most: int,
-    window: timedelta,
-    now: object,
-) -> timedelta | None:
-    """None while fewer than ``most`` attempts count; else how long until the oldest of the
-    ``most`` newest leaves the window."""
-    if len(newest_first) < most:
-        return None
-    oldest = newest_first[most - 1]["created_at"]
-    return oldest + window - now  # type: ignore[no-any-return, operator]
+        case payer_attempts.MustWait(wait):
+            raise TooManyAttempts(wait)
+        case payer_attempts.AtPinLimit():
+            raise PinAttemptsExceeded()

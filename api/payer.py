@@ -33,7 +33,9 @@ from domain.cards import (
 from domain.models import PaymentMethodSubmission
 from domain.states import PaymentState
 from epay import crypto, store
+from store import abuse as payer_attempts
 from store import vault
+from store.abuse import Attempt
 
 router = APIRouter(prefix="/v1", tags=["payers"])
 
@@ -179,7 +181,7 @@ async def submit_method(
     attempt_id = await abuse.admit(
         ctx.pool,
         abuse.Limits.of(ctx.settings),
-        abuse.Attempt(
+        Attempt(
             payment_id=payment_id,
             attempt=method_number,
             method_type=summary.type,
@@ -205,7 +207,7 @@ async def submit_method(
         )
     except temporal_calls.UpdateRejected:
         await vault.vault_discard(ctx.pool, vault_token)
-        await abuse.withdraw(ctx.pool, attempt_id)
+        await payer_attempts.withdraw(ctx.pool, attempt_id)
         raise ApiError(
             409, "not_awaiting_method", f"The payment ({row['state']}) takes no payment method now."
         ) from None

@@ -27,6 +27,7 @@ from domain.models import (
 from domain.references import reference_key
 from domain.states import Actor, AuditNote, PaymentEvent, PaymentState, actor_of, transition
 from epay import webhooks
+from store import abuse as payer_attempts
 from store.idempotency import IDEMPOTENCY_TTL as IDEMPOTENCY_TTL
 
 # --- the payment lifecycle (called from activities) -------------------------------------
@@ -141,15 +142,6 @@ async def _insert_event(
     return bool(inserted)
 
 
-async def _attempt_outcome(conn: asyncpg.Connection, payment_id: str, outcome: str) -> None:
-    """How the payer's pending method ended, for the payer surface's limits (api/abuse.py)."""
-    await conn.execute(
-        "UPDATE payer_attempts SET outcome = $2 WHERE payment_id = $1 AND outcome IS NULL",
-        payment_id,
-        outcome,
-    )
-
-
 async def _apply_transition(conn: asyncpg.Connection, t: Transition) -> str:
     """Move the read model by one event of the state machine, once."""
     row = await conn.fetchrow("SELECT state FROM payments WHERE id = $1 FOR UPDATE", t.payment_id)
@@ -175,7 +167,7 @@ async def _apply_transition(conn: asyncpg.Connection, t: Transition) -> str:
             t.failure_code,
         )
         await conn.execute("DELETE FROM card_vault WHERE payment_id = $1", t.payment_id)
-        await _attempt_outcome(conn, t.payment_id, t.failure_code or "declined")
+        await payer_attempts.record_outcome(conn, t.payment_id, t.failure_code or "declined")
         await _insert_event(
             conn,
             t.payment_id,
@@ -209,7 +201,7 @@ async def _apply_transition(conn: asyncpg.Connection, t: Transition) -> str:
         t.authorisation_id,
     )
     if t.event in (PaymentEvent.AUTHORISED, PaymentEvent.FAILED):
-        await _attempt_outcome(conn, t.payment_id, t.failure_code or "authorised")
+        await payer_attempts.record_outcome(conn, t.payment_id, t.failure_code or "authorised")
     detail = t.detail or (t.failure_code and f"failure: {t.failure_code}")
     actor = t.actor or actor_of(t.event)
     await _insert_event(
