@@ -257,10 +257,30 @@ def _root_logging_kept() -> Iterator[None]:
 
 
 @contextmanager
+def _libraries_left_uninstrumented() -> Iterator[None]:
+    """The API's setup instruments httpx and asyncpg for tracing, process-wide, as a server
+    wants; the test session's later tests get their clients back as they were."""
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    untouched = [
+        instrumentor
+        for instrumentor in (HTTPXClientInstrumentor(), AsyncPGInstrumentor())
+        if not instrumentor.is_instrumented_by_opentelemetry
+    ]
+    try:
+        yield
+    finally:
+        for instrumentor in untouched:
+            if instrumentor.is_instrumented_by_opentelemetry:
+                instrumentor.uninstrument()
+
+
+@contextmanager
 def in_process_api() -> Iterator[InProcessApi]:
     """The API on a database of its own (migrated, the sandbox catalogue seeded, a key for
     each of DM and RTA), for as long as the block runs."""
-    with temporary_database() as dsn:
+    with temporary_database() as dsn, _libraries_left_uninstrumented():
         settings = in_process_settings(dsn)
         with _root_logging_kept():
             app = create_app(settings)
