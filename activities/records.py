@@ -23,7 +23,8 @@ from domain.models import (
 )
 from domain.refunds import RefundFailed, RefundSettlement
 from domain.states import IllegalTransition
-from epay import refunds, store
+from epay import refunds
+from store import payments
 
 
 class PaymentRecords:
@@ -34,7 +35,7 @@ class PaymentRecords:
     async def reserve_fee(self, req: PaymentRequest) -> ReservationResult:
         """Create the payment and lock its reference for this payment alone."""
         info = activity.info()
-        result = await store.reserve_fee(
+        result = await payments.reserve_fee(
             self.pool, req, info.workflow_id or req.payment_id, info.current_attempt_scheduled_time
         )
         activity.logger.info("fee %s", "reserved" if result.ok else f"not reserved: {result.code}")
@@ -43,20 +44,20 @@ class PaymentRecords:
     @activity.defn
     async def record_transition(self, change: Transition) -> str:
         with _illegal_transitions_are_final():
-            state = await store.record_transition(self.pool, change)
+            state = await payments.record_transition(self.pool, change)
         activity.logger.info("%s: now %s", change.event, state)
         return state
 
     @activity.defn
     async def record_note(self, entry: AuditEntry) -> None:
         """Add a note (an operator's refused cancel, a pending revoke) to the audit trail."""
-        await store.record_note(self.pool, entry)
+        await payments.record_note(self.pool, entry)
 
     @activity.defn
     async def close_unpaid(self, change: Transition) -> str:
         """Record the end state, release the reservation and forget the card data."""
         with _illegal_transitions_are_final():
-            state = await store.close_unpaid(self.pool, change)
+            state = await payments.close_unpaid(self.pool, change)
         activity.logger.info("%s: ended %s, reservation released", change.event, state)
         return state
 
@@ -64,13 +65,13 @@ class PaymentRecords:
     async def release_unanswered_reservation(self, change: Transition) -> str:
         """Release a reservation made too late for its caller (only if nothing followed)."""
         with _illegal_transitions_are_final():
-            return await store.release_unanswered_reservation(self.pool, change)
+            return await payments.release_unanswered_reservation(self.pool, change)
 
     @activity.defn
     async def settle(self, settlement: Settlement) -> Receipt:
         """Post the balanced ledger journal and issue the receipt, once."""
         with _illegal_transitions_are_final():
-            receipt = await store.settle(self.pool, settlement)
+            receipt = await payments.settle(self.pool, settlement)
         activity.logger.info("settled: receipt %s", receipt.number)
         return receipt
 

@@ -22,8 +22,8 @@ from domain.models import PaymentRequest, ReservationResult
 from domain.money import MAX_AMOUNT, fee_lines, total
 from domain.proofs import commitments
 from domain.states import CANCELLABLE_STATES, PaymentState
-from epay import store
-from store import catalogue, idempotency
+from store import catalogue, idempotency, payments
+from store.payments import PaymentRow
 
 router = APIRouter(prefix="/v1", tags=["departments"])
 
@@ -48,7 +48,7 @@ def _request_hash(body: schemas.CreatePayment) -> str:
 
 
 async def _payment_response(ctx: Ctx, dept: str, payment_id: str, status: int) -> JSONResponse:
-    row = await store.get_payment(ctx.pool, dept, payment_id)
+    row = await payments.get_payment(ctx.pool, dept, payment_id)
     if row is None:
         raise not_found()
     return JSONResponse(views.as_json(views.payment(row, ctx.settings)), status_code=status)
@@ -168,23 +168,23 @@ async def _earlier_reservation(
     (a 503 told the caller to retry, or the request is still waiting): its workflow's answer,
     or None if the payment ended unreserved, its workflow having closed before reserving or
     released a reservation whose answer came too late."""
-    row = await store.get_payment(ctx.pool, dept, payment_id)
-    if row is not None and row["state"] != PaymentState.RESERVED:
+    row = await payments.get_payment(ctx.pool, dept, payment_id)
+    if row is not None and row.state != PaymentState.RESERVED:
         return None if _released_too_late(row) else ReservationResult(ok=True)
     # Not reserved yet, or reserved: its workflow says whether the reservation stands.
     reservation = await reserve(payment_id)
     if reservation.ok or reservation.code not in UNRESERVED:
         return reservation
-    row = await store.get_payment(ctx.pool, dept, payment_id)
+    row = await payments.get_payment(ctx.pool, dept, payment_id)
     # A reservation its workflow is still releasing: 503 again, the key kept for the retry.
     return None if row is None or _released_too_late(row) else reservation
 
 
-def _released_too_late(payment: Any) -> bool:
+def _released_too_late(payment: PaymentRow) -> bool:
     """The payment's workflow ended it because its reservation's answer came too late."""
-    return bool(
-        payment["state"] == PaymentState.FAILED
-        and payment["failure_code"] == FailureCode.RESERVATION_FAILED
+    return (
+        payment.state == PaymentState.FAILED
+        and payment.failure_code == FailureCode.RESERVATION_FAILED
     )
 
 
@@ -202,7 +202,7 @@ async def _answer(
     # fee first: the read model says.
     if reservation.ok or (
         reservation.code == temporal_calls.PAYMENT_CLOSED
-        and await store.get_payment(ctx.pool, dept, payment_id) is not None
+        and await payments.get_payment(ctx.pool, dept, payment_id) is not None
     ):
         return await _payment_response(ctx, dept, payment_id, status)
     error = _refusal(reservation.code)
@@ -259,7 +259,7 @@ async def list_payments(
         raise field_error(
             "cursor", "invalid_cursor", "The cursor is not one this API gave out."
         ) from None
-    rows = await store.list_payments(
+    rows = await payments.list_payments(
         ctx.pool,
         dept,
         state=state.value if state else None,
@@ -273,7 +273,7 @@ async def list_payments(
     return schemas.PaymentList(
         items=[views.payment(r, ctx.settings) for r in page],
         has_more=more,
-        next_cursor=encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more else None,
+        next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if more else None,
     )
 
 
@@ -296,10 +296,10 @@ def _in_utc(name: str, value: datetime | None) -> datetime | None:
 @router.get("/payments/{payment_id}/events", response_model=schemas.EventList, responses=PROBLEMS)  # type: ignore[arg-type]
 async def list_events(payment_id: PaymentId, ctx: Ctx, dept: Department) -> schemas.EventList:
     """The payment's audit trail: every state change, with time and actor."""
-    if await store.get_payment(ctx.pool, dept, payment_id) is None:
+    if await payments.get_payment(ctx.pool, dept, payment_id) is None:
         raise not_found()
     return schemas.EventList(
-        items=[views.event(r) for r in await store.list_events(ctx.pool, payment_id)]
+        items=[views.event(r) for r in await payments.list_events(ctx.pool, payment_id)]
     )
 
 
@@ -313,18 +313,18 @@ async def cancel_payment(
     payment_id: PaymentId, ctx: Ctx, dept: Department, body: schemas.CancelBody | None = None
 ) -> JSONResponse:
     """Cancel a payment before capture; its compensations run and it ends ``cancelled``."""
-    row = await store.get_payment(ctx.pool, dept, payment_id)
+    row = await payments.get_payment(ctx.pool, dept, payment_id)
     if row is None:
         raise not_found()
-    if PaymentState(row["state"]) not in CANCELLABLE_STATES:
+    if row.state not in CANCELLABLE_STATES:
         raise ApiError(
-            409, "not_cancellable", f"A payment in state {row['state']} cannot be cancelled."
+            409, "not_cancellable", f"A payment in state {row.state} cannot be cancelled."
         )
     try:
         reason = (body.reason if body else None) or ""
         await temporal_calls.cancel(ctx.temporal, ctx.settings.token_secret, payment_id, reason)
     except temporal_calls.UpdateRejected:
         raise ApiError(
-            409, "not_cancellable", f"This payment ({row['state']}) can no longer be cancelled."
+            409, "not_cancellable", f"This payment ({row.state}) can no longer be cancelled."
         ) from None
     return await _payment_response(ctx, dept, payment_id, 202)

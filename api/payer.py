@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
-import asyncpg
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
@@ -32,10 +31,11 @@ from domain.cards import (
 )
 from domain.models import PaymentMethodSubmission
 from domain.states import PaymentState
-from epay import crypto, store
+from epay import crypto
 from store import abuse as payer_attempts
-from store import vault
+from store import payments, vault
 from store.abuse import Attempt
+from store.payments import PaymentRow
 
 router = APIRouter(prefix="/v1", tags=["payers"])
 
@@ -58,8 +58,8 @@ PAYER_PROBLEMS = {
 WAIT_FOR_PROGRESS_SECONDS = 10.0
 
 
-async def payment_for_payer(ctx: Context, payment_id: str, token: str | None) -> asyncpg.Record:
-    row = await store.get_payment_any_department(ctx.pool, payment_id)
+async def payment_for_payer(ctx: Context, payment_id: str, token: str | None) -> PaymentRow:
+    row = await payments.get_payment_any_department(ctx.pool, payment_id)
     if row is None or not crypto.payer_token_ok(ctx.settings.token_secret, payment_id, token):
         raise not_found()
     return row
@@ -103,14 +103,14 @@ def _check_method(
 
 async def _when_moved_on(
     ctx: Context, payment_id: str, waiting: set[PaymentState]
-) -> tuple[asyncpg.Record, bool]:
+) -> tuple[PaymentRow, bool]:
     """The payment once it has left ``waiting`` (True), or where it is when the wait is
     over (False)."""
     deadline = time.monotonic() + WAIT_FOR_PROGRESS_SECONDS
     while True:
-        row = await store.get_payment_any_department(ctx.pool, payment_id)
+        row = await payments.get_payment_any_department(ctx.pool, payment_id)
         assert row is not None
-        moved_on = PaymentState(row["state"]) not in waiting
+        moved_on = row.state not in waiting
         if moved_on or time.monotonic() >= deadline:
             return row, moved_on
         await asyncio.sleep(0.1)
@@ -161,21 +161,21 @@ class Caller:
 
 
 async def submit_method(
-    ctx: Context, row: asyncpg.Record, body: schemas.PaymentMethodBody, caller: Caller
-) -> tuple[asyncpg.Record, bool]:
+    ctx: Context, row: PaymentRow, body: schemas.PaymentMethodBody, caller: Caller
+) -> tuple[PaymentRow, bool]:
     """Check, seal and hand over a payment method; the payment's row once it has moved on
     (True) or when the wait is over (False). Raises ``ApiError`` (422 for a malformed card,
     409 when the payment takes no method now)."""
-    payment_id = row["id"]
+    payment_id = row.id
     number, summary, card_data = _check_method(body)
-    method_number = int(row.get("declines") or 0) + 1
+    method_number = row.declines + 1
     # The workflow's validator has the last word: the records can say `authorising` for a
     # method whose update was lost with its workflow task, and then the payer may try again.
-    if row["state"] not in (PaymentState.RESERVED, PaymentState.AUTHORISING):
+    if row.state not in (PaymentState.RESERVED, PaymentState.AUTHORISING):
         raise ApiError(
             409,
             "not_awaiting_method",
-            f"The payment is {row['state']}; it takes no payment method now.",
+            f"The payment is {row.state}; it takes no payment method now.",
         )
     secret = ctx.settings.token_secret
     attempt_id = await abuse.admit(
@@ -209,7 +209,7 @@ async def submit_method(
         await vault.vault_discard(ctx.pool, vault_token)
         await payer_attempts.withdraw(ctx.pool, attempt_id)
         raise ApiError(
-            409, "not_awaiting_method", f"The payment ({row['state']}) takes no payment method now."
+            409, "not_awaiting_method", f"The payment ({row.state}) takes no payment method now."
         ) from None
     return await _when_moved_on(ctx, payment_id, {PaymentState.RESERVED, PaymentState.AUTHORISING})
 
@@ -235,13 +235,13 @@ async def three_d_secure(
 
 
 async def submit_challenge(
-    ctx: Context, row: asyncpg.Record, otp: str, caller: Caller
-) -> tuple[asyncpg.Record, bool]:
+    ctx: Context, row: PaymentRow, otp: str, caller: Caller
+) -> tuple[PaymentRow, bool]:
     """Hand over the 3-D Secure code; the payment's row as for ``submit_method``."""
-    payment_id = row["id"]
-    if row["state"] != PaymentState.REQUIRES_ACTION:
+    payment_id = row.id
+    if row.state != PaymentState.REQUIRES_ACTION:
         raise ApiError(
-            409, "not_awaiting_challenge", f"The payment is {row['state']}; no challenge is open."
+            409, "not_awaiting_challenge", f"The payment is {row.state}; no challenge is open."
         )
     try:
         await temporal_calls.submit_challenge_answer(
@@ -249,13 +249,13 @@ async def submit_challenge(
             ctx.settings.token_secret,
             payment_id,
             otp,
-            int(row.get("declines") or 0) + 1,
+            row.declines + 1,
         )
     except temporal_calls.UpdateRejected:
         raise ApiError(
             409,
             "not_awaiting_challenge",
-            f"No challenge is open for this payment ({row['state']}).",
+            f"No challenge is open for this payment ({row.state}).",
         ) from None
     return await _when_moved_on(
         ctx, payment_id, {PaymentState.REQUIRES_ACTION, PaymentState.AUTHORISING}

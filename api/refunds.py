@@ -25,8 +25,8 @@ from api.context import Ctx, Department, PaymentId
 from api.errors import ApiError, not_found
 from domain.money import CURRENCY, format_aed
 from domain.refunds import RefundFailure, RefundRequest, failure_message, refund_workflow_id
-from epay import refunds, store
-from store import idempotency
+from epay import refunds
+from store import idempotency, payments
 from workflows.refund import RefundWorkflow
 
 log = logging.getLogger("epay.api")
@@ -162,7 +162,7 @@ def _refusal(created: refunds.Created) -> ApiError:
 async def list_refunds(payment_id: PaymentId, ctx: Ctx, dept: Department) -> schemas.RefundList:
     """The payment's refunds with their states (`pending`, `succeeded`, `failed`), newest
     first."""
-    if await store.get_payment(ctx.pool, dept, payment_id) is None:
+    if await payments.get_payment(ctx.pool, dept, payment_id) is None:
         raise not_found()
     rows = await refunds.list_for_payment(ctx.pool, payment_id)
     return schemas.RefundList(items=[refund_view(r) for r in rows])

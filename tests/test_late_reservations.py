@@ -27,9 +27,9 @@ import pytest
 
 from domain.models import PaymentRequest
 from domain.money import fee_lines
-from epay import store
 from epay.db import create_pool
 from epay.temporal import payment_workflow_id
+from store import payments
 from tests.conftest import Stack, new_reference
 from tests.support import BIN, free_port, http_ok, wait_until
 from workflows.payment import RESERVE_START_LIMIT
@@ -128,7 +128,7 @@ def test_a_reservation_that_lands_after_the_503_is_what_a_retry_with_the_key_get
 
 async def _reserve_without_telling_the_workflow(dsn: str, payment_id: str, reference: str) -> None:
     """The reservation a worker made for the payment before it died, its workflow never told
-    (``store.reserve_fee``, what the ``reserve_fee`` activity runs)."""
+    (``store.payments.reserve_fee``, what the ``reserve_fee`` activity runs)."""
     pool = await create_pool(dsn, max_size=1)
     try:
         fee = await pool.fetchval(
@@ -142,7 +142,7 @@ async def _reserve_without_telling_the_workflow(dsn: str, payment_id: str, refer
             fee_lines(fee, exempt_from_added_fees=False),
             payment_window_seconds=5400,
         )
-        made = await store.reserve_fee(
+        made = await payments.reserve_fee(
             pool, req, payment_workflow_id(payment_id), datetime.now(UTC)
         )
         assert made.ok, made

@@ -11,6 +11,7 @@ limit on, as is its clearance by `epay ops clear-pin-limit`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import subprocess
@@ -29,9 +30,9 @@ from api.errors import ApiError
 from api.hosted.view import STRINGS
 from domain.cards import with_check_digit
 from domain.models import MAX_METHODS
-from epay import store
 from epay.db import create_pool
 from epay.temporal import connect
+from store.payments import get_payment_any_department
 from tests.conftest import Stack, card, e_dirham, token_of
 from tests.support import BIN, Process, free_port, http_ok, wait_until
 from tests.support.browser import (
@@ -77,10 +78,10 @@ def _run(stack: Stack, work: Callable[[Context], Awaitable[Any]], **limits: int)
 async def _submit(
     ctx: Context, payment_id: str, body: dict[str, Any], caller: payer.Caller
 ) -> dict[str, Any]:
-    row = await store.get_payment_any_department(ctx.pool, payment_id)
+    row = await get_payment_any_department(ctx.pool, payment_id)
     assert row is not None
     row, _ = await payer.submit_method(ctx, row, _method(body), caller)
-    return dict(row)
+    return dataclasses.asdict(row)
 
 
 def test_on_the_page_a_declined_card_leaves_the_payment_open_and_a_good_one_pays(

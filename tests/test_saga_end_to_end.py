@@ -137,8 +137,8 @@ def test_ending_an_already_ended_payment_keeps_its_first_end(stack: Stack) -> No
     """The records ended the payment (a lost task's cancel); the workflow later ends it
     another way (its window closes): the first end stands, nothing is stuck."""
     from domain.models import Transition
-    from epay import store
     from epay.db import create_pool
+    from store import payments
 
     payment = stack.created()
     stack.fetch("UPDATE payments SET state = 'cancelled' WHERE id = $1", payment["id"])
@@ -146,7 +146,7 @@ def test_ending_an_already_ended_payment_keeps_its_first_end(stack: Stack) -> No
     async def close(event: str) -> str:
         pool = await create_pool(stack.dsn)
         try:
-            return await store.close_unpaid(
+            return await payments.close_unpaid(
                 pool, Transition(payment["id"], event, failure_code="payment_window_expired")
             )
         finally:

@@ -28,9 +28,9 @@ from domain.models import AuditEntry, Transition
 from domain.refunds import refund_workflow_id
 from domain.states import AuditNote, PaymentEvent
 from domain.sweeper import SweepOutcome, SweepSummary
-from epay import store
 from epay.config import Settings
 from epay.db import create_pool
+from store import payments
 from tests.conftest import Stack, card, e_dirham, new_reference
 from tests.support import BIN, wait_until
 from tests.support.partners import (
@@ -209,7 +209,7 @@ def _confirmed_then_terminated(stack: Stack, *, authorisation_known: bool) -> di
     async def record() -> None:
         pool = await create_pool(stack.dsn, max_size=1)
         try:
-            await store.record_transition(
+            await payments.record_transition(
                 pool,
                 Transition(
                     payment["id"],
@@ -432,7 +432,7 @@ def test_a_revocation_owed_at_the_end_is_found_without_any_later_step(stack: Sta
     async def end_owing() -> None:  # the workflow's close_unpaid, and nothing after it
         pool = await create_pool(stack.dsn, max_size=1)
         try:
-            await store.close_unpaid(
+            await payments.close_unpaid(
                 pool,
                 Transition(
                     pid,
@@ -472,7 +472,7 @@ def test_a_revocation_owed_in_the_notes_alone_is_still_found(stack: Stack) -> No
     async def end_the_old_way() -> None:
         pool = await create_pool(stack.dsn, max_size=1)
         try:
-            await store.close_unpaid(pool, Transition(pid, PaymentEvent.CANCELLED_BY_DEPARTMENT))
+            await payments.close_unpaid(pool, Transition(pid, PaymentEvent.CANCELLED_BY_DEPARTMENT))
         finally:
             await pool.close()
 
@@ -820,7 +820,7 @@ def note(stack: Stack, payment_id: str, kind: AuditNote, detail: str) -> None:
     async def record() -> None:
         pool = await create_pool(stack.dsn, max_size=1)
         try:
-            await store.record_note(pool, AuditEntry(payment_id, kind, "sweeper", detail))
+            await payments.record_note(pool, AuditEntry(payment_id, kind, "sweeper", detail))
         finally:
             await pool.close()
 
