@@ -15,10 +15,63 @@ from collections.abc import Iterator
 
 import pytest
 
+from commands.ledger import check, render
+from domain.money import FeeLine
 from domain.refunds import refund_workflow_id
+from store.ledger import BookedJournal, BookedPayment, BookedRefund, Books
 from tests.conftest import Stack, card, e_dirham
 from tests.support import BIN, ROOT
 from tests.support.refunds import refund, wait_for_refund
+
+# --- pure: the checking of books made up here ---------------------------------------------
+
+LINES = (FeeLine("service_fee", 22000), FeeLine("knowledge_fee", 1000))
+
+
+def _books(*, refund_debits: int, balances: dict[str, int]) -> Books:
+    """A card payment of 23000 fils and a succeeded refund of 5000 of its service fee, the
+    refund's journal of ``refund_debits`` fils."""
+    return Books(
+        journals=[
+            BookedJournal(1, "pay_a", "capture", None, 0, 3, 23000),
+            BookedJournal(2, "pay_a", "refund", "rf_a", 0, 2, refund_debits),
+        ],
+        payments=[BookedPayment("pay_a", "DM", "succeeded", 23000, LINES, "card")],
+        refunds=[BookedRefund("rf_a", "pay_a", 5000, "succeeded", (FeeLine("service_fee", 5000),))],
+        balances=balances,
+        entries=5,
+    )
+
+
+BALANCED = {
+    "card_acquirer_receivable": 18000,
+    "department_payable:DM": -17000,
+    "knowledge_dirham_fund": -1000,
+}
+
+
+def test_books_that_match_the_payments_and_refunds_verify() -> None:
+    report = check(_books(refund_debits=5000, balances=BALANCED))
+    assert report.ok, report.errors
+    assert (report.journals, report.entries, report.payments, report.refunds) == (2, 5, 1, 1)
+    assert render(report).endswith(
+        "ok: every journal balances and the books match the payments and refunds"
+    )
+
+
+def test_a_misstated_refund_and_a_wrong_balance_are_listed() -> None:
+    report = check(
+        _books(refund_debits=4000, balances={**BALANCED, "department_payable:DM": -16000})
+    )
+    assert report.errors == [
+        "refund rf_a: journal 2 is of 4000 fils for pay_a, the refund of 5000 for pay_a",
+        "account department_payable:DM: balance -16000 fils, the payments and refunds make "
+        "it -17000",
+    ]
+    assert "2 errors:" in render(report)
+
+
+# --- on the stack ---------------------------------------------------------------------------
 
 
 def _verify(stack: Stack) -> subprocess.CompletedProcess[str]:

@@ -20,11 +20,13 @@ from typing import Any
 import httpx
 import pytest
 
+from commands import settlement as printed
 from commands.schedules import SETTLEMENT_SCHEDULE_ID
 from domain import settlement
 from domain.calendar import DUBAI, previous_business_day
 from domain.references import reference_key
 from domain.settlement import Journal, Movement
+from store.settlement import SettlementRun
 from tests.conftest import Stack, card, e_dirham, running_stack
 from tests.support import BIN, ROOT
 from tests.support.refunds import refund, wait_for_refund
@@ -229,6 +231,49 @@ def test_a_business_day_is_dubais() -> None:
     assert start == datetime(2026, 11, 30, 20, 0, tzinfo=UTC)
     assert end == datetime(2026, 12, 1, 20, 0, tzinfo=UTC)
     assert previous_business_day(datetime(2026, 12, 1, 21, 0, tzinfo=UTC)) == date(2026, 12, 1)
+
+
+def test_a_stored_day_prints_its_lines_and_mismatches() -> None:
+    d = date(2026, 12, 1)
+    journals = [
+        Journal(
+            1,
+            "capture",
+            "pay_a",
+            "DM",
+            d,
+            datetime(2026, 12, 1, 8, tzinfo=UTC),
+            (
+                ("card_acquirer_receivable", 23000),
+                ("department_payable:DM", -22000),
+                ("knowledge_dirham_fund", -1000),
+            ),
+        ),
+    ]
+    outcome = settlement.result(d, journals, {d: {"acquirer": {"lines": [], "captured": 0}}})
+    at = datetime(2026, 12, 2, 0, 1, tzinfo=UTC)
+    document = outcome.as_json()
+    run = SettlementRun(d, outcome.balanced, document["totals"], document["mismatches"], 2, at, at)
+    assert printed.as_json(run) == {
+        "business_day": "2026-12-01",
+        "balanced": False,
+        "totals": document["totals"],
+        "mismatches": document["mismatches"],
+        "runs": 2,
+        "first_run_at": at.isoformat(),
+        "last_run_at": at.isoformat(),
+        "day": "2026-12-01",
+    }
+    assert printed.render(run).splitlines() == [
+        "settlement of 2026-12-01 (Asia/Dubai): 1 mismatches",
+        f"  {'line':40} {'captured':>14} {'refunded':>14} {'net':>14}",
+        f"  {'DM service_fee':40} {'22,000':>14} {'0':>14} {'22,000':>14}",
+        f"  {'knowledge_dirham_fund':40} {'1,000':>14} {'0':>14} {'1,000':>14}",
+        "  ledger:   captured 23,000, refunded 0 fils",
+        "  acquirer: captured 0, refunded 0 fils",
+        "  MISMATCH missing_at_partner: acquirer capture of payment pay_a: ledger 23000, "
+        "acquirer 0 fils",
+    ]
 
 
 # --- on the stack ----------------------------------------------------------------------------
