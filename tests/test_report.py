@@ -24,7 +24,8 @@ from typing import Any
 
 import pytest
 
-from commands.report import aed, parse_period
+from commands.report.period import parse_period
+from commands.report.table import aed
 from tests.conftest import Stack, card, e_dirham, new_reference
 from tests.support import BIN, ROOT
 from tests.support.partners import fresh_e_dirham_card
