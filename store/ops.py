@@ -13,7 +13,7 @@ from asyncpg import Pool
 
 from domain.models import AuditEntry
 from domain.states import Actor, AuditNote
-from epay import store as payments
+from store import payments
 
 # The e-Dirham cards tried on a payment, and those the wrong-PIN limit refused on it (whose
 # method never reached payer_attempts): by their keyed hashes, never a number.

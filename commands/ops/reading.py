@@ -37,9 +37,9 @@ from domain import search
 from domain.models import PaymentStatus
 from domain.money import format_aed
 from domain.states import PaymentState
-from epay import store
 from epay.config import Settings
 from epay.db import create_pool
+from store import payments
 from workflows.payment import PaymentWorkflow
 
 
@@ -150,7 +150,7 @@ async def show(client: Client, settings: Settings, payment: str) -> dict[str, An
     payment_id = status.payment_id if status else payment_id_of(workflow_id)
     pool = await create_pool(settings.require_database_url(), max_size=1)
     try:
-        events = await store.list_events(pool, payment_id)
+        events = await payments.list_events(pool, payment_id)
     finally:
         await pool.close()
     return {
@@ -163,7 +163,8 @@ async def show(client: Client, settings: Settings, payment: str) -> dict[str, An
             dataclasses.asdict(p) for p in await pending_activities(client, desc)
         ],
         "events": [
-            {**dict(e), "occurred_at": e["occurred_at"].astimezone(UTC).isoformat()} for e in events
+            {**dataclasses.asdict(e), "occurred_at": e.occurred_at.astimezone(UTC).isoformat()}
+            for e in events
         ],
         "ui_url": ui_url(settings, workflow_id),
     }

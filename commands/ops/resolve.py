@@ -29,11 +29,12 @@ from domain.failures import FailureCode
 from domain.models import AuditEntry, DepartmentRequest, FundsRequest, Transition
 from domain.states import Actor, AuditNote, PaymentEvent, PaymentState
 from domain.sweeper import StrandedPayment
-from epay import store, sweeps
+from epay import sweeps
 from epay.config import Settings
 from epay.db import create_pool
 from epay.http import TransientError
 from epay.temporal import connect, payment_workflow_id
+from store import payments
 
 
 async def resolve(settings: Settings, payment: str, operator: str, reason: str) -> dict[str, Any]:
@@ -95,7 +96,7 @@ async def resolve(settings: Settings, payment: str, operator: str, reason: str) 
                 done.append("department confirmation revoked")
             if not state.is_terminal:
                 state = PaymentState(
-                    await store.close_unpaid(
+                    await payments.close_unpaid(
                         pool,
                         Transition(
                             p.payment_id,
@@ -108,7 +109,7 @@ async def resolve(settings: Settings, payment: str, operator: str, reason: str) 
                 )
             key = datetime.now(UTC).isoformat()
             if revoke_owed:
-                await store.record_note(
+                await payments.record_note(
                     pool,
                     AuditEntry(
                         p.payment_id,
@@ -118,7 +119,7 @@ async def resolve(settings: Settings, payment: str, operator: str, reason: str) 
                         key=f"resolve:{key}",
                     ),
                 )
-            await store.record_note(
+            await payments.record_note(
                 pool,
                 AuditEntry(
                     p.payment_id,
