@@ -23,9 +23,8 @@ from domain import signing
 from domain.failures import FailureCode
 from domain.models import DepartmentAnswer, DepartmentRequest
 from domain.refunds import RefundNotice
-from epay import refunds
 from epay.http import error_code, raise_for_transient
-from store import catalogue, department_secrets
+from store import catalogue, department_secrets, refunds
 
 
 class DepartmentSystems:

@@ -23,8 +23,7 @@ from domain.models import (
 )
 from domain.refunds import RefundFailed, RefundSettlement
 from domain.states import IllegalTransition
-from epay import refunds
-from store import payments
+from store import payments, refunds
 
 
 class PaymentRecords:
@@ -79,7 +78,7 @@ class PaymentRecords:
 
     @activity.defn
     async def begin_refund(self, refund_id: str) -> str:
-        """Take the refund for its workflow and say its state (epay.refunds.begin)."""
+        """Take the refund for its workflow and say its state (store.refunds.begin)."""
         return await refunds.begin(self.pool, refund_id)
 
     @activity.defn

@@ -18,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.queues import Role
 from domain.refunds import refund_workflow_id
 from domain.sweeper import NOT_FOUND, FindStranded, StrandedPayment
-from epay import refunds, sweeps
+from store import refunds, sweeps
 from workflows.refund import RefundWorkflow
 
 PAGE = 50  # open payments read, and their workflows described at once, per page
@@ -49,21 +49,21 @@ class Sweeps:
             )
             if not rows:
                 break
-            after = (rows[-1]["updated_at"], rows[-1]["id"])
-            statuses = await asyncio.gather(*(self._status(row["workflow_id"]) for row in rows))
+            after = (rows[-1].updated_at, rows[-1].id)
+            statuses = await asyncio.gather(*(self._status(row.workflow_id) for row in rows))
             for row, status in zip(rows, statuses, strict=True):
                 if status is not None:
-                    payment = await sweeps.stranded_payment(self.pool, row["id"], status)
+                    payment = await sweeps.stranded_payment(self.pool, row.id, status)
                     if payment is not None:
                         stranded.append(payment)
             activity.heartbeat(len(stranded))
         pending = await sweeps.revokes_pending(
             self.pool, quiet_for=timedelta(seconds=req.grace_seconds), limit=req.limit
         )
-        statuses = await asyncio.gather(*(self._status(row["workflow_id"]) for row in pending))
+        statuses = await asyncio.gather(*(self._status(row.workflow_id) for row in pending))
         for row, status in zip(pending, statuses, strict=True):
             if status is not None:
-                payment = await sweeps.stranded_payment(self.pool, row["id"], status)
+                payment = await sweeps.stranded_payment(self.pool, row.id, status)
                 if payment is not None:
                     stranded.append(payment)
         return stranded[: req.limit]

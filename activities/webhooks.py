@@ -18,8 +18,7 @@ import httpx
 from temporalio import activity
 
 from domain import signing
-from epay import webhooks
-from store import department_secrets
+from store import department_secrets, webhooks
 
 
 @dataclass
@@ -46,11 +45,9 @@ class WebhookDeliveries:
             return 0
         secrets = [
             s.secret
-            for s in await department_secrets.active(
-                self.pool, self.token_secret, event["department"]
-            )
+            for s in await department_secrets.active(self.pool, self.token_secret, event.department)
         ]
-        body = json.dumps(webhooks.document(event["payload"]), separators=(",", ":")).encode()
+        body = json.dumps(event.payload, separators=(",", ":")).encode()
         waiting = 0
         for endpoint in await webhooks.pending_endpoints(
             self.pool, attempt.event_id, attempt.since_delivery
@@ -58,10 +55,10 @@ class WebhookDeliveries:
             status: int | None = None
             error: str | None = None
             try:
-                parts = urlsplit(endpoint["url"])
+                parts = urlsplit(endpoint.url)
                 target = parts.path + (f"?{parts.query}" if parts.query else "")
                 response = await self.http.post(
-                    endpoint["url"],
+                    endpoint.url,
                     content=body,
                     headers={
                         "Content-Type": "application/json",
@@ -78,14 +75,14 @@ class WebhookDeliveries:
             except ValueError as exc:  # no signing secret for the department
                 error = str(exc)
             await webhooks.record_delivery(
-                self.pool, attempt.event_id, endpoint["id"], attempt.attempt, status, error
+                self.pool, attempt.event_id, endpoint.id, attempt.attempt, status, error
             )
             accepted = status is not None and 200 <= status < 300
             waiting += 0 if accepted else 1
             activity.logger.info(
                 "webhook %s to %s: %s",
-                event["type"],
-                endpoint["id"],
+                event.type,
+                endpoint.id,
                 "accepted" if accepted else f"not accepted ({status or error})",
             )
         return waiting

@@ -1,7 +1,7 @@
 """The department API's refunds: full or partial, several per payment, each a workflow.
 
 ``POST /v1/payments/{id}/refunds`` checks what is available and inserts the refund in one
-transaction holding the payment's row (epay/refunds.py), so concurrent requests never
+transaction holding the payment's row (store/refunds.py), so concurrent requests never
 refund more than the payment's total; then it starts the refund's workflow
 (workflows/refund.py), which returns the money, posts the reversing journal and tells the
 department.
@@ -14,7 +14,6 @@ import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 from temporalio.common import WorkflowIDReusePolicy
@@ -24,9 +23,15 @@ from api import schemas
 from api.context import Ctx, Department, PaymentId
 from api.errors import ApiError, not_found
 from domain.money import CURRENCY, format_aed
-from domain.refunds import RefundFailure, RefundRequest, failure_message, refund_workflow_id
-from epay import refunds
-from store import idempotency, payments
+from domain.refunds import (
+    RefundFailure,
+    RefundRequest,
+    failure_message,
+    idempotency_scope,
+    refund_workflow_id,
+)
+from store import idempotency, payments, refunds
+from store.refunds import Refund
 from workflows.refund import RefundWorkflow
 
 log = logging.getLogger("epay.api")
@@ -40,22 +45,22 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 START_TIMEOUT = timedelta(seconds=10)
 
 
-def refund_view(row: asyncpg.Record) -> schemas.Refund:
+def refund_view(row: Refund) -> schemas.Refund:
     return schemas.Refund(
-        id=row["id"],
-        payment_id=row["payment_id"],
-        amount=row["amount"],
+        id=row.id,
+        payment_id=row.payment_id,
+        amount=row.amount,
         currency=CURRENCY,
-        reason=row["reason"],
-        state=row["state"],
+        reason=row.reason,
+        state=row.state,
         failure=(
-            schemas.Failure(code=row["failure_code"], message=failure_message(row["failure_code"]))
-            if row["failure_code"]
+            schemas.Failure(code=row.failure_code, message=failure_message(row.failure_code))
+            if row.failure_code
             else None
         ),
-        lines=[schemas.RefundLine(**line) for line in row["lines"]],
-        created_at=row["created_at"].isoformat(),
-        updated_at=row["updated_at"].isoformat(),
+        lines=[schemas.RefundLine(code=line.code, amount=line.amount) for line in row.lines],
+        created_at=row.created_at.isoformat(),
+        updated_at=row.updated_at.isoformat(),
     )
 
 
@@ -90,10 +95,10 @@ async def create_refund(
     assert created.refund is not None
     assert created.request is not None
     refund = created.refund
-    if refund["state"] == "pending" and not await _start(ctx, created.request):
+    if refund.state == "pending" and not await _start(ctx, created.request):
         if idempotency_key is not None:  # nothing was refunded: a retry starts afresh
             await idempotency.release_idempotency_key(
-                ctx.pool, dept, refunds.idempotency_scope(idempotency_key)
+                ctx.pool, dept, idempotency_scope(idempotency_key)
             )
         raise ApiError(
             503,
@@ -101,7 +106,7 @@ async def create_refund(
             "The refund could not be started; nothing was refunded. Retry the request.",
             title="Service unavailable",
         )
-    row = await refunds.get(ctx.pool, refund["id"])
+    row = await refunds.get(ctx.pool, refund.id)
     assert row is not None
     return JSONResponse(
         refund_view(row).model_dump(mode="json"), status_code=200 if created.replayed else 201

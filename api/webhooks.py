@@ -1,4 +1,4 @@
-"""The department's webhooks: its endpoints and the log of every delivery (epay/webhooks.py).
+"""The department's webhooks: its endpoints and the log of every delivery (store/webhooks.py).
 
 A department registers an endpoint (``POST /v1/webhooks``) and is sent, signed like every
 call from ePay (docs/departments.md), each event of its payments and refunds that the
@@ -8,8 +8,9 @@ endpoint takes, retried until accepted; ``GET /v1/webhooks/deliveries`` shows ev
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Response
@@ -18,23 +19,23 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.context import Ctx, Department
 from api.departments import PROBLEMS
 from api.errors import ApiError, field_error, not_found
-from epay import webhooks
+from domain.webhooks import EVENT_TYPES
+from store import webhooks
+from store.webhooks import WebhookEndpoint
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 # Escaped: the types' dots are dots, not "any character" (which let "payment\x00failed" in).
-EventType = Annotated[
-    str, Field(pattern="^(" + "|".join(re.escape(t) for t in webhooks.EVENT_TYPES) + ")$")
-]
+EventType = Annotated[str, Field(pattern="^(" + "|".join(re.escape(t) for t in EVENT_TYPES) + ")$")]
 
 
 class EndpointBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str = Field(min_length=8, max_length=2048, description="Where ePay POSTs the events")
     events: list[EventType] = Field(
-        default_factory=lambda: list(webhooks.EVENT_TYPES),
+        default_factory=lambda: list(EVENT_TYPES),
         min_length=1,
-        max_length=len(webhooks.EVENT_TYPES),
+        max_length=len(EVENT_TYPES),
         description="The event types the endpoint takes (default: all)",
     )
 
@@ -71,10 +72,8 @@ class DeliveryList(BaseModel):
     items: list[Delivery]
 
 
-def _endpoint(row: Any) -> Endpoint:
-    return Endpoint(
-        id=row["id"], url=row["url"], events=list(row["events"]), created_at=row["created_at"]
-    )
+def _endpoint(row: WebhookEndpoint) -> Endpoint:
+    return Endpoint(id=row.id, url=row.url, events=list(row.events), created_at=row.created_at)
 
 
 @router.post("", status_code=201, response_model=Endpoint, responses=PROBLEMS)  # type: ignore[arg-type]
@@ -126,4 +125,4 @@ async def list_deliveries(
     rows = await webhooks.list_deliveries(ctx.pool, dept, event_id, limit)
     if event_id is not None and not rows and await webhooks.event(ctx.pool, event_id) is None:
         raise ApiError(404, "event_not_found", "No such event.", title="Not found")
-    return DeliveryList(items=[Delivery(**dict(r)) for r in rows])
+    return DeliveryList(items=[Delivery(**asdict(r)) for r in rows])

@@ -154,8 +154,8 @@ async def _webhooks_redeliver(event_id: str) -> None:
 
     from temporalio.client import WorkflowExecutionStatus
 
-    from epay import webhooks
     from epay.temporal import connect
+    from store import webhooks
     from workers.webhook_relay import delivery_workflow_id
     from workflows.webhook import Delivery, WebhookDeliveryWorkflow
 
@@ -185,7 +185,7 @@ async def _webhooks_redeliver(event_id: str) -> None:
             task_queue=settings.task_queue,
         )
         await webhooks.mark_dispatched(pool, event_id)
-        print(f"{event_id} ({event['type']}): delivered again by workflow {redelivery}")
+        print(f"{event_id} ({event.type}): delivered again by workflow {redelivery}")
     finally:
         await pool.close()
 

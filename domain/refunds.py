@@ -15,10 +15,13 @@ service fee. A full refund returns every line.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from domain import ledger
 from domain.cards import MethodType
 from domain.money import FeeLine
 
@@ -85,6 +88,24 @@ def refund_workflow_id(refund_id: str) -> str:
     return f"refund-{refund_id}"
 
 
+def idempotency_scope(key: str) -> str:
+    """The ``idempotency_keys`` row of a refund request's key: the same table as the
+    payments' keys, under a name no payment key can have (an HTTP header value holds no
+    line feed), the caller's key hashed so that any 255-character key fits."""
+    return "refund\n" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def request_hash(payment_id: str, amount: int, reason: str | None) -> str:
+    """What a refund request's key is bound to: the same key with another request is
+    refused (``idempotency_key_reused``)."""
+    canonical = json.dumps(
+        {"payment_id": payment_id, "amount": amount, "reason": reason},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 # --- what crosses the refund workflow's boundary (stored in its history, encrypted) ---------
 
 
@@ -146,3 +167,9 @@ class RefundNotice:
 class RefundOutcome:
     state: str
     failure_code: str | None = None
+
+
+def refund_postings(s: RefundSettlement) -> list[tuple[str, int]]:
+    """A refund's reversing entries: the capture's postings of the refunded lines, negated
+    (credit the funds source by the amount, debit each line's account by its share)."""
+    return ledger.refund_postings(s.method_type, s.department, s.lines)

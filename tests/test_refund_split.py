@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from domain.money import FeeLine, fee_lines
-from domain.refunds import RefundSettlement, split_refund
-from epay.refunds import idempotency_scope, refund_postings
+from domain.refunds import RefundSettlement, idempotency_scope, refund_postings, split_refund
 
 # A health certificate: AED 220 service fee, the Knowledge and the Innovation Dirham.
 LINES = fee_lines(22000, exempt_from_added_fees=False)

@@ -14,8 +14,8 @@ import asyncpg
 import httpx
 
 from domain.refunds import RefundFailed, RefundFailure, refund_workflow_id
-from epay import refunds
 from epay.db import create_pool
+from store import refunds
 from tests.conftest import Stack, card, e_dirham, new_reference
 from tests.support.partners import acquirer_record, fresh_e_dirham_card
 from tests.support.refunds import department_notices, refund, refunds_of, wait_for_refund
@@ -306,7 +306,7 @@ def test_a_refund_whose_start_failed_is_left_to_the_workflow_that_took_it(stack:
     async def state(pool: asyncpg.Pool, refund_id: str) -> str:
         row = await refunds.get(pool, refund_id)
         assert row is not None
-        return str(row["state"])
+        return row.state
 
     async def race() -> None:
         pool = await create_pool(stack.dsn)

@@ -1,6 +1,6 @@
 """The webhook relay: one durable delivery workflow for each event the records wrote.
 
-Events are written in the transaction of the outcome they tell of (epay/webhooks.py); this
+Events are written in the transaction of the outcome they tell of (store/webhooks.py); this
 loop, in every process that runs the records role, starts a ``WebhookDeliveryWorkflow`` for
 each event not yet dispatched (workflow id ``webhook-<event id>``, so that two relays, or a
 relay that restarts between starting a workflow and marking its event, start it once), then
@@ -20,8 +20,8 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from epay import webhooks
 from epay.config import Settings
+from store import webhooks
 from workflows.webhook import Delivery, WebhookDeliveryWorkflow
 
 log = logging.getLogger("epay.webhooks")
@@ -36,20 +36,20 @@ async def dispatch(pool: asyncpg.Pool, client: Client, settings: Settings) -> in
     """Start the delivery of every event not yet dispatched; how many were."""
     started = 0
     for row in await webhooks.undispatched(pool):
-        if not row["has_endpoint"]:
-            await webhooks.mark_dispatched(pool, row["id"])
+        if not row.has_endpoint:
+            await webhooks.mark_dispatched(pool, row.id)
             continue
         try:
             await client.start_workflow(
                 WebhookDeliveryWorkflow.run,
-                Delivery(row["id"], settings.webhook_retries),
-                id=delivery_workflow_id(row["id"]),
+                Delivery(row.id, settings.webhook_retries),
+                id=delivery_workflow_id(row.id),
                 task_queue=settings.task_queue,
             )
             started += 1
         except WorkflowAlreadyStartedError:
             pass  # another relay, or this one before a restart, started it
-        await webhooks.mark_dispatched(pool, row["id"])
+        await webhooks.mark_dispatched(pool, row.id)
     return started
 
 

@@ -1,57 +1,76 @@
 """Queries over refunds, shared by the API (create, list) and the refund workflow's
 database steps (begin, settle, fail). Each function is one transaction; those the workflow
 calls are idempotent. A refund's end (``succeeded``, ``failed``) writes its webhook event
-(``refund.succeeded``, ``refund.failed``) in the same transaction (epay/webhooks.py).
+(``refund.succeeded``, ``refund.failed``) in the same transaction (store/webhooks.py).
 
 The sum of a payment's refunds that have not failed never passes its total: ``create``
 checks it and inserts the refund in one transaction that holds the payment's row
 ``FOR UPDATE``, so concurrent requests on one payment are decided one after the other.
+The rules that need no database (the split over the lines, the idempotency key's scope, the
+reversing entries) are in domain/refunds.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from asyncpg import Pool
 
-from domain import ledger
 from domain.money import FeeLine
 from domain.refunds import (
     RefundFailed,
     RefundRequest,
     RefundSettlement,
     RefundState,
+    idempotency_scope,
+    refund_postings,
     refund_workflow_id,
+    request_hash,
     split_refund,
 )
 from domain.states import PaymentState
-from epay import webhooks
 from epay.store import IDEMPOTENCY_TTL
+from store import webhooks
 
 REFUND_COLUMNS = """id, payment_id, department, amount, reason, state, failure_code, lines,
     workflow_id, created_at, updated_at"""
 
 
-def idempotency_scope(key: str) -> str:
-    """The ``idempotency_keys`` row of a refund request's key: the same table as the
-    payments' keys, under a name no payment key can have (an HTTP header value holds no
-    line feed), the caller's key hashed so that any 255-character key fits."""
-    return "refund\n" + hashlib.sha256(key.encode()).hexdigest()
+@dataclass(frozen=True, slots=True)
+class Refund:
+    """A refund's row: ``lines``, how its amount splits over the payment's lines."""
 
+    id: str
+    payment_id: str
+    department: str
+    amount: int
+    reason: str | None
+    state: Literal["pending", "succeeded", "failed"]  # RefundState's values
+    failure_code: str | None
+    lines: tuple[FeeLine, ...]
+    workflow_id: str
+    created_at: datetime
+    updated_at: datetime
 
-def request_hash(payment_id: str, amount: int, reason: str | None) -> str:
-    canonical = json.dumps(
-        {"payment_id": payment_id, "amount": amount, "reason": reason},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    @classmethod
+    def of(cls, row: asyncpg.Record) -> Refund:
+        return cls(
+            id=row["id"],
+            payment_id=row["payment_id"],
+            department=row["department"],
+            amount=row["amount"],
+            reason=row["reason"],
+            state=row["state"],
+            failure_code=row["failure_code"],
+            lines=tuple(_lines(row["lines"])),
+            workflow_id=row["workflow_id"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
 
 
 @dataclass
@@ -60,7 +79,7 @@ class Created:
     ``payment_not_found``, ``not_refundable``, ``refund_exceeds_available`` with ``available``,
     ``idempotency_key_reused``). ``replayed``: the key's earlier refund, not a new one."""
 
-    refund: asyncpg.Record | None = None
+    refund: Refund | None = None
     request: RefundRequest | None = None
     replayed: bool = False
     refused: str | None = None
@@ -131,6 +150,7 @@ async def _create(
                 if earlier["request_hash"] != digest:
                     return Created(refused="idempotency_key_reused")
                 row = await _get(conn, earlier["payment_id"])  # the column holds the refund id
+                assert row is not None  # a refund's key goes with it, in its transaction
                 return Created(refund=row, request=_request(payment, row), replayed=True)
         if payment["state"] != PaymentState.SUCCEEDED:
             return Created(refused="not_refundable", payment_state=payment["state"])
@@ -146,7 +166,7 @@ async def _create(
             for part in earlier_refund["lines"]:
                 by_code[part["code"]] += part["amount"]
         lines = split_refund(_lines(payment["lines"]), by_code, amount)
-        row = await conn.fetchrow(
+        inserted = await conn.fetchrow(
             f"""INSERT INTO refunds (id, payment_id, department, amount, reason, state, lines,
                    workflow_id)
                VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7) RETURNING {REFUND_COLUMNS}""",
@@ -169,6 +189,7 @@ async def _create(
             )
             if not claimed:
                 raise _KeyTaken
+        row = Refund.of(inserted)
         return Created(refund=row, request=_request(payment, row))
 
 
@@ -205,37 +226,39 @@ async def request_for(pool: Pool, refund_id: str) -> RefundRequest | None:
         "WHERE id = $1",
         refund["payment_id"],
     )
-    return _request(payment, refund)
+    return _request(payment, Refund.of(refund))
 
 
-def _request(payment: asyncpg.Record, refund: asyncpg.Record) -> RefundRequest:
+def _request(payment: asyncpg.Record, refund: Refund) -> RefundRequest:
     return RefundRequest(
-        refund_id=refund["id"],
+        refund_id=refund.id,
         payment_id=payment["id"],
         department=payment["department"],
         reference=payment["reference"],
         method_type=payment["method_type"],
         authorisation_id=payment["authorisation_id"] or "",
-        amount=refund["amount"],
-        lines=_lines(refund["lines"]),
+        amount=refund.amount,
+        lines=list(refund.lines),
     )
 
 
-async def _get(conn: asyncpg.Connection | Pool, refund_id: str) -> asyncpg.Record:
-    return await conn.fetchrow(f"SELECT {REFUND_COLUMNS} FROM refunds WHERE id = $1", refund_id)
+async def _get(conn: asyncpg.Connection | Pool, refund_id: str) -> Refund | None:
+    row = await conn.fetchrow(f"SELECT {REFUND_COLUMNS} FROM refunds WHERE id = $1", refund_id)
+    return None if row is None else Refund.of(row)
 
 
-async def get(pool: Pool, refund_id: str) -> asyncpg.Record | None:
+async def get(pool: Pool, refund_id: str) -> Refund | None:
     return await _get(pool, refund_id)
 
 
-async def list_for_payment(pool: Pool, payment_id: str) -> list[asyncpg.Record]:
+async def list_for_payment(pool: Pool, payment_id: str) -> list[Refund]:
     """A payment's refunds, newest first."""
-    return await pool.fetch(
+    rows = await pool.fetch(
         f"SELECT {REFUND_COLUMNS} FROM refunds WHERE payment_id = $1 "
         "ORDER BY created_at DESC, id DESC",
         payment_id,
     )
+    return [Refund.of(r) for r in rows]
 
 
 async def begin(pool: Pool, refund_id: str) -> str:
@@ -280,12 +303,6 @@ async def fail_unstarted(pool: Pool, refund_id: str, failure_code: str) -> bool:
             return False
         await webhooks.record_refund_event(conn, refund_id)
         return True
-
-
-def refund_postings(s: RefundSettlement) -> list[tuple[str, int]]:
-    """A refund's reversing entries: the capture's postings of the refunded lines, negated
-    (credit the funds source by the amount, debit each line's account by its share)."""
-    return ledger.refund_postings(s.method_type, s.department, s.lines)
 
 
 async def settle(pool: Pool, s: RefundSettlement) -> str:
