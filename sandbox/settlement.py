@@ -2,7 +2,7 @@
 
 Each capture and each refund a partner makes is one line of its settlement for the business
 day (Asia/Dubai) it happened on, with ePay's reference (the payment id it was sent). ePay's
-daily settlement (epay/settlement.py) matches the file against its ledger.
+daily settlement (domain/settlement.py) matches the file against its ledger.
 ``GET /{system}/settlements/{day}`` serves a day's file; ``POST
 /{system}/_admin/settlement-lines`` adds a line that the partner never made (for a test of
 what ePay does with a capture its ledger lacks).

@@ -1,5 +1,5 @@
 """Idempotency keys of the department API's creating calls: a key names its payment (or, in
-its own scope, its refund, epay/refunds.py) for 24 hours, with the answer kept once given."""
+its own scope, its refund, store/refunds.py) for 24 hours, with the answer kept once given."""
 
 from __future__ import annotations
 

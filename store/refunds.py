@@ -33,8 +33,8 @@ from domain.refunds import (
     split_refund,
 )
 from domain.states import PaymentState
-from epay.store import IDEMPOTENCY_TTL
 from store import webhooks
+from store.idempotency import IDEMPOTENCY_TTL
 
 REFUND_COLUMNS = """id, payment_id, department, amount, reason, state, failure_code, lines,
     workflow_id, created_at, updated_at"""

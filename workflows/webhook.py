@@ -1,4 +1,4 @@
-"""One event's delivery to its department's webhook endpoints (epay/webhooks.py).
+"""One event's delivery to its department's webhook endpoints (store/webhooks.py).
 
 attempt -> wait (about 1 min, 5 min, 1 h, 1 day, 2 days) -> attempt ... until every endpoint
 that takes the event has accepted it, or the schedule is spent and the delivery is given up
@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
 @dataclass
 class Delivery:
     event_id: str
-    # seconds to wait before each retry, after the first attempt (epay.webhooks.SCHEDULE)
+    # seconds to wait before each retry, after the first attempt (domain.webhooks.SCHEDULE)
     retry_after_seconds: list[int] = field(default_factory=lambda: [60, 300, 3600, 86400, 172800])
     since_delivery: int = 0  # a redelivery: what was accepted up to this log id is sent again
 
