@@ -13,13 +13,13 @@ from temporalio.client import WorkflowHistory
 from epay.config import Settings
 from tests.conftest import Stack
 from tests.support import BIN, ROOT
-from tools.bench import (
+from tools.bench.epay_api import role_tasks
+from tools.bench.figures import percentiles
+from tools.bench.output import not_succeeded
+from tools.bench.processes import (
     ProcessMeter,
     find_stack_processes,
-    not_succeeded,
     parse_pids,
-    percentiles,
-    role_tasks,
     worker_process_of,
 )
 
