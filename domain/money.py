@@ -45,5 +45,15 @@ def is_valid_amount(value: object) -> bool:
     return type(value) is int and 0 < value <= MAX_AMOUNT
 
 
-def format_aed(fils: int) -> str:
-    return f"AED {fils // FILS_PER_AED:,}.{fils % FILS_PER_AED:02d}"
+AED_TEXT = {"en": "AED {amount}", "ar": "{amount} درهم"}
+"""How an amount reads in each language the payer's page speaks (the page's texts,
+``api/static/strings.json``, carry the same two as ``amount``; a test keeps them alike)."""
+
+
+def format_aed(fils: int, lang: str = "en") -> str:
+    """An amount in fils as the payer and the operator read it: ``AED 1,234.50`` in English,
+    ``1,234.50 درهم`` in Arabic (Western digits, comma thousands, two decimals; a negative
+    amount as ``AED -0.01``)."""
+    sign = "-" if fils < 0 else ""
+    whole, part = divmod(abs(fils), FILS_PER_AED)
+    return AED_TEXT[lang].format(amount=f"{sign}{whole:,}.{part:02d}")

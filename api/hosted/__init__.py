@@ -24,5 +24,6 @@ order a request meets them:
 - ``templates``: the HTML;
 - ``receipt``: the receipt as a PDF.
 
-The payment row and the department's and service's names come from ``store.page``.
+The payment is read as a ``store.payments.PaymentRow``; the department's and the service's
+names come from ``store.page``.
 """

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import asyncpg
 from fpdf import FPDF
 
-from api.hosted.view import STATIC, STRINGS, Names, aed, method_text, payer_view
+from api.hosted.view import STATIC, STRINGS, method_text, payer_view
+from domain.money import format_aed
+from store.page import Names
+from store.payments import PaymentRow
 
 FONTS = STATIC / "fonts"
 
 
-def receipt_document(row: asyncpg.Record, names: Names) -> bytes:
+def receipt_document(row: PaymentRow, names: Names) -> bytes:
     """A one-page A4 receipt: English on the left, Arabic on the right (shaped by
     uharfbuzz through fpdf2's text shaping, so its letters join and run right to left)."""
     view = payer_view(row)
     en, ar = STRINGS["en"], STRINGS["ar"]
     pdf = FPDF(format="A4")
-    pdf.set_title(f"{en['receipt_heading']} {row['receipt_number']}")
+    pdf.set_title(f"{en['receipt_heading']} {row.receipt_number}")
     pdf.set_creator("ePay")
     pdf.add_font("dejavu", "", str(FONTS / "DejaVuSans.ttf"))
     pdf.add_font("dejavu", "B", str(FONTS / "DejaVuSans-Bold.ttf"))
@@ -44,7 +46,7 @@ def receipt_document(row: asyncpg.Record, names: Names) -> bytes:
             f"{receipt['issued_at_text']} ({ar['dubai_time']})",
         ),
         ("service", names.service.get("en", ""), names.service.get("ar", "")),
-        ("reference", row["reference"], row["reference"]),
+        ("reference", row.reference, row.reference),
         (
             "confirmation",
             view["department_confirmation"] or "",
@@ -60,19 +62,19 @@ def receipt_document(row: asyncpg.Record, names: Names) -> bytes:
     pdf.set_draw_color(180, 180, 180)
     pdf.line(18, pdf.get_y(), pdf.w - 18, pdf.get_y())
     pdf.ln(2)
-    for line in row["lines"]:
+    for line in row.lines:
         code = "line_" + line["code"]
         pair(
-            f"{en.get(code, line['code'])}: {aed(line['amount'], 'en')}",
-            f"{ar.get(code, line['code'])}: {aed(line['amount'], 'ar')}",
+            f"{en.get(code, line['code'])}: {format_aed(line['amount'], 'en')}",
+            f"{ar.get(code, line['code'])}: {format_aed(line['amount'], 'ar')}",
             size=11,
             height=7,
         )
     pdf.line(18, pdf.get_y() + 1, pdf.w - 18, pdf.get_y() + 1)
     pdf.ln(3)
     pair(
-        f"{en['amount_paid']}: {aed(row['amount_total'], 'en')}",
-        f"{ar['amount_paid']}: {aed(row['amount_total'], 'ar')}",
+        f"{en['amount_paid']}: {format_aed(row.amount_total, 'en')}",
+        f"{ar['amount_paid']}: {format_aed(row.amount_total, 'ar')}",
         bold=True,
         size=13,
         height=9,

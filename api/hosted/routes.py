@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -24,10 +23,13 @@ from api.hosted.session import (
     set_session,
 )
 from api.hosted.templates import message_page, opening_page, payment_page, status_page
-from api.hosted.view import LANGUAGES, STATIC, column_or_none, names_of, payer_view
+from api.hosted.view import LANGUAGES, STATIC, payer_view
 from api.payer import Caller, payment_for_payer, submit_challenge, submit_method
 from domain.states import PaymentState
-from epay import store
+from store import page as page_store
+from store import payments
+from store.page import Names
+from store.payments import PaymentRow
 
 router = APIRouter(prefix="/pay", include_in_schema=False)
 
@@ -36,11 +38,15 @@ def _html(text: str, status: int = 200) -> Response:
     return Response(text, status_code=status, media_type="text/html; charset=utf-8")
 
 
-async def _row(ctx: Context, payment_id: str) -> asyncpg.Record:
-    row = await store.get_payment_any_department(ctx.pool, payment_id)
+async def _row(ctx: Context, payment_id: str) -> PaymentRow:
+    row = await payments.get_payment_any_department(ctx.pool, payment_id)
     if row is None:
         raise ApiError(404, "payment_not_found", "No such payment.", title="Not found")
     return row
+
+
+async def _names(ctx: Context, row: PaymentRow) -> Names:
+    return await page_store.names_of(ctx.pool, row.department, row.service_code)
 
 
 _METHOD = TypeAdapter(schemas.PaymentMethodBody)
@@ -61,7 +67,7 @@ async def _body(request: Request, adapter: TypeAdapter[Any]) -> Any:
 
 
 def _view_response(
-    ctx: Context, row: asyncpg.Record, session: payer_session.PayerSession, status: int = 200
+    ctx: Context, row: PaymentRow, session: payer_session.PayerSession, status: int = 200
 ) -> JSONResponse:
     response = JSONResponse(payer_view(row), status_code=status)
     set_session(response, ctx, session.renewed())
@@ -108,11 +114,11 @@ async def _page(
     session = session_of(request, ctx, payment_id)
     if token is not None:
         try:
-            row = await payment_for_payer(ctx, payment_id, token if token.isascii() else None)
+            linked = await payment_for_payer(ctx, payment_id, token if token.isascii() else None)
         except ApiError:
             return _html(message_page(language, "not_found"), 404)
-        if session is None and not _link_exchangeable(row):
-            return _html(status_page(row, await names_of(ctx, row), language))
+        if session is None and not _link_exchangeable(linked):
+            return _html(status_page(linked, await _names(ctx, linked), language))
         target = f"/pay/{payment_id}" + (f"?lang={asked}" if asked in LANGUAGES else "")
         if session is not None:  # the cookie came: a same-site visit, which a redirect keeps
             moved: Response = RedirectResponse(target, status_code=303)
@@ -123,23 +129,19 @@ async def _page(
         return moved
     if session is None:
         return _html(message_page(language, "session_expired"), 403)
-    row = await store.get_payment_any_department(ctx.pool, payment_id)
+    row = await payments.get_payment_any_department(ctx.pool, payment_id)
     if row is None:
         return _html(message_page(language, "not_found"), 404)
     csrf = payer_session.csrf_token(ctx.settings.token_secret, session)
-    response = _html(payment_page(row, await names_of(ctx, row), language, csrf))
+    response = _html(payment_page(row, await _names(ctx, row), language, csrf))
     set_session(response, ctx, session.renewed())
     return response
 
 
-def _link_exchangeable(row: asyncpg.Record) -> bool:
+def _link_exchangeable(row: PaymentRow) -> bool:
     """The link opens a session only before the payment has started: once a method has
     been handed over (even one declined) it is no longer the payer's way in."""
-    return (
-        row["state"] == PaymentState.RESERVED
-        and not column_or_none(row, "declines")
-        and not column_or_none(row, "last_decline")
-    )
+    return row.state == PaymentState.RESERVED and not row.declines and not row.last_decline
 
 
 @router.get("/{payment_id}/status")
@@ -179,11 +181,11 @@ async def receipt_pdf(payment_id: str, request: Request, ctx: Ctx) -> Response:
     """The receipt as a PDF, in English and Arabic; only a paid payment has one."""
     lang = language_of(request, None)
     session = session_of(request, ctx, payment_id) if PAYMENT_ID.fullmatch(payment_id) else None
-    row = await store.get_payment_any_department(ctx.pool, payment_id) if session else None
-    if row is None or row["state"] != PaymentState.SUCCEEDED or not row["receipt_number"]:
+    row = await payments.get_payment_any_department(ctx.pool, payment_id) if session else None
+    if row is None or row.state != PaymentState.SUCCEEDED or not row.receipt_number:
         return _html(message_page(lang, "not_found"), 404)
-    pdf = receipt_document(row, await names_of(ctx, row))
-    filename = f"receipt-{row['receipt_number']}.pdf"
+    pdf = receipt_document(row, await _names(ctx, row))
+    filename = f"receipt-{row.receipt_number}.pdf"
     return Response(
         pdf,
         media_type="application/pdf",

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
-
 from api.hosted.markup import Markup, concat, html, json_for_html
-from api.hosted.view import STRINGS, Names, aed, method_text, payer_view, safe_return_url, view_of
+from api.hosted.view import STRINGS, method_text, payer_view, safe_return_url, view_of
+from domain.money import format_aed
 from domain.states import PaymentState
+from store.page import Names
+from store.payments import PaymentRow
 
 NO_MARKUP = Markup("")
 
@@ -61,16 +62,16 @@ def _document(
     )
 
 
-def _summary(row: asyncpg.Record, names: Names, lang: str) -> Markup:
+def _summary(row: PaymentRow, names: Names, lang: str) -> Markup:
     s = STRINGS[lang]
     lines = concat(
         *(
             html(
                 '<tr><th scope="row">{label}</th><td class="num">{amount}</td></tr>',
                 label=s.get("line_" + line["code"], line["code"]),
-                amount=aed(line["amount"], lang),
+                amount=format_aed(line["amount"], lang),
             )
-            for line in row["lines"]
+            for line in row.lines
         )
     )
     return html(
@@ -89,10 +90,10 @@ def _summary(row: asyncpg.Record, names: Names, lang: str) -> Markup:
         service_label=s["service"],
         service=names.service.get(lang, ""),
         reference_label=s["reference"],
-        reference=row["reference"],
+        reference=row.reference,
         lines=lines,
         total_label=s["total"],
-        total=aed(row["amount_total"], lang),
+        total=format_aed(row.amount_total, lang),
     )
 
 
@@ -133,7 +134,7 @@ def _field(
     )
 
 
-def _pay_form(row: asyncpg.Record, lang: str, hidden: bool) -> Markup:
+def _pay_form(row: PaymentRow, lang: str, hidden: bool) -> Markup:
     s = STRINGS[lang]
     f = _field
     e_dirham_fields = concat(
@@ -189,7 +190,7 @@ def _pay_form(row: asyncpg.Record, lang: str, hidden: bool) -> Markup:
         card=s["method_card"],
         e_dirham_fields=e_dirham_fields,
         card_fields=card_fields,
-        pay=s["pay_button"].format(amount=aed(row["amount_total"], lang)),
+        pay=s["pay_button"].format(amount=format_aed(row.amount_total, lang)),
         note=s["secure_note"],
     )
 
@@ -261,7 +262,7 @@ def _return_link(url: str | None, lang: str, ident: str) -> Markup:
 
 
 def _receipt(
-    row: asyncpg.Record, payment_id: str, lang: str, view: dict[str, Any], hidden: bool
+    row: PaymentRow, payment_id: str, lang: str, view: dict[str, Any], hidden: bool
 ) -> Markup:
     s = STRINGS[lang]
     receipt = view["receipt"] or {}
@@ -297,7 +298,7 @@ def _receipt(
         method_label=s["paid_with"],
         method=method_text(view["method"], lang),
         amount_label=s["amount_paid"],
-        amount=aed(row["amount_total"], lang),
+        amount=format_aed(row.amount_total, lang),
         print=s["print"],
         payment_id=payment_id,
         download=s["download_pdf"],
@@ -329,7 +330,7 @@ def _notice(lang: str, code: str | None, shown: bool) -> Markup:
     )
 
 
-def payment_page(row: asyncpg.Record, names: Names, lang: str, csrf: str) -> Markup:
+def payment_page(row: PaymentRow, names: Names, lang: str, csrf: str) -> Markup:
     """The page of a payer with a session: every part is there, the state's shown; pay.js
     moves between them as the payment moves on (``payer_view``'s ``view``)."""
     view = payer_view(row)
@@ -340,7 +341,7 @@ def payment_page(row: asyncpg.Record, names: Names, lang: str, csrf: str) -> Mar
         _pay_form(row, lang, hidden=v != "form"),
         _challenge(lang, hidden=v != "challenge"),
         _progress(lang, view["step"], hidden=v != "progress"),
-        _receipt(row, row["id"], lang, view, hidden=v != "receipt"),
+        _receipt(row, row.id, lang, view, hidden=v != "receipt"),
         _ended(lang, view, hidden=v != "ended"),
         Markup(
             '<noscript><p class="notice">JavaScript is needed to pay on this page.</p></noscript>'
@@ -353,11 +354,11 @@ def payment_page(row: asyncpg.Record, names: Names, lang: str, csrf: str) -> Mar
     return _document(lang, body, csrf=csrf, script=True)
 
 
-def status_page(row: asyncpg.Record, names: Names, lang: str) -> Markup:
+def status_page(row: PaymentRow, names: Names, lang: str) -> Markup:
     """A link opened for a payment that has started or ended, without a session: where the
     payment is, and no card form (nor the receipt: that needs the payer's session)."""
     s = STRINGS[lang]
-    state = PaymentState(row["state"])
+    state = PaymentState(row.state)
     view, message = view_of(row)
     if state == PaymentState.SUCCEEDED:
         text = s["msg_paid"]
@@ -373,7 +374,7 @@ def status_page(row: asyncpg.Record, names: Names, lang: str) -> Markup:
         summary=_summary(row, names, lang),
         heading=s["status_heading"],
         text=text,
-        return_link=_return_link(safe_return_url(row["return_url"]), lang, "ended-return-link"),
+        return_link=_return_link(safe_return_url(row.return_url), lang, "ended-return-link"),
     )
     return _document(lang, body)
 

@@ -4,17 +4,14 @@ page's texts in both languages. Pure: no request, no database."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import asyncpg
-
-from api.context import Context
 from domain.failures import DECLINE_CODES, FailureCode
 from domain.states import PaymentState
+from store.payments import PaymentRow
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 STRINGS: dict[str, dict[str, str]] = json.loads((STATIC / "strings.json").read_text("utf-8"))
@@ -37,15 +34,15 @@ SPECIFIC_FAILURES = frozenset(
 CARD_FAILURES = DECLINE_CODES | {FailureCode.AUTHORISATION_FAILED}
 
 
-def view_of(row: asyncpg.Record) -> tuple[View, str | None]:
+def view_of(row: PaymentRow) -> tuple[View, str | None]:
     """Which part of the page the payment's state shows, and the message code with it.
 
     Message codes are the page's own (``strings.json`` has ``msg_<code>``), never the
     precise failure code: every decline is ``declined`` (``declined_final`` once the
     payment has ended)."""
-    state = PaymentState(row["state"])
+    state = PaymentState(row.state)
     if state == PaymentState.RESERVED:
-        return "form", "declined" if column_or_none(row, "last_decline") else None
+        return "form", "declined" if row.last_decline else None
     if state == PaymentState.REQUIRES_ACTION:
         return "challenge", None
     if state in IN_PROGRESS:
@@ -56,18 +53,10 @@ def view_of(row: asyncpg.Record) -> tuple[View, str | None]:
         return "ended", "cancelled"
     if state == PaymentState.EXPIRED:
         return "ended", "payment_window_expired"
-    code = row["failure_code"] or ""
+    code = row.failure_code or ""
     if code in SPECIFIC_FAILURES:
         return "ended", code
     return "ended", "declined_final" if code in CARD_FAILURES else "failed"
-
-
-def column_or_none(row: asyncpg.Record, column: str) -> Any:
-    """A column that a later migration adds: None on a database without it."""
-    try:
-        return row.get(column)
-    except (KeyError, AttributeError):
-        return None
 
 
 def safe_return_url(url: str | None) -> str | None:
@@ -82,65 +71,38 @@ def issued_text(at: datetime) -> str:
     return at.astimezone(DUBAI).strftime("%Y-%m-%d %H:%M")
 
 
-def payer_view(row: asyncpg.Record) -> dict[str, Any]:
+def payer_view(row: PaymentRow) -> dict[str, Any]:
     """``GET /pay/{id}/status``: what the page needs, and nothing the payer must not learn
     (no failure code, no payer data, no token)."""
     view, message = view_of(row)
-    state = PaymentState(row["state"])
+    state = PaymentState(row.state)
     return {
         "state": state.value,
         "view": view,
         "step": state.value if state in IN_PROGRESS else None,
         "message": message,
         "amount": {
-            "total": row["amount_total"],
-            "currency": row["currency"],
-            "lines": [{"code": x["code"], "amount": x["amount"]} for x in row["lines"]],
+            "total": row.amount_total,
+            "currency": row.currency,
+            "lines": [{"code": x["code"], "amount": x["amount"]} for x in row.lines],
         },
         "method": (
-            {"type": row["method_type"], "brand": row["method_brand"], "last4": row["method_last4"]}
-            if row["method_type"]
+            {"type": row.method_type, "brand": row.method_brand, "last4": row.method_last4}
+            if row.method_type
             else None
         ),
         "receipt": (
             {
-                "number": row["receipt_number"],
-                "issued_at": row["receipt_issued_at"].isoformat(),
-                "issued_at_text": issued_text(row["receipt_issued_at"]),
+                "number": row.receipt_number,
+                "issued_at": row.receipt_issued_at.isoformat(),
+                "issued_at_text": issued_text(row.receipt_issued_at),
             }
-            if row["receipt_number"]
+            if row.receipt_number and row.receipt_issued_at  # one receipts row: both or neither
             else None
         ),
-        "department_confirmation": row["department_confirmation"],
-        "return_url": safe_return_url(row["return_url"]),
+        "department_confirmation": row.department_confirmation,
+        "return_url": safe_return_url(row.return_url),
     }
-
-
-@dataclass(frozen=True)
-class Names:
-    department: dict[str, str]
-    service: dict[str, str]
-
-
-async def names_of(ctx: Context, row: asyncpg.Record) -> Names:
-    found = await ctx.pool.fetchrow(
-        "SELECT d.name_en AS d_en, d.name_ar AS d_ar, s.name_en AS s_en, s.name_ar AS s_ar "
-        "FROM departments d JOIN services s ON s.department = d.code "
-        "WHERE d.code = $1 AND s.code = $2",
-        row["department"],
-        row["service_code"],
-    )
-    if found is None:  # cannot happen (foreign keys); the codes are better than nothing
-        return Names({"en": row["department"], "ar": row["department"]}, {})
-    return Names(
-        {"en": found["d_en"], "ar": found["d_ar"]}, {"en": found["s_en"], "ar": found["s_ar"]}
-    )
-
-
-def aed(fils: int, lang: str) -> str:
-    """``AED 1,234.50`` (``1,234.50 درهم`` in Arabic) from an amount in fils."""
-    number = f"{fils // 100:,}.{fils % 100:02d}"
-    return STRINGS[lang]["amount"].format(amount=number)
 
 
 def method_text(method: dict[str, Any] | None, lang: str) -> str:
