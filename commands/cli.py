@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib
 import json
 import logging
 import os
@@ -16,13 +17,10 @@ from typing import Any, NoReturn
 
 import httpx
 
-from commands import ops
-from commands import report as report_command
 from domain.queues import Role
 from epay import crypto
 from epay.config import Settings, SettingsError
 from epay.db import create_pool, migrate
-from store import department_secrets, keys
 
 
 def _settings() -> Settings:
@@ -85,6 +83,8 @@ async def _seed(with_cards: bool) -> None:
 
 
 async def create_key(department: str, label: str) -> str:
+    from store import keys
+
     settings = _settings()
     pool = await create_pool(settings.require_database_url())
     try:
@@ -96,6 +96,8 @@ async def create_key(department: str, label: str) -> str:
 
 
 async def _departments(args: argparse.Namespace) -> None:
+    from store import department_secrets, keys
+
     if args.action == "create-key":
         key = await create_key(args.department, args.label)
         print(key)
@@ -130,6 +132,7 @@ async def _departments(args: argparse.Namespace) -> None:
 
 async def _create_signing_secret(pool: Any, settings: Settings, department: str) -> None:
     from commands.seed import share_signing_secrets_with_sandbox
+    from store import department_secrets
 
     if not await pool.fetchval("SELECT 1 FROM departments WHERE code = $1", department):
         raise SystemExit(f"no department {department!r}: run 'epay seed' first")
@@ -343,7 +346,27 @@ def _exit_without_teardown(run: Callable[[], int | None]) -> NoReturn:
     os._exit(code)
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands whose modules are imported only to run them (their parsers too), so that the
+# other commands, the API's and the workers' above all, do not load them: name, then the
+# module (which gives ``add_parser`` and ``run``, ``parse`` and ``main`` for ``bench``) and
+# the line ``epay --help`` shows (the same as the module's own; tests/test_cli_imports.py).
+LOADED_TO_RUN = {
+    "ops": ("commands.ops", "operators: find, explain and steer stuck payments"),
+    "bench": (
+        "tools.bench",
+        "drive payments end to end and the Temporal floor; print both and their ratios "
+        "(epay bench --help)",
+    ),
+    "report": (
+        "commands.report",
+        "what was collected, per department and service, by method, and how payments ended",
+    ),
+}
+
+
+def build_parser(full: str | None = None) -> argparse.ArgumentParser:
+    """The ``epay`` parser, with the arguments of ``full`` if it is one of the commands
+    loaded to run (``LOADED_TO_RUN``); the others of those are only listed."""
     parser = argparse.ArgumentParser(prog="epay", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -457,21 +480,14 @@ def build_parser() -> argparse.ArgumentParser:
     sch = swsub.add_parser("schedule", help="create or update the sweeper's schedule")
     sch.add_argument("--every", type=float, default=5, metavar="MINUTES")
     swsub.add_parser("run", help="run one sweep now and print what it did")
-    ops.add_parser(sub)
-    _add_bench_parser(sub)
-    report_command.add_parser(sub)
+    for name, (module, text) in LOADED_TO_RUN.items():
+        if name == full and name != "bench":
+            importlib.import_module(module).add_parser(sub)
+        else:
+            # Listed only: ``main`` builds the command's parser when it runs it (``bench``
+            # parses its options itself).
+            sub.add_parser(name, help=text, add_help=False)
     return parser
-
-
-def _add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``epay bench`` in the list of commands; ``tools.bench`` parses its options itself, so
-    that no other command loads the benchmark."""
-    sub.add_parser(
-        "bench",
-        help="drive payments end to end and the Temporal floor; print both and their ratios "
-        "(epay bench --help)",
-        add_help=False,
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -481,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         logging.basicConfig(level=logging.WARNING)
         _exit_without_teardown(lambda: bench.main(bench.parse(argv[1:])))
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -532,9 +548,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "temporal":
         _exit_without_teardown(lambda: asyncio.run(_register_search_attributes()))
     elif args.command == "ops":
+        from commands import ops
+
         _exit_without_teardown(lambda: asyncio.run(ops.run(args, _settings())))
     elif args.command == "report":
-        raise SystemExit(report_command.run(args, lambda: _settings().require_database_url()))
+        from commands import report
+
+        raise SystemExit(report.run(args, lambda: _settings().require_database_url()))
     elif args.command == "sandbox":
         if args.action == "serve":
             from sandbox.__main__ import serve as serve_sandbox
