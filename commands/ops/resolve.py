@@ -29,12 +29,11 @@ from domain.failures import FailureCode
 from domain.models import AuditEntry, DepartmentRequest, FundsRequest, Transition
 from domain.states import Actor, AuditNote, PaymentEvent, PaymentState
 from domain.sweeper import StrandedPayment
-from epay import sweeps
 from epay.config import Settings
 from epay.db import create_pool
 from epay.http import TransientError
 from epay.temporal import connect, payment_workflow_id
-from store import payments
+from store import payments, sweeps
 
 
 async def resolve(settings: Settings, payment: str, operator: str, reason: str) -> dict[str, Any]:
