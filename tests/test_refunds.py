@@ -17,6 +17,7 @@ from domain.refunds import RefundFailed, RefundFailure, refund_workflow_id
 from epay.db import create_pool
 from store import refunds
 from tests.conftest import Stack, card, e_dirham, new_reference
+from tests.support import wait_until
 from tests.support.partners import acquirer_record, fresh_e_dirham_card
 from tests.support.refunds import department_notices, refund, refunds_of, wait_for_refund
 
@@ -270,6 +271,26 @@ def workflow_closed(stack: Stack, workflow_id: str) -> bool:
     return result
 
 
+def refused_calls(stack: Stack, workflow_id: str, activity: str) -> int:
+    """How many times the workflow's pending ``activity`` has been tried and refused so far
+    (Temporal's attempt number counts the try under way or to come)."""
+
+    async def describe() -> int:
+        client = await stack.temporal_client()
+        found = (await client.get_workflow_handle(workflow_id).describe()).raw_description
+        return max(
+            (
+                pending.attempt - 1
+                for pending in found.pending_activities
+                if pending.activity_type.name == activity
+            ),
+            default=0,
+        )
+
+    result: int = asyncio.run(describe())
+    return result
+
+
 def test_the_department_is_told_once_it_is_back(stack: Stack) -> None:
     """A refund whose department is down succeeds (the money is back) and its workflow keeps
     telling the department until it takes the notice, then closes."""
@@ -283,7 +304,11 @@ def test_the_department_is_told_once_it_is_back(stack: Stack) -> None:
     assert response.status_code == 201, response.text
     refund_id = response.json()["id"]
     assert wait_for_refund(stack, paid["id"], refund_id)["state"] == "succeeded"
-    time.sleep(3)  # a few notices refused meanwhile
+    wait_until(
+        lambda: refused_calls(stack, refund_workflow_id(refund_id), "notify_refund") >= 2,
+        timeout=30,
+        what="notices refused by the department",
+    )
     assert department_notices(stack, paid["id"]) == []
     assert not workflow_closed(stack, refund_workflow_id(refund_id))
     department_switch(stack, "up")
@@ -345,12 +370,17 @@ def test_a_refund_waits_out_an_acquirer_outage_and_refunds_once(stack: Stack) ->
     try:
         response = refund(stack, paid["id"], 8000)
         assert response.status_code == 201, response.text
-        time.sleep(3)  # attempts refused with 503 meanwhile
+        refund_id = response.json()["id"]
+        wait_until(
+            lambda: refused_calls(stack, refund_workflow_id(refund_id), "refund") >= 2,
+            timeout=30,
+            what="refunds refused with 503 by the acquirer",
+        )
         listed = refunds_of(stack, paid["id"]).json()["items"]
         assert [r["state"] for r in listed] == ["pending"]
         assert stack.get(paid["id"])["refund_summary"] == {"refunded": 0, "available": 0}
     finally:
         httpx.post(f"{stack.sandbox_url}/acquirer/_admin/up", timeout=10).raise_for_status()
-    assert wait_for_refund(stack, paid["id"], response.json()["id"])["state"] == "succeeded"
+    assert wait_for_refund(stack, paid["id"], refund_id)["state"] == "succeeded"
     record = acquirer_record(stack, paid["id"])
     assert (record["refund_count"], record["refunded_amount"]) == (1, 8000)
