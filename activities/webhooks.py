@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -18,14 +17,8 @@ import httpx
 from temporalio import activity
 
 from domain import signing
+from domain.webhooks import DeliveryAttempt
 from store import department_secrets, webhooks
-
-
-@dataclass
-class DeliveryAttempt:
-    event_id: str
-    attempt: int
-    since_delivery: int = 0  # deliveries logged up to this id do not count (a redelivery)
 
 
 class WebhookDeliveries:

@@ -157,10 +157,11 @@ async def _webhooks_redeliver(event_id: str) -> None:
 
     from temporalio.client import WorkflowExecutionStatus
 
+    from domain.webhooks import Delivery
     from epay.temporal import connect
     from store import webhooks
     from workers.webhook_relay import delivery_workflow_id
-    from workflows.webhook import Delivery, WebhookDeliveryWorkflow
+    from workflows.webhook import WebhookDeliveryWorkflow
 
     settings = _settings()
     pool = await create_pool(settings.require_database_url(), max_size=2)

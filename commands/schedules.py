@@ -27,10 +27,10 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from domain.settlement import SettledDay
+from domain.settlement import SettledDay, SettlementRequest
 from domain.sweeper import CARD_DATA_MARGIN_SECONDS, SweepRequest, SweepSummary
 from epay.config import Settings
-from workflows.settlement import SettlementRequest, SettlementWorkflow
+from workflows.settlement import SettlementWorkflow
 from workflows.sweeper import SweeperWorkflow
 
 SWEEPER_SCHEDULE_ID = "epay-sweeper"

@@ -279,3 +279,10 @@ def result(
         },
     }
     return DayResult(day.isoformat(), not mismatches, summary, mismatches)
+
+
+@dataclass
+class SettlementRequest:
+    """What starts a day's settlement workflow (workflows/settlement.py)."""
+
+    day: str = ""  # YYYY-MM-DD; empty: the previous business day

@@ -23,10 +23,10 @@ from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.webhooks import DeliveryAttempt
 from domain.queues import Role, task_queue
+from domain.webhooks import Delivery, DeliveryAttempt, DeliveryOutcome
 from tests.support import BIN
-from workflows.webhook import Delivery, DeliveryOutcome, WebhookDeliveryWorkflow
+from workflows.webhook import WebhookDeliveryWorkflow
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.workflow]
 

@@ -20,9 +20,10 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from domain.webhooks import Delivery
 from epay.config import Settings
 from store import webhooks
-from workflows.webhook import Delivery, WebhookDeliveryWorkflow
+from workflows.webhook import WebhookDeliveryWorkflow
 
 log = logging.getLogger("epay.webhooks")
 POLL_SECONDS = 1.0

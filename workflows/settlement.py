@@ -8,7 +8,6 @@ asked again, backing off, for up to a day.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
@@ -20,16 +19,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.settlement import Settlements
     from domain.calendar import previous_business_day
     from domain.queues import Role
-    from domain.settlement import SettleDay, SettledDay
+    from domain.settlement import SettleDay, SettledDay, SettlementRequest
 
 FILE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=30)
 )
-
-
-@dataclass
-class SettlementRequest:
-    day: str = ""  # YYYY-MM-DD; empty: the previous business day
 
 
 @workflow.defn

@@ -12,7 +12,6 @@ what ``epay webhooks redeliver`` sends to a delivery still in progress).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
@@ -21,22 +20,9 @@ from temporalio.exceptions import ActivityError
 from workflows.steps import ONE_ATTEMPT, call, count, stopped_by_cancel
 
 with workflow.unsafe.imports_passed_through():
-    from activities.webhooks import DeliveryAttempt, WebhookDeliveries
+    from activities.webhooks import WebhookDeliveries
     from domain.queues import Role
-
-
-@dataclass
-class Delivery:
-    event_id: str
-    # seconds to wait before each retry, after the first attempt (domain.webhooks.SCHEDULE)
-    retry_after_seconds: list[int] = field(default_factory=lambda: [60, 300, 3600, 86400, 172800])
-    since_delivery: int = 0  # a redelivery: what was accepted up to this log id is sent again
-
-
-@dataclass
-class DeliveryOutcome:
-    delivered: bool
-    attempts: int
+    from domain.webhooks import Delivery, DeliveryAttempt, DeliveryOutcome
 
 
 @workflow.defn

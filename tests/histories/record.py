@@ -38,6 +38,7 @@ from domain.calendar import business_day
 from domain.models import OutOfBandConfirmation, PaymentRequest
 from domain.money import fee_lines
 from domain.refunds import refund_workflow_id
+from domain.settlement import SettlementRequest
 from domain.sweeper import SweepOutcome, SweepSummary
 from tests.conftest import Stack, card, e_dirham, new_reference
 from tests.history_files import read
@@ -45,7 +46,7 @@ from tests.support import decode_history_payloads, wait_until
 from tests.support.payer import PayerPage
 from workflows import patches
 from workflows.payment import PaymentWorkflow
-from workflows.settlement import SettlementRequest, SettlementWorkflow
+from workflows.settlement import SettlementWorkflow
 from workflows.sweeper import SweeperWorkflow
 
 HERE = Path(__file__).parent
