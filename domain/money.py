@@ -54,6 +54,12 @@ def format_aed(fils: int, lang: str = "en") -> str:
     """An amount in fils as the payer and the operator read it: ``AED 1,234.50`` in English,
     ``1,234.50 درهم`` in Arabic (Western digits, comma thousands, two decimals; a negative
     amount as ``AED -0.01``)."""
+    return AED_TEXT[lang].format(amount=aed_amount(fils))
+
+
+def aed_amount(fils: int, *, thousands: bool = True) -> str:
+    """Fils as the AED number alone, two decimals from the integer (``-1`` is ``-0.01``):
+    ``1,234.50``, or ``1234.50`` without thousands for a spreadsheet's cells."""
     sign = "-" if fils < 0 else ""
     whole, part = divmod(abs(fils), FILS_PER_AED)
-    return AED_TEXT[lang].format(amount=f"{sign}{whole:,}.{part:02d}")
+    return f"{sign}{whole:,}.{part:02d}" if thousands else f"{sign}{whole}.{part:02d}"

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from commands.report.period import parse_period
-from commands.report.table import aed
+from domain.money import aed_amount
 from tests.conftest import Stack, card, e_dirham, new_reference
 from tests.support import BIN, ROOT
 from tests.support.partners import fresh_e_dirham_card
@@ -389,9 +389,9 @@ def test_a_business_day_in_dubai_starts_at_20_00_utc_the_day_before() -> None:
 
 
 def test_aed_is_formatted_from_the_integer() -> None:
-    assert aed(0) == "0.00"
-    assert aed(5) == "0.05"
-    assert aed(123456789) == "1,234,567.89"
-    assert aed(-1) == "-0.01"
-    assert aed(-250000, thousands=False) == "-2500.00"
-    assert aed(1_000_000_000 * 100 + 1) == "1,000,000,000.01"
+    assert aed_amount(0) == "0.00"
+    assert aed_amount(5) == "0.05"
+    assert aed_amount(123456789) == "1,234,567.89"
+    assert aed_amount(-1) == "-0.01"
+    assert aed_amount(-250000, thousands=False) == "-2500.00"
+    assert aed_amount(1_000_000_000 * 100 + 1) == "1,000,000,000.01"

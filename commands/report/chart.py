@@ -5,7 +5,8 @@ from __future__ import annotations
 from xml.sax.saxutils import escape, quoteattr
 
 from commands.report.figures import Report
-from commands.report.table import aed, percent
+from commands.report.table import percent
+from domain.money import aed_amount
 
 PALETTE = ("#1f6f8b", "#c2571a", "#5b8c2a", "#7b4b94", "#b8860b", "#2f4f4f")
 E_DIRHAM_COLOUR, CARD_COLOUR = "#2a7f62", "#3b5ba5"
@@ -41,9 +42,9 @@ def render_chart(report: Report) -> str:
     text(
         24,
         78,
-        f"Collected AED {aed(total.collected)} from {total.succeeded} succeeded payments "
-        f"of {total.started} started; refunded AED {aed(total.refunded)}, "
-        f"net AED {aed(total.net_collected)}",
+        f"Collected AED {aed_amount(total.collected)} from {total.succeeded} succeeded payments "
+        f"of {total.started} started; refunded AED {aed_amount(total.refunded)}, "
+        f"net AED {aed_amount(total.net_collected)}",
         12,
         fill="#444",
     )
@@ -67,11 +68,11 @@ def render_chart(report: Report) -> str:
         w = bar_area * row.figures.collected / top
         colour = colours.get(row.department or "", PALETTE[0])
         text(left - 10, y + 15, label, 13, text_anchor="end")
-        rect(left, y, w, 22, colour, f"{label}: AED {aed(row.figures.collected)}")
+        rect(left, y, w, 22, colour, f"{label}: AED {aed_amount(row.figures.collected)}")
         text(
             left + w + 8,
             y + 15,
-            f"{aed(row.figures.collected)}  ({row.figures.succeeded})",
+            f"{aed_amount(row.figures.collected)}  ({row.figures.succeeded})",
             12,
         )
         y += 22
@@ -87,8 +88,8 @@ def render_chart(report: Report) -> str:
             text(
                 left + 20,
                 y,
-                f"{row.department} {names.en if names else ''}: AED {aed(row.figures.collected)} "
-                f"from {row.figures.succeeded} payments",
+                f"{row.department} {names.en if names else ''}: "
+                f"AED {aed_amount(row.figures.collected)} from {row.figures.succeeded} payments",
                 12,
             )
 
@@ -113,7 +114,7 @@ def render_chart(report: Report) -> str:
                 (left, e_w, e_part, "e-Dirham", E_DIRHAM_COLOUR),
                 (left + e_w, split_width - e_w, c_part, "card", CARD_COLOUR),
             ):
-                shown = f"{part}" if unit == "payments" else f"AED {aed(part)}"
+                shown = f"{part}" if unit == "payments" else f"AED {aed_amount(part)}"
                 share = percent(part, whole)
                 rect(x, y, w, 30, colour, f"{name}: {shown} ({share})")
                 if part and w > 60:
@@ -129,7 +130,7 @@ def render_chart(report: Report) -> str:
         text(
             left + 20,
             y,
-            f"{name}: {n} payments ({percent(n, e_n + c_n)}), AED {aed(fils)} "
+            f"{name}: {n} payments ({percent(n, e_n + c_n)}), AED {aed_amount(fils)} "
             f"({percent(fils, e_fils + c_fils)})",
             12,
         )

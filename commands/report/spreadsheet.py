@@ -7,8 +7,8 @@ import io
 from collections.abc import Iterable
 
 from commands.report.figures import METHODS, Report
-from commands.report.table import aed
 from domain.failures import FailureCode
+from domain.money import aed_amount
 
 CSV_COLUMNS = [
     "period_from",
@@ -77,7 +77,7 @@ def render_csv(report: Report) -> str:
         methods: list[str] = []
         for method, _ in METHODS:
             n, fils = f.method(method)
-            methods += [str(n), _rate(n, f.succeeded), str(fils), aed(fils, False)]
+            methods += [str(n), _rate(n, f.succeeded), str(fils), aed_amount(fils, thousands=False)]
             methods.append(_rate(fils, f.collected))
         values = [
             str(report.period.first),
@@ -111,4 +111,4 @@ def render_csv(report: Report) -> str:
 def _fils_and_aed(*amounts: int) -> Iterable[str]:
     for fils in amounts:
         yield str(fils)
-        yield aed(fils, False)
+        yield aed_amount(fils, thousands=False)

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from commands import text
 from commands.report.figures import METHODS, Report, Row
-from domain.money import FILS_PER_AED
-
-
-def aed(fils: int, thousands: bool = True) -> str:
-    """Fils as AED with two decimals, from the integer (``-1`` is ``-0.01``)."""
-    whole, cents = divmod(abs(fils), FILS_PER_AED)
-    sign = "-" if fils < 0 else ""
-    return f"{sign}{whole:,}.{cents:02d}" if thousands else f"{sign}{whole}.{cents:02d}"
+from domain.money import aed_amount
 
 
 def percent(part: int, whole: int) -> str:
@@ -106,13 +99,13 @@ def render_table(report: Report) -> str:
             [
                 [
                     *_labels(report, r),
-                    aed(r.figures.collected),
-                    aed(r.figures.service_fees),
-                    aed(r.figures.knowledge_fees),
-                    aed(r.figures.innovation_fees),
+                    aed_amount(r.figures.collected),
+                    aed_amount(r.figures.service_fees),
+                    aed_amount(r.figures.knowledge_fees),
+                    aed_amount(r.figures.innovation_fees),
                     str(r.figures.refunds),
-                    aed(r.figures.refunded),
-                    aed(r.figures.net_collected),
+                    aed_amount(r.figures.refunded),
+                    aed_amount(r.figures.net_collected),
                 ]
                 for r in shown
             ],
@@ -131,7 +124,7 @@ def render_table(report: Report) -> str:
                     label,
                     str(n),
                     percent(n, count),
-                    aed(fils),
+                    aed_amount(fils),
                     percent(fils, amount),
                 ]
             )
