@@ -22,6 +22,8 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from tests.conftest import TERMINAL, Stack, card, new_reference
+from tests.support.apis import create_with_key, impatient_api
+from workflows.payment import RESERVE_START_LIMIT
 
 HOW = ["terminate", "cancel"]
 
@@ -193,12 +195,18 @@ def test_a_payment_stopped_before_it_reserved_is_refused_and_can_be_retried(
 
 
 def test_a_reservation_nobody_answers_within_the_wait_is_a_503_not_a_500(stack: Stack) -> None:
-    """Workers away for longer than the API waits (45 s), as when an operator cancels a
-    workflow that no worker is running: nothing was reserved. The key still names the payment
-    that was not: a retry with it, once a worker is back, makes a new one."""
+    """Workers away for longer than the API waits, as when an operator cancels a workflow
+    that no worker is running, and for longer than the workflow may start its reservation
+    (``RESERVE_START_LIMIT``): nothing was reserved. The key still names the payment that
+    was not: a retry with it, once a worker is back, makes a new one.
+
+    The caller is an API of the test's own that waits 2 s (``EPAY_RESERVATION_WAIT_SECONDS``)
+    rather than the stack's 45 s: the same answer, without waiting out the 45 s."""
     key, reference = uuid.uuid4().hex, new_reference()
-    with _workers_away(stack):
-        refused = stack.create(reference=reference, headers={"Idempotency-Key": key})
+    with impatient_api(stack) as api_url, _workers_away(stack):
+        refused = create_with_key(stack, api_url, reference, key)
+        # The workflow started before that answer: its first task comes past the limit.
+        time.sleep(RESERVE_START_LIMIT.total_seconds() + 1)
     assert refused.status_code == 503, refused.text
     assert refused.json()["code"] == "reservation_unavailable"
     [claim] = stack.fetch("SELECT payment_id FROM idempotency_keys WHERE key = $1", key)

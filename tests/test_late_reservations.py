@@ -31,28 +31,16 @@ from epay.db import create_pool
 from epay.temporal import payment_workflow_id
 from store import payments
 from tests.conftest import Stack, new_reference
-from tests.support import BIN, free_port, http_ok, wait_until
+from tests.support import apis, wait_until
+from tests.support.apis import create_with_key
 from workflows.payment import RESERVE_START_LIMIT
-
-IMPATIENT_WAIT_SECONDS = 2
 
 
 @pytest.fixture(scope="module")
 def impatient_api(stack: Stack) -> Iterator[str]:
     """An API of the session's stack that waits 2 s for a reservation instead of 45 s."""
-    port = free_port()
-    api = stack.spawn(
-        "api-impatient",
-        str(BIN / "epay"),
-        "api",
-        "--port",
-        str(port),
-        env=stack.env | {"EPAY_RESERVATION_WAIT_SECONDS": str(IMPATIENT_WAIT_SECONDS)},
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_until(http_ok(f"{url}/readyz"), timeout=60, what="impatient API", proc=api)
-    yield url
-    api.stop()
+    with apis.impatient_api(stack) as url:
+        yield url
 
 
 @contextlib.contextmanager
@@ -81,17 +69,6 @@ def _holding(dsn: str, lock: str, *args: Any) -> Iterator[None]:
         holder.join(10)
 
 
-def _create(stack: Stack, api_url: str, reference: str, key: str) -> httpx.Response:
-    with httpx.Client(
-        base_url=api_url, headers={"Authorization": f"Bearer {stack.keys['DM']}"}, timeout=90
-    ) as c:
-        return c.post(
-            "/v1/payments",
-            json={"service_code": "HEALTH_CERT", "reference": reference},
-            headers={"Idempotency-Key": key},
-        )
-
-
 def _assert_503(response: httpx.Response) -> None:
     assert response.status_code == 503, response.text
     assert response.json()["code"] == "reservation_unavailable", response.text
@@ -109,7 +86,7 @@ def test_a_reservation_that_lands_after_the_503_is_what_a_retry_with_the_key_get
 ) -> None:
     key, reference = uuid.uuid4().hex, new_reference()
     with _holding(stack.dsn, "LOCK TABLE payments IN SHARE MODE"):  # no reservation lands
-        first = _create(stack, impatient_api, reference, key)
+        first = create_with_key(stack, impatient_api, reference, key)
     _assert_503(first)
     wait_until(
         lambda: [p["state"] for p in _payments_of(stack, reference)] == ["reserved"],
@@ -164,7 +141,7 @@ def test_a_reservation_its_workflow_ends_for_answering_too_late_does_not_hold_th
     try:
         started = time.monotonic()
         with ThreadPoolExecutor(1) as pool:
-            waiting = pool.submit(_create, stack, impatient_api, reference, key)
+            waiting = pool.submit(create_with_key, stack, impatient_api, reference, key)
             claim: list[dict[str, Any]] = []
             while not claim:
                 claim = stack.fetch("SELECT payment_id FROM idempotency_keys WHERE key = $1", key)
