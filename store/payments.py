@@ -436,14 +436,6 @@ class PaymentRow:
             refunds_held=row["refunds_held"],
         )
 
-    # Kept only while the hosted page (api/hosted/) still reads the row by column name, as
-    # it did an asyncpg.Record; every other reader uses the attributes. To go with it.
-    def __getitem__(self, column: str) -> Any:
-        return getattr(self, column)
-
-    def get(self, column: str, default: Any = None) -> Any:
-        return getattr(self, column, default)
-
 
 async def get_payment(pool: Pool, department: str, payment_id: str) -> PaymentRow | None:
     row = await pool.fetchrow(
