@@ -29,9 +29,8 @@ from domain.models import (
 )
 from domain.references import reference_key
 from domain.states import Actor, AuditNote, PaymentEvent, PaymentState, actor_of, transition
-from epay import webhooks
 from store import abuse as payer_attempts
-from store import vault
+from store import vault, webhooks
 
 # --- the payment lifecycle (called from activities) -------------------------------------
 
