@@ -17,6 +17,7 @@ PRODUCT = (
     "domain",
     "epay",
     "sandbox",
+    "store",
     "tools",
     "workers",
     "workflows",
