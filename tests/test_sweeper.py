@@ -9,9 +9,9 @@ import asyncio
 import json
 import secrets
 import subprocess
-import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -598,53 +598,55 @@ def test_a_second_method_whose_answer_was_lost_is_reversed_by_its_own_keys(
     payment = stack.created()
     pid = payment["id"]
     page = PayerPage(stack, payment)
-    first = page.authorise(card("4000000000000002"))
-    assert first.status_code in (200, 202), first.text
-    wait_until(
-        lambda: (
-            stack.get(pid)["state"] == "reserved"
-            and stack.fetch("SELECT declines FROM payments WHERE id = $1", pid)[0]["declines"] == 1
-        ),
-        timeout=30,
-        what="the first card declined",
-    )
-    second = threading.Thread(target=page.authorise, args=(card("4000000000000259"),))
-    second.start()
-    try:
-        wait_until(
-            lambda: any(
-                a["idempotency_key"] == f"{pid}:authorise#2" for a in acquirer_records(stack, pid)
-            ),
-            timeout=30,
-            what="the second card authorised at the acquirer",
+    # The page's answers are waited for in the background: after a decline, and for a
+    # method whose workflow has gone, the page waits out its 10 s for progress.
+    with ThreadPoolExecutor(2) as answers:
+        first = answers.submit(page.authorise, card("4000000000000002"))
+        wait_until(lambda: _declined_once(stack, pid), timeout=30, what="the first card declined")
+        second = answers.submit(page.authorise, card("4000000000000259"))
+        try:
+            wait_until(
+                lambda: any(
+                    a["idempotency_key"] == f"{pid}:authorise#2"
+                    for a in acquirer_records(stack, pid)
+                ),
+                timeout=30,
+                what="the second card authorised at the acquirer",
+            )
+            # The answer is held for seconds; the acquirer, switched off at once, answers the
+            # retry 503, so the workflow cannot record the authorisation however slow the
+            # terminate below is on a loaded machine.
+            httpx.post(f"{stack.sandbox_url}/acquirer/_admin/down", timeout=10).raise_for_status()
+            terminate(stack, payment)  # while the acquirer's answer is still on its way
+        finally:
+            httpx.post(f"{stack.sandbox_url}/acquirer/_admin/up", timeout=10).raise_for_status()
+        [row] = stack.fetch(
+            "SELECT state, method_type, authorisation_id FROM payments WHERE id = $1", pid
         )
-        # The answer is held for seconds; the acquirer, switched off at once, answers the
-        # retry 503, so the workflow cannot record the authorisation however slow the
-        # terminate below is on a loaded machine.
-        httpx.post(f"{stack.sandbox_url}/acquirer/_admin/down", timeout=10).raise_for_status()
-        terminate(stack, payment)  # while the acquirer's answer is still on its way
-    finally:
-        httpx.post(f"{stack.sandbox_url}/acquirer/_admin/up", timeout=10).raise_for_status()
-        second.join(timeout=90)
-    [row] = stack.fetch(
-        "SELECT state, method_type, authorisation_id FROM payments WHERE id = $1", pid
-    )
-    assert row == {"state": "authorising", "method_type": "card", "authorisation_id": None}, row
-    [held] = [a for a in acquirer_records(stack, pid) if a["status"] == "authorised"]
-    quiet(stack, pid)
+        assert row == {"state": "authorising", "method_type": "card", "authorisation_id": None}, row
+        [held] = [a for a in acquirer_records(stack, pid) if a["status"] == "authorised"]
+        quiet(stack, pid)
 
-    result = swept(sweep(stack), pid)
+        result = swept(sweep(stack), pid)
 
-    assert result is not None, result
-    assert result.outcome == SweepOutcome.CANCELLED, result
-    assert all(a["status"] != "authorised" for a in acquirer_records(stack, pid)), acquirer_records(
-        stack, pid
-    )
-    [voided] = [a for a in acquirer_records(stack, pid) if a["id"] == held["id"]]
-    assert voided["status"] == "voided"
-    assert voided["capture_count"] == 0
-    assert reservation_status(stack, pid) == "released"
-    assert stack.get(pid)["state"] == "cancelled"
+        assert result is not None, result
+        assert result.outcome == SweepOutcome.CANCELLED, result
+        assert all(a["status"] != "authorised" for a in acquirer_records(stack, pid)), (
+            acquirer_records(stack, pid)
+        )
+        [voided] = [a for a in acquirer_records(stack, pid) if a["id"] == held["id"]]
+        assert voided["status"] == "voided"
+        assert voided["capture_count"] == 0
+        assert reservation_status(stack, pid) == "released"
+        assert stack.get(pid)["state"] == "cancelled"
+        assert first.result(timeout=90).status_code in (200, 202), first.result().text
+        second.result(timeout=90)
+
+
+def _declined_once(stack: Stack, payment_id: str) -> bool:
+    """The payment's first method declined, and the payment open for another (the page)."""
+    [row] = stack.fetch("SELECT state, declines FROM payments WHERE id = $1", payment_id)
+    return row == {"state": "reserved", "declines": 1}
 
 
 def _captured_by_hand_while_capturing(stack: Stack) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -777,43 +779,42 @@ def test_resolve_leaves_a_paid_method_alone_and_stops_on_a_captured_open_payment
     payment whose method the partner says it captured is not ended as failed."""
     paid = stack.created()
     page = PayerPage(stack, paid)
-    assert page.authorise(card("4000000000000002")).status_code in (200, 202)
-    wait_until(
-        lambda: (
-            stack.fetch("SELECT declines FROM payments WHERE id = $1", paid["id"])[0]["declines"]
-            == 1
-        ),
-        timeout=30,
-        what="the first card declined",
-    )
-    assert page.authorise(card("4242424242424242")).status_code in (200, 202)
-    assert stack.wait_for(paid["id"])["state"] == "succeeded"
-    note(stack, paid["id"], AuditNote.VOID_REFUSED, "void refused: not_voidable (method 1)")
+    # After a decline the page waits out its 10 s for progress: its answer is waited for in
+    # the background, and checked at the end.
+    with ThreadPoolExecutor(1) as answers:
+        declined = answers.submit(page.authorise, card("4000000000000002"))
+        wait_until(
+            lambda: _declined_once(stack, paid["id"]), timeout=30, what="the first card declined"
+        )
+        assert page.authorise(card("4242424242424242")).status_code in (200, 202)
+        assert stack.wait_for(paid["id"])["state"] == "succeeded"
+        note(stack, paid["id"], AuditNote.VOID_REFUSED, "void refused: not_voidable (method 1)")
 
-    done = resolve(stack, paid["id"], "method 1 was a decline: nothing held")
+        done = resolve(stack, paid["id"], "method 1 was a decline: nothing held")
 
-    assert done.returncode == 0, done.stderr
-    shown = json.loads(done.stdout)
-    assert shown["state"] == "succeeded", shown
-    assert len(shown["done"]) == 1, shown
-    assert shown["done"][0].startswith("method 1 (card)"), shown
-    [captured] = [a for a in acquirer_records(stack, paid["id"]) if a["status"] == "captured"]
-    assert captured["capture_count"] == 1
+        assert done.returncode == 0, done.stderr
+        shown = json.loads(done.stdout)
+        assert shown["state"] == "succeeded", shown
+        assert len(shown["done"]) == 1, shown
+        assert shown["done"][0].startswith("method 1 (card)"), shown
+        [captured] = [a for a in acquirer_records(stack, paid["id"]) if a["status"] == "captured"]
+        assert captured["capture_count"] == 1
 
-    payment, auth = _captured_by_hand_while_capturing(stack)
-    pid = payment["id"]
-    taken = acquirer_call(stack, f"/authorisations/{auth['id']}/capture", f"taken-{pid}")
-    assert taken.status_code == 200, taken.text
-    stack.fetch("UPDATE payments SET authorisation_id = NULL WHERE id = $1", pid)
-    note(stack, pid, AuditNote.NEEDS_OPERATOR, "authorisation not known")
+        payment, auth = _captured_by_hand_while_capturing(stack)
+        pid = payment["id"]
+        taken = acquirer_call(stack, f"/authorisations/{auth['id']}/capture", f"taken-{pid}")
+        assert taken.status_code == 200, taken.text
+        stack.fetch("UPDATE payments SET authorisation_id = NULL WHERE id = $1", pid)
+        note(stack, pid, AuditNote.NEEDS_OPERATOR, "authorisation not known")
 
-    refused = resolve(stack, pid, "let us see")
+        refused = resolve(stack, pid, "let us see")
 
-    assert refused.returncode == 4, refused
-    assert "partner_refused" in refused.stdout, refused
-    assert stack.get(pid)["state"] == "capturing"
-    assert [c["status"] for c in confirmations(stack, pid)] == ["confirmed"]
-    assert "operator_resolved" not in [e["event"] for e in events(stack, pid)]
+        assert refused.returncode == 4, refused
+        assert "partner_refused" in refused.stdout, refused
+        assert stack.get(pid)["state"] == "capturing"
+        assert [c["status"] for c in confirmations(stack, pid)] == ["confirmed"]
+        assert "operator_resolved" not in [e["event"] for e in events(stack, pid)]
+        assert declined.result(timeout=90).status_code in (200, 202)
 
 
 def note(stack: Stack, payment_id: str, kind: AuditNote, detail: str) -> None:
