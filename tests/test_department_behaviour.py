@@ -6,7 +6,7 @@ import subprocess
 import time
 
 from tests.conftest import Stack, card, new_reference
-from tests.support import BIN
+from tests.support import BIN, wait_until
 from tests.support.partners import acquirer_records
 from tests.support.payments import assert_left_nothing_behind, assert_paid_once
 
@@ -62,9 +62,12 @@ def test_down_department_confirms_once_an_operator_brings_it_up(stack: Stack) ->
     stack.wait_for(payment["id"], {"confirming"})
     # the card data went with the authorisation, long before the payment ends
     assert stack.fetch("SELECT 1 FROM card_vault WHERE payment_id = $1", payment["id"]) == []
-    time.sleep(2)
+    wait_until(  # asked again after its 503, and still waited for
+        lambda: confirmations(stack, payment["id"])[0]["attempts"] >= 2,
+        timeout=30,
+        what="the department asked a second time",
+    )
     assert stack.get(payment["id"])["state"] == "confirming"
-    assert confirmations(stack, payment["id"])[0]["attempts"] >= 2
     subprocess.run(
         [str(BIN / "epay"), "sandbox", "department", "up", "DM"], env=stack.env, check=True
     )
