@@ -19,7 +19,7 @@ from api.errors import ApiError, field_error, not_found, problem_body
 from domain.cursors import decode_cursor, encode_cursor
 from domain.failures import FailureCode
 from domain.models import PaymentRequest, ReservationResult
-from domain.money import MAX_AMOUNT, fee_lines, total
+from domain.pricing import PriceRefused, Service, price
 from domain.proofs import commitments
 from domain.states import CANCELLABLE_STATES, PaymentState
 from store import catalogue, idempotency, payments
@@ -70,22 +70,10 @@ async def create_payment(
     service = await catalogue.get_service(ctx.pool, dept, body.service_code)
     if service is None:
         raise field_error("service_code", "unknown_service", "No such service in your catalogue.")
-    fee = service.fee
-    if fee is None:
-        if body.amount is None:
-            raise field_error(
-                "amount", "amount_required", "This service has a variable fee: give the amount."
-            )
-        fee = body.amount
-    elif body.amount is not None:
-        raise field_error(
-            "amount", "amount_not_allowed", "This service has a fixed fee: leave the amount out."
-        )
-    lines = fee_lines(fee, exempt_from_added_fees=service.exempt_from_added_fees)
-    if total(lines) > MAX_AMOUNT:
-        raise field_error(
-            "amount", "amount_too_large", "With the added fees the total would pass AED 10,000,000."
-        )
+    try:
+        lines = price(Service(service.fee, service.exempt_from_added_fees), body.amount)
+    except PriceRefused as refused:
+        raise field_error("amount", refused.code, refused.message) from None
 
     async def reserve(payment_id: str) -> ReservationResult:
         """Start the payment's workflow (or join it) and wait for its reservation."""
