@@ -6,7 +6,6 @@ import base64
 import os
 import secrets
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 
 from epay.config import DATABASE_URL_FILE, Settings, SettingsError, settings_table
 from epay.crypto import hash_operator_token
-from tests.support import BIN, ROOT
+from tests.support import BIN, ROOT, wait_until
 
 
 def _b64(raw: bytes) -> str:
@@ -235,6 +234,7 @@ def test_processes_starting_at_once_on_a_fresh_checkout_share_one_set_of_dev_sec
     probe = (
         "import pathlib, sys, time\n"
         "from epay.config import Settings\n"
+        "pathlib.Path(sys.argv[2]).touch()\n"
         "while not pathlib.Path(sys.argv[1]).exists(): time.sleep(0.001)\n"
         "s = Settings.from_env()\n"
         "print(s.vault_key.hex(), s.token_secret.hex())\n"
@@ -243,16 +243,25 @@ def test_processes_starting_at_once_on_a_fresh_checkout_share_one_set_of_dev_sec
     env["EPAY_STATE_DIR"] = str(tmp_path / "state")
     runs = [
         subprocess.Popen(
-            [str(BIN / "python"), "-c", probe, str(go)],
+            [str(BIN / "python"), "-c", probe, str(go), str(tmp_path / f"ready-{n}")],
             env=env,
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(8)
+        for n in range(8)
     ]
-    time.sleep(3)  # every process imported and waiting: then all read at once
+    # Every process imported and waiting (or one ended early, which the checks below show):
+    # then all read at once.
+    wait_until(
+        lambda: (
+            all((tmp_path / f"ready-{n}").exists() for n in range(8))
+            or any(run.poll() is not None for run in runs)
+        ),
+        timeout=60,
+        what="the eight processes waiting",
+    )
     go.touch()
     answers = [run.communicate(timeout=60) for run in runs]
     assert [run.returncode for run in runs] == [0] * 8, [err for _, err in answers]
