@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
+from typing import Any
 
 from temporalio.worker import Replayer
 
 from tests.conftest import Stack, card, new_reference
-from tests.support.partners import acquirer_records
+from tests.support import wait_until
+from tests.support.partners import acquirer_records, confirmations
 from tests.support.payments import assert_paid_once
 from workflows.payment import PaymentWorkflow
+
+
+def _wait_for_the_department_call(stack: Stack, payment: dict[str, Any]) -> None:
+    """Until the department has the payment's confirmation call: the sandbox records it as
+    it arrives, before a SLOW- department takes its five seconds to answer."""
+    wait_until(
+        lambda: bool(confirmations(stack, payment["id"])),
+        timeout=30,
+        what="the department's confirmation call",
+    )
 
 
 def test_worker_killed_while_confirming_with_a_slow_department(stack: Stack) -> None:
     payment = stack.created(reference=new_reference("SLOW-"))
     stack.authorise(payment, card("4242424242424242"))
     stack.wait_for(payment["id"], {"confirming"})
-    time.sleep(1)  # the department call is in flight on the worker
+    _wait_for_the_department_call(stack, payment)  # in flight on the worker
     for worker in stack.workers:
         worker.kill()
     stack.workers.clear()
@@ -55,7 +66,7 @@ def test_sigterm_lets_the_call_in_flight_finish_before_the_worker_exits(stack: S
     payment = stack.created(reference=new_reference("SLOW-"))
     stack.authorise(payment, card("4242424242424242"))
     stack.wait_for(payment["id"], {"confirming"})
-    time.sleep(1)  # the five-second department call is in flight
+    _wait_for_the_department_call(stack, payment)  # the five-second call is in flight
     draining = list(stack.workers)
     stack.workers.clear()
     for worker in draining:
