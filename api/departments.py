@@ -34,7 +34,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/services", response_model=schemas.ServiceList, responses=PROBLEMS)  # type: ignore[arg-type]
+@router.get("/services", response_model=schemas.ServiceList, responses=PROBLEMS)
 async def list_services(ctx: Ctx, dept: Department) -> schemas.ServiceList:
     """The caller's service catalogue."""
     return schemas.ServiceList(
@@ -58,7 +58,7 @@ async def _payment_response(ctx: Ctx, dept: str, payment_id: str, status: int) -
     "/payments",
     status_code=201,
     response_model=schemas.Payment,
-    responses={200: {"model": schemas.Payment, "description": "An idempotent replay"}, **PROBLEMS},  # type: ignore[dict-item]
+    responses={200: {"model": schemas.Payment, "description": "An idempotent replay"}, **PROBLEMS},
 )
 async def create_payment(
     body: schemas.CreatePayment,
@@ -217,12 +217,12 @@ def _refusal(code: str | None) -> ApiError:
     )
 
 
-@router.get("/payments/{payment_id}", response_model=schemas.Payment, responses=PROBLEMS)  # type: ignore[arg-type]
+@router.get("/payments/{payment_id}", response_model=schemas.Payment, responses=PROBLEMS)
 async def get_payment(payment_id: PaymentId, ctx: Ctx, dept: Department) -> JSONResponse:
     return await _payment_response(ctx, dept, payment_id, 200)
 
 
-@router.get("/payments", response_model=schemas.PaymentList, responses=PROBLEMS)  # type: ignore[arg-type]
+@router.get("/payments", response_model=schemas.PaymentList, responses=PROBLEMS)
 async def list_payments(
     ctx: Ctx,
     dept: Department,
@@ -281,7 +281,7 @@ def _in_utc(name: str, value: datetime | None) -> datetime | None:
         ) from None
 
 
-@router.get("/payments/{payment_id}/events", response_model=schemas.EventList, responses=PROBLEMS)  # type: ignore[arg-type]
+@router.get("/payments/{payment_id}/events", response_model=schemas.EventList, responses=PROBLEMS)
 async def list_events(payment_id: PaymentId, ctx: Ctx, dept: Department) -> schemas.EventList:
     """The payment's audit trail: every state change, with time and actor."""
     if await payments.get_payment(ctx.pool, dept, payment_id) is None:
@@ -295,7 +295,7 @@ async def list_events(payment_id: PaymentId, ctx: Ctx, dept: Department) -> sche
     "/payments/{payment_id}/cancel",
     status_code=202,
     response_model=schemas.Payment,
-    responses=PROBLEMS,  # type: ignore[arg-type]
+    responses=PROBLEMS,
 )
 async def cancel_payment(
     payment_id: PaymentId, ctx: Ctx, dept: Department, body: schemas.CancelBody | None = None

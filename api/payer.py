@@ -123,7 +123,7 @@ TokenHeader = Annotated[str | None, Header(alias="X-Payment-Token")]
 @router.post(
     "/payments/{payment_id}/authorise",
     response_model=schemas.Payment,
-    responses={202: {"model": schemas.Payment, "description": "Still working"}, **PAYER_PROBLEMS},  # type: ignore[dict-item]
+    responses={202: {"model": schemas.Payment, "description": "Still working"}, **PAYER_PROBLEMS},
 )
 async def authorise(
     payment_id: PaymentId,
@@ -217,7 +217,7 @@ async def submit_method(
 @router.post(
     "/payments/{payment_id}/3ds",
     response_model=schemas.Payment,
-    responses={202: {"model": schemas.Payment, "description": "Still working"}, **PAYER_PROBLEMS},  # type: ignore[dict-item]
+    responses={202: {"model": schemas.Payment, "description": "Still working"}, **PAYER_PROBLEMS},
 )
 async def three_d_secure(
     payment_id: PaymentId,

@@ -68,7 +68,7 @@ def refund_view(row: Refund) -> schemas.Refund:
     "/payments/{payment_id}/refunds",
     status_code=201,
     response_model=schemas.Refund,
-    responses={200: {"model": schemas.Refund, "description": "An idempotent replay"}, **PROBLEMS},  # type: ignore[dict-item]
+    responses={200: {"model": schemas.Refund, "description": "An idempotent replay"}, **PROBLEMS},
 )
 async def create_refund(
     payment_id: PaymentId,
@@ -162,7 +162,7 @@ def _refusal(created: refunds.Created) -> ApiError:
 @router.get(
     "/payments/{payment_id}/refunds",
     response_model=schemas.RefundList,
-    responses=PROBLEMS,  # type: ignore[arg-type]
+    responses=PROBLEMS,
 )
 async def list_refunds(payment_id: PaymentId, ctx: Ctx, dept: Department) -> schemas.RefundList:
     """The payment's refunds with their states (`pending`, `succeeded`, `failed`), newest

@@ -76,7 +76,7 @@ def _endpoint(row: WebhookEndpoint) -> Endpoint:
     return Endpoint(id=row.id, url=row.url, events=list(row.events), created_at=row.created_at)
 
 
-@router.post("", status_code=201, response_model=Endpoint, responses=PROBLEMS)  # type: ignore[arg-type]
+@router.post("", status_code=201, response_model=Endpoint, responses=PROBLEMS)
 async def create_endpoint(body: EndpointBody, ctx: Ctx, dept: Department) -> Endpoint:
     """Register an endpoint for the department's events (signed with its signing secrets)."""
     allowed = ("https",) if ctx.settings.production else ("https", "http")
@@ -99,13 +99,13 @@ def _absolute_url(url: str, schemes: tuple[str, ...]) -> bool:
     return parts.scheme in schemes and bool(parts.netloc) and "\x00" not in url
 
 
-@router.get("", response_model=EndpointList, responses=PROBLEMS)  # type: ignore[arg-type]
+@router.get("", response_model=EndpointList, responses=PROBLEMS)
 async def list_endpoints(ctx: Ctx, dept: Department) -> EndpointList:
     """The department's active endpoints."""
     return EndpointList(items=[_endpoint(r) for r in await webhooks.list_endpoints(ctx.pool, dept)])
 
 
-@router.delete("/{endpoint_id}", status_code=204, responses=PROBLEMS)  # type: ignore[arg-type]
+@router.delete("/{endpoint_id}", status_code=204, responses=PROBLEMS)
 async def delete_endpoint(endpoint_id: str, ctx: Ctx, dept: Department) -> Response:
     """Stop sending events to an endpoint (its deliveries stay in the log)."""
     if len(endpoint_id) > 64 or not await webhooks.disable_endpoint(ctx.pool, dept, endpoint_id):
@@ -113,7 +113,7 @@ async def delete_endpoint(endpoint_id: str, ctx: Ctx, dept: Department) -> Respo
     return Response(status_code=204)
 
 
-@router.get("/deliveries", response_model=DeliveryList, responses=PROBLEMS)  # type: ignore[arg-type]
+@router.get("/deliveries", response_model=DeliveryList, responses=PROBLEMS)
 async def list_deliveries(
     ctx: Ctx,
     dept: Department,

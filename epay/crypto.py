@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -28,9 +29,11 @@ def seal(key: bytes, token: str, payment_id: str, data: dict[str, object]) -> tu
     return nonce, AESGCM(key).encrypt(nonce, plaintext, _aad(token, payment_id))
 
 
-def unseal(key: bytes, token: str, payment_id: str, nonce: bytes, ciphertext: bytes) -> dict:
+def unseal(
+    key: bytes, token: str, payment_id: str, nonce: bytes, ciphertext: bytes
+) -> dict[str, Any]:
     plaintext = AESGCM(key).decrypt(nonce, ciphertext, _aad(token, payment_id))
-    result: dict = json.loads(plaintext)
+    result: dict[str, Any] = json.loads(plaintext)
     return result
 
 

@@ -208,7 +208,7 @@ async def list_endpoints(pool: asyncpg.Pool, department: str) -> list[WebhookEnd
 
 
 async def disable_endpoint(pool: asyncpg.Pool, department: str, endpoint_id: str) -> bool:
-    done = await pool.execute(
+    done: str = await pool.execute(
         """UPDATE webhook_endpoints SET disabled_at = now()
            WHERE id = $1 AND department = $2 AND disabled_at IS NULL""",
         endpoint_id,

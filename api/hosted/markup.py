@@ -33,7 +33,7 @@ class Markup(str):
     def __radd__(self, other: object) -> Markup:
         return Markup(str.__add__(escape(other), self))
 
-    def join(self, parts: Iterable[object]) -> Markup:  # type: ignore[override]
+    def join(self, parts: Iterable[object]) -> Markup:
         """The parts, each escaped unless it is ``Markup``, with this markup between them."""
         return Markup(str.join(self, (escape(part) for part in parts)))
 

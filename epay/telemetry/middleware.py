@@ -127,7 +127,7 @@ class RequestTelemetry:
 def _request_id_of(scope: Scope) -> str:
     for name, value in scope.get("headers") or ():
         if name == b"x-request-id":
-            text = value.decode("latin-1")
+            text: str = value.decode("latin-1")
             if _REQUEST_ID.fullmatch(text):
                 return text
     return secrets.token_hex(8)

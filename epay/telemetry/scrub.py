@@ -41,7 +41,7 @@ def _scrubbed_value(key: str, value: AttributeValue) -> AttributeValue:
             value = value.split("?", 1)[0]
         return masked(value)
     if isinstance(value, Sequence) and not isinstance(value, bytes):
-        return [masked(v) if isinstance(v, str) else v for v in value]  # type: ignore[return-value]
+        return [masked(v) if isinstance(v, str) else v for v in value]
     return value
 
 

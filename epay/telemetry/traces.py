@@ -37,7 +37,8 @@ def instrument_libraries(provider: TracerProvider) -> None:
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-    for instrumentor in (HTTPXClientInstrumentor(), AsyncPGInstrumentor(capture_parameters=False)):
+    asyncpg_instrumentor = AsyncPGInstrumentor(capture_parameters=False)  # type: ignore[no-untyped-call]
+    for instrumentor in (HTTPXClientInstrumentor(), asyncpg_instrumentor):
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(tracer_provider=provider)
 

