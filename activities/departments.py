@@ -20,7 +20,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import compensation_begun
 from domain import signing
-from domain.failures import FailureCode
+from domain.failures import ErrorType, FailureCode
 from domain.models import DepartmentAnswer, DepartmentRequest
 from domain.refunds import RefundNotice
 from epay.http import error_code, raise_for_transient
@@ -145,7 +145,7 @@ class DepartmentSystems:
             return DepartmentAnswer(confirmed=False, failure_code=FailureCode.DEPARTMENT_REJECTED)
         raise ApplicationError(
             f"department answered {response.status_code}",
-            type="department_error",
+            type=ErrorType.DEPARTMENT_ERROR,
             non_retryable=True,
         )
 

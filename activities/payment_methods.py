@@ -53,7 +53,7 @@ class PaymentMethods:
         if entry is None or entry.payment_id != req.payment_id:
             raise ApplicationError(
                 "the card data for this payment is no longer held",
-                type="authorisation_failed",
+                type=ErrorType.AUTHORISATION_FAILED,
                 non_retryable=True,
             )
         return crypto.unseal(
@@ -181,7 +181,7 @@ class PaymentMethods:
         code = error_code(response)
         if code in REFUND_REFUSALS:
             raise ApplicationError(
-                f"refund refused: {code}", type="refund_refused", non_retryable=True
+                f"refund refused: {code}", type=ErrorType.REFUND_REFUSED, non_retryable=True
             )
         raise ApplicationError(f"refund unclear: {response.status_code} ({code})")
 

@@ -25,8 +25,24 @@ class FailureCode(StrEnum):
 class ErrorType(StrEnum):
     """Types of the final errors activities raise, which the workflows tell apart."""
 
+    AUTHORISATION_FAILED = "authorisation_failed"  # the partner's final "no" to a method
     CAPTURE_REFUSED = "capture_refused"  # the partner's explicit, final refusal of a capture
     VOID_REFUSED = "void_refused"  # its final refusal of a void or reversal
+    REFUND_REFUSED = "refund_refused"  # its explicit refusal of a refund
+    DEPARTMENT_ERROR = "department_error"  # the department's system refused the call for good
+    DATABASE_UNAVAILABLE = "database_unavailable"  # a database step to try again later
+
+
+class UpdateRefusal(StrEnum):
+    """Why the payment workflow's validators refuse an update (the API answers 409 for them)."""
+
+    NOT_AWAITING_METHOD = "not_awaiting_method"
+    NOT_AWAITING_CHALLENGE = "not_awaiting_challenge"
+    NOT_CANCELLABLE = "not_cancellable"
+    NOT_AWAITING_DEPARTMENT = "not_awaiting_department"
+    INVALID_CONFIRMATION_REFERENCE = "invalid_confirmation_reference"
+    UPDATE_NOT_PROVEN = "update_not_proven"
+    OPERATOR_IDENTITY_REQUIRED = "operator_identity_required"
 
 
 MESSAGES: dict[FailureCode, str] = {

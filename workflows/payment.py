@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.records import PaymentRecords
     from domain import search
     from domain.cards import MethodSummary
-    from domain.failures import ErrorType, FailureCode
+    from domain.failures import ErrorType, FailureCode, UpdateRefusal
     from domain.models import (
         MAX_METHODS,
         AuditEntry,
@@ -456,7 +456,8 @@ class PaymentWorkflow:
             or self._saga.ending
         ):
             raise ApplicationError(
-                "this payment is not waiting for a payment method", type="not_awaiting_method"
+                "this payment is not waiting for a payment method",
+                type=UpdateRefusal.NOT_AWAITING_METHOD,
             )
 
     @workflow.update
@@ -472,7 +473,8 @@ class PaymentWorkflow:
             or self._saga.ending
         ):
             raise ApplicationError(
-                "this payment is not waiting for a 3-D Secure answer", type="not_awaiting_challenge"
+                "this payment is not waiting for a 3-D Secure answer",
+                type=UpdateRefusal.NOT_AWAITING_CHALLENGE,
             )
 
     @workflow.update
@@ -495,7 +497,7 @@ class PaymentWorkflow:
             or self._saga.ending
         ):
             raise ApplicationError(
-                "this payment can no longer be cancelled", type="not_cancellable"
+                "this payment can no longer be cancelled", type=UpdateRefusal.NOT_CANCELLABLE
             )
 
     # --- operators act through these: each needs who and why, and is audited ---------------
@@ -538,7 +540,7 @@ class PaymentWorkflow:
         if not reference or len(reference) > 64:
             raise ApplicationError(
                 "give the department's confirmation reference (1-64 characters)",
-                type="invalid_confirmation_reference",
+                type=UpdateRefusal.INVALID_CONFIRMATION_REFERENCE,
             )
         self._require_steerable_confirmation("confirmed by an operator")
 
@@ -548,7 +550,7 @@ class PaymentWorkflow:
         if expected is not None and not proven(proof, expected):
             raise ApplicationError(
                 f"{update} is sent by ePay's API only (operators: use the operator_* updates)",
-                type="update_not_proven",
+                type=UpdateRefusal.UPDATE_NOT_PROVEN,
             )
 
     def _require_steerable_confirmation(self, what: str) -> None:
@@ -562,7 +564,7 @@ class PaymentWorkflow:
             raise ApplicationError(
                 f"this payment is {self._state or 'not reserved'}, not waiting for its "
                 f"department: it cannot be {what}",
-                type="not_awaiting_department",
+                type=UpdateRefusal.NOT_AWAITING_DEPARTMENT,
             )
 
     @workflow.query
@@ -827,7 +829,7 @@ def _require_operator(action: OperatorAction | OutOfBandConfirmation) -> None:
     if not action.operator.strip() or not action.reason.strip():
         raise ApplicationError(
             "an operator action needs the operator's identity and a reason",
-            type="operator_identity_required",
+            type=UpdateRefusal.OPERATOR_IDENTITY_REQUIRED,
         )
 
 

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.departments import DepartmentSystems
     from activities.payment_methods import PaymentMethods
     from activities.records import PaymentRecords
+    from domain.failures import ErrorType
     from domain.money import format_aed
     from domain.queues import Role, payment_method_role
     from domain.refunds import (
@@ -41,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
 # Returning the money: retried with backoff, as every outside call is, for as long as the
 # acquirer or issuer does not answer (an unclear answer may hide a refund that was made, and
 # giving up would free an amount that went back); its explicit refusal is final.
-REFUND_RETRY = replace(OUTSIDE_CALL_RETRY, non_retryable_error_types=["refund_refused"])
+REFUND_RETRY = replace(OUTSIDE_CALL_RETRY, non_retryable_error_types=[ErrorType.REFUND_REFUSED])
 
 
 @workflow.defn
@@ -82,7 +83,7 @@ class RefundWorkflow:
             )
         except ActivityError as err:
             cause = err.cause
-            if not (isinstance(cause, ApplicationError) and cause.type == "refund_refused"):
+            if not (isinstance(cause, ApplicationError) and cause.type == ErrorType.REFUND_REFUSED):
                 raise
             await local(
                 PaymentRecords.fail_refund,

@@ -18,7 +18,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from domain.failures import FailureCode
+    from domain.failures import ErrorType, FailureCode
     from domain.queues import Role, task_queue
 
 A = TypeVar("A")
@@ -43,7 +43,11 @@ OUTSIDE_CALL_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["authorisation_failed", "capture_refused", "department_error"],
+    non_retryable_error_types=[
+        ErrorType.AUTHORISATION_FAILED,
+        ErrorType.CAPTURE_REFUSED,
+        ErrorType.DEPARTMENT_ERROR,
+    ],
 )
 # Compensations must end up done: they retry without limit.
 COMPENSATION_RETRY = RetryPolicy(
@@ -220,7 +224,7 @@ class Steps:
                 f"{name}: the database was unreachable for "
                 f"{retry_policy.maximum_attempts} attempts (hours); the sweeper finishes this "
                 "payment once it is back",
-                type="database_unavailable",
+                type=ErrorType.DATABASE_UNAVAILABLE,
                 non_retryable=True,
             ) from err
 
