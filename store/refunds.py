@@ -13,6 +13,7 @@ reversing entries) are in domain/refunds.py.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -57,7 +58,7 @@ class Refund:
     updated_at: datetime
 
     @classmethod
-    def of(cls, row: asyncpg.Record) -> Refund:
+    def of(cls, row: Mapping[str, Any]) -> Refund:
         return cls(
             id=row["id"],
             payment_id=row["payment_id"],
@@ -229,7 +230,7 @@ async def request_for(pool: Pool, refund_id: str) -> RefundRequest | None:
     return _request(payment, Refund.of(refund))
 
 
-def _request(payment: asyncpg.Record, refund: Refund) -> RefundRequest:
+def _request(payment: Mapping[str, Any], refund: Refund) -> RefundRequest:
     return RefundRequest(
         refund_id=refund.id,
         payment_id=payment["id"],

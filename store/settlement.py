@@ -5,7 +5,7 @@ business day, and the day's row of ``settlement_runs``. What is done with them i
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
@@ -62,7 +62,7 @@ async def ledger_day(conn: asyncpg.Connection, day: date, reported: Iterable[str
         sorted(reported),
     )
     entries: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    first: dict[int, asyncpg.Record] = {}
+    first: dict[int, Mapping[str, Any]] = {}
     for r in rows:
         entries[r["id"]].append((r["account"], r["amount"]))
         first.setdefault(r["id"], r)

@@ -6,10 +6,11 @@ payment store's; the sweeper reaches them through the same activities as the wor
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-import asyncpg
 from asyncpg import Pool
 
 from domain.money import FeeLine
@@ -30,7 +31,7 @@ class SweptPayment:
     updated_at: datetime
 
     @classmethod
-    def of(cls, row: asyncpg.Record) -> SweptPayment:
+    def of(cls, row: Mapping[str, Any]) -> SweptPayment:
         return cls(row["id"], row["workflow_id"], row["updated_at"])
 
 

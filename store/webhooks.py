@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -179,7 +179,7 @@ async def _insert(
 # --- endpoints -------------------------------------------------------------------------------
 
 
-def _endpoint(row: asyncpg.Record) -> WebhookEndpoint:
+def _endpoint(row: Mapping[str, Any]) -> WebhookEndpoint:
     return WebhookEndpoint(row["id"], row["url"], list(row["events"]), row["created_at"])
 
 
