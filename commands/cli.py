@@ -132,9 +132,9 @@ async def _departments(args: argparse.Namespace) -> None:
 
 async def _create_signing_secret(pool: Any, settings: Settings, department: str) -> None:
     from commands.seed import share_signing_secrets_with_sandbox
-    from store import department_secrets
+    from store import catalogue, department_secrets
 
-    if not await pool.fetchval("SELECT 1 FROM departments WHERE code = $1", department):
+    if not await catalogue.department_exists(pool, department):
         raise SystemExit(f"no department {department!r}: run 'epay seed' first")
     made = await department_secrets.create(pool, settings.token_secret, department)
     print(made.secret)

@@ -40,7 +40,7 @@ from epay.codec import EncryptionCodec, PayloadKeyError
 from epay.config import Settings
 from epay.crypto import hash_operator_token
 
-log = logging.getLogger("commands.codec_server")
+log = logging.getLogger("epay.codec_server")
 
 SESSION_COOKIE = "epay_operator_session"
 SESSION_SECONDS = 8 * 3600

@@ -7,32 +7,19 @@ import httpx
 
 from commands.catalogue import DEPARTMENTS, SANDBOX_E_DIRHAM_CARDS
 from epay.config import Settings
-from store import department_secrets
+from store import catalogue, department_secrets
 
 
 async def seed_catalogue(pool: asyncpg.Pool, settings: Settings) -> None:
     async with pool.acquire() as conn, conn.transaction():
         for dept in DEPARTMENTS:
-            await conn.execute(
-                """INSERT INTO departments (code, name_en, name_ar, confirm_url)
-                   VALUES ($1, $2, $3, $4)
-                   ON CONFLICT (code) DO UPDATE SET name_en = $2, name_ar = $3, confirm_url = $4""",
-                dept.code,
-                dept.name_en,
-                dept.name_ar,
-                f"{settings.department_base_url.rstrip('/')}/{dept.code}",
-            )
-            await conn.execute(
-                "INSERT INTO receipt_counters (department) VALUES ($1) ON CONFLICT DO NOTHING",
-                dept.code,
+            confirm_url = f"{settings.department_base_url.rstrip('/')}/{dept.code}"
+            await catalogue.upsert_department(
+                conn, dept.code, dept.name_en, dept.name_ar, confirm_url
             )
             for svc in dept.services:
-                await conn.execute(
-                    """INSERT INTO services (department, code, name_en, name_ar, fee,
-                           exempt_from_added_fees)
-                       VALUES ($1, $2, $3, $4, $5, $6)
-                       ON CONFLICT (department, code) DO UPDATE
-                       SET name_en = $3, name_ar = $4, fee = $5, exempt_from_added_fees = $6""",
+                await catalogue.upsert_service(
+                    conn,
                     dept.code,
                     svc.code,
                     svc.name_en,
@@ -58,7 +45,7 @@ async def ensure_signing_secrets(pool: asyncpg.Pool, settings: Settings) -> list
     one (their secrets reach a real department out of band, and the sandbox's through
     ``share_signing_secrets_with_sandbox``)."""
     made: list[str] = []
-    for (code,) in await pool.fetch("SELECT code FROM departments ORDER BY code"):
+    for code in await catalogue.department_codes(pool):
         if not await department_secrets.active(pool, settings.token_secret, code):
             await department_secrets.create(pool, settings.token_secret, code)
             made.append(code)
@@ -69,7 +56,7 @@ async def share_signing_secrets_with_sandbox(pool: asyncpg.Pool, settings: Setti
     """Hand the sandbox's departments the secrets ePay signs their calls with (what a real
     department is given out of band); outside production only."""
     async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
-        for (code,) in await pool.fetch("SELECT code FROM departments ORDER BY code"):
+        for code in await catalogue.department_codes(pool):
             held = await department_secrets.active(pool, settings.token_secret, code)
             if not held:
                 continue

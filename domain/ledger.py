@@ -25,6 +25,8 @@ SOURCE_PARTNERS = {"e_dirham_issuer_receivable": "issuer", "card_acquirer_receiv
 #: The funds the added fees are owed to; every other line is owed to its department.
 FUNDS = {"knowledge_fee": "knowledge_dirham_fund", "innovation_fee": "innovation_dirham_fund"}
 DEPARTMENT_PAYABLE = "department_payable:"
+#: The fee lines a payment can have (domain.money.fee_lines): each has its account.
+LINE_CODES = frozenset({"service_fee", *FUNDS})
 
 
 def payable(department: str, line_code: str) -> str:
@@ -37,6 +39,10 @@ def capture_postings(
 ) -> list[tuple[str, int]]:
     """The balanced entries of a captured payment: debit the funds source, credit each line."""
     lines = list(lines)
+    if method_type not in SOURCES:
+        raise ValueError(f"no funds source for the method {method_type!r}")
+    if unknown := [line.code for line in lines if line.code not in LINE_CODES]:
+        raise ValueError(f"no account for the fee lines {unknown}")
     entries = [(SOURCES[method_type], sum(line.amount for line in lines))]
     entries += [(payable(department, line.code), -line.amount) for line in lines]
     return entries

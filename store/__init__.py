@@ -1,4 +1,5 @@
-"""Data access: every SQL statement ePay runs, in modules by table family.
+"""Data access: every query of ePay's tables, in modules by table family (the health
+checks and the stuck-payments gauge aside: docs/design.md, "The layers").
 
 Each function takes a pool or a connection and returns typed rows (dataclasses), never
 ``asyncpg.Record``, so that callers read fields, not string keys. Workflows never import

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from asyncpg import Pool
+from asyncpg import Connection, Pool
 
 SERVICE_COLUMNS = "code, name_en, name_ar, fee, exempt_from_added_fees"
 
@@ -48,3 +48,55 @@ async def department_confirm_url(pool: Pool, department: str) -> str:
     if url is None:
         raise LookupError(f"unknown department {department}")
     return str(url)
+
+
+async def upsert_department(
+    conn: Connection, code: str, name_en: str, name_ar: str, confirm_url: str
+) -> None:
+    """Add a department or update its names and confirmation URL, with its receipt counter."""
+    await conn.execute(
+        """INSERT INTO departments (code, name_en, name_ar, confirm_url)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (code) DO UPDATE SET name_en = $2, name_ar = $3, confirm_url = $4""",
+        code,
+        name_en,
+        name_ar,
+        confirm_url,
+    )
+    await conn.execute(
+        "INSERT INTO receipt_counters (department) VALUES ($1) ON CONFLICT DO NOTHING", code
+    )
+
+
+async def upsert_service(
+    conn: Connection,
+    department: str,
+    code: str,
+    name_en: str,
+    name_ar: str,
+    fee: int | None,
+    exempt_from_added_fees: bool,
+) -> None:
+    """Add a department's service or update its names and fee."""
+    await conn.execute(
+        """INSERT INTO services (department, code, name_en, name_ar, fee,
+               exempt_from_added_fees)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (department, code) DO UPDATE
+           SET name_en = $3, name_ar = $4, fee = $5, exempt_from_added_fees = $6""",
+        department,
+        code,
+        name_en,
+        name_ar,
+        fee,
+        exempt_from_added_fees,
+    )
+
+
+async def department_codes(pool: Pool) -> list[str]:
+    """Every department's code, in order."""
+    return [r["code"] for r in await pool.fetch("SELECT code FROM departments ORDER BY code")]
+
+
+async def department_exists(pool: Pool, code: str) -> bool:
+    return bool(await pool.fetchval("SELECT 1 FROM departments WHERE code = $1", code))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from domain import ledger
 from domain.money import FeeLine, fee_lines
 from domain.refunds import RefundSettlement, idempotency_scope, refund_postings, split_refund
 
@@ -88,3 +89,11 @@ def test_a_refund_key_cannot_be_a_payment_key() -> None:
     assert "\n" in scoped
     assert len(scoped) <= 255
     assert idempotency_scope("a") != idempotency_scope("b")
+
+
+def test_postings_refuse_a_method_or_line_with_no_account() -> None:
+    """A capture is booked to a known receivable and known accounts, or not at all."""
+    with pytest.raises(ValueError, match="no funds source"):
+        ledger.capture_postings("cash", "RTA", [FeeLine("service_fee", 7)])
+    with pytest.raises(ValueError, match="no account for the fee lines"):
+        ledger.capture_postings("card", "RTA", [FeeLine("parking_fee", 7)])

@@ -24,8 +24,6 @@ from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
-from domain.cards import MethodType
-from domain.queues import partner_name
 from workflows import patches
 from workflows.steps import (
     COMPENSATION_RETRY,
@@ -46,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.payment_methods import PaymentMethods
     from activities.records import PaymentRecords
     from domain import search
-    from domain.cards import MethodSummary
+    from domain.cards import MethodSummary, MethodType
     from domain.failures import ErrorType, FailureCode, UpdateRefusal
     from domain.models import (
         MAX_METHODS,
@@ -69,7 +67,7 @@ with workflow.unsafe.imports_passed_through():
         Transition,
     )
     from domain.proofs import proof_name, proven
-    from domain.queues import Role, payment_method_role
+    from domain.queues import Role, partner_name, payment_method_role
     from domain.references import reference_key
     from domain.states import (
         CANCELLABLE_STATES,

@@ -18,7 +18,6 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from domain.queues import partner_name
 from workflows.steps import COMPENSATION_RETRY, OUTSIDE_CALL_RETRY, RECORD_RETRY, call, local
 
 with workflow.unsafe.imports_passed_through():
@@ -27,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.records import PaymentRecords
     from domain.failures import ErrorType
     from domain.money import format_aed
-    from domain.queues import Role, payment_method_role
+    from domain.queues import Role, partner_name, payment_method_role
     from domain.refunds import (
         RefundCall,
         RefundFailed,
