@@ -71,11 +71,21 @@ class Strict(BaseModel):
 
 
 class Payer(Strict):
-    name: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = None
+    # Kept with the payment and shown to operators as the rest of the department's text is:
+    # no card number in any of them. A real phone number has at most 15 digits (E.164): only
+    # a 13 to 15 digit one that passes the Luhn check (one in ten) is refused with the cards.
+    name: Annotated[StrictStr, Field(min_length=1, max_length=200), CardFree] | None = None
     email: (
-        Annotated[StrictStr, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None
+        Annotated[
+            StrictStr,
+            Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+            CardFree,
+        ]
+        | None
     ) = None
-    phone: Annotated[StrictStr, Field(max_length=20, pattern=r"^\+?[0-9 ]{6,19}$")] | None = None
+    phone: (
+        Annotated[StrictStr, Field(max_length=20, pattern=r"^\+?[0-9 ]{6,19}$"), CardFree] | None
+    ) = None
 
 
 class CreatePayment(Strict):
@@ -86,9 +96,9 @@ class CreatePayment(Strict):
     )
     description: Annotated[StrictStr, Field(max_length=255), CardFree] | None = None
     payer: Payer | None = None
-    return_url: Annotated[StrictStr, Field(max_length=2000, pattern=r"^https?://\S+$")] | None = (
-        None
-    )
+    return_url: (
+        Annotated[StrictStr, Field(max_length=2000, pattern=r"^https?://\S+$"), CardFree] | None
+    ) = None
     metadata: (
         Annotated[
             dict[

@@ -42,21 +42,65 @@ def normalise_number(raw: str) -> str:
     return raw.replace(" ", "").replace("-", "")
 
 
-# Digits in groups that spaces or dashes separate (what ``normalise_number`` strips). ``\d`` is
-# any decimal digit, so a number written in Arabic-Indic or full-width digits is one too.
-_DIGIT_GROUPS = re.compile(r"\d+(?:[ -]+\d+)*")
-_SEPARATORS = re.compile(r"[ -]+")
+# What may stand between the groups of a card number written in text: spaces and dashes as
+# people type them, the punctuation that hides a number from a check on those (``.``, ``/``,
+# ``:``, ``_``), and every Unicode space, dash and invisible break, named here one by one
+# rather than left to ``\s`` (which has no zero-width space, word joiner or soft hyphen).
+_SPACES = (
+    "\t\n\v\f\r \x1c\x1d\x1e\x1f\x85"
+    "\u00a0"  # no-break space
+    "\u1680"  # Ogham space mark
+    "\u2000\u2001\u2002\u2003\u2004\u2005\u2006"  # en and em quads and spaces
+    "\u2007"  # figure space
+    "\u2008"  # punctuation space
+    "\u2009\u200a"  # thin and hair spaces
+    "\u2028\u2029"  # line and paragraph separators
+    "\u202f"  # narrow no-break space
+    "\u205f"  # medium mathematical space
+    "\u3000"  # ideographic space
+)
+_INVISIBLE = (
+    "\u00ad"  # soft hyphen
+    "\u180e"  # Mongolian vowel separator
+    "\u200b\u200c\u200d"  # zero-width space, non-joiner, joiner
+    "\u2060"  # word joiner
+    "\ufeff"  # zero-width no-break space
+)
+_DASHES = (
+    "-"
+    "\u2010\u2011\u2012\u2013\u2014\u2015"  # hyphen, non-breaking hyphen, figure dash, dashes
+    "\u2212"  # minus sign
+    "\ufe58\ufe63\uff0d"  # small em dash, small and full-width hyphen-minus
+)
+_PUNCTUATION = (
+    "./:_"
+    "\u2024"  # one dot leader
+    "\u2044\u2215"  # fraction and division slashes
+    "\uff0e\uff0f\uff1a\uff3f"  # full-width full stop, solidus, colon, low line
+)
+GROUP_SEPARATORS = _SPACES + _INVISIBLE + _DASHES + _PUNCTUATION
+"""Every character ``holds_card_number`` reads as the break between two groups of digits."""
+
+# Digits in groups that those separators part. ``\d`` is any decimal digit, so a number
+# written in Arabic-Indic or full-width digits is one too.
+_SEPARATOR = "[" + re.escape(GROUP_SEPARATORS) + "]+"
+_DIGIT_GROUPS = re.compile(r"\d+(?:" + _SEPARATOR + r"\d+)*")
+_SEPARATORS = re.compile(_SEPARATOR)
 
 
 def holds_card_number(text: str) -> bool:
     """Whether ``text`` holds what may be a card number: 13 to 19 digits, in a row or in
-    groups separated by spaces or dashes, that pass the Luhn check.
+    groups parted by ``GROUP_SEPARATORS`` (spaces, dashes, ``.``, ``/``, ``:``, ``_``, any
+    Unicode space), that pass the Luhn check.
 
     Text a department sends (a reference, a description, metadata) is stored, shown on
     receipts and sent to Temporal: a card number in it would put the card in clear where no
     card data may be. Any run of whole groups is tried (``INV 4242 4242 4242 4242 2026``
     holds one), but never part of a group: a 25-digit number is not a card number, and a
-    13 to 19 digit reference that fails the Luhn check (nine in ten of them) passes.
+    13 to 19 digit reference that fails the Luhn check (nine in ten of them) passes. Dates,
+    times and invoice numbers with slashes or dots (``Fine 2024/7``, ``15/07/2026``) are
+    too short to be one; a run of groups as long as a card's (a date with the time to the
+    second is 14 digits) is refused when it passes the Luhn check, as a long fine number is.
     """
     for run in _DIGIT_GROUPS.finditer(text):
         groups = [_ascii_digits(g) for g in _SEPARATORS.split(run.group())]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date
 from pathlib import Path
 
 import pytest
 
 from domain.cards import (
+    GROUP_SEPARATORS,
     brand_of,
     cvv_length,
     expiry_ok,
@@ -171,6 +173,79 @@ def test_holds_card_number_finds_luhn_valid_runs(text: str) -> None:
     ],
 )
 def test_holds_card_number_lets_ordinary_text_through(text: str) -> None:
+    assert not holds_card_number(text)
+
+
+SEPARATED = [
+    pytest.param(".", id="dot"),
+    pytest.param("/", id="slash"),
+    pytest.param(":", id="colon"),
+    pytest.param("_", id="underscore"),
+    pytest.param("\u00a0", id="no-break-space"),
+    pytest.param("\u202f", id="narrow-no-break-space"),
+    pytest.param("\u2009", id="thin-space"),
+    pytest.param("\u2007", id="figure-space"),
+    pytest.param("\u200a", id="hair-space"),
+    pytest.param("\u3000", id="ideographic-space"),
+    pytest.param("\u200b", id="zero-width-space"),
+    pytest.param("\u2060", id="word-joiner"),
+    pytest.param("\ufeff", id="zero-width-no-break-space"),
+    pytest.param("\u00ad", id="soft-hyphen"),
+    pytest.param("\t", id="tab"),
+    pytest.param("\n", id="newline"),
+    pytest.param("\u2011", id="non-breaking-hyphen"),
+    pytest.param("\u2013", id="en-dash"),
+    pytest.param("\u2212", id="minus-sign"),
+    pytest.param("\uff0e", id="full-width-full-stop"),
+    pytest.param("\uff0f", id="full-width-solidus"),
+    pytest.param(" / ", id="spaced-slash"),
+    pytest.param("..", id="two-dots"),
+]
+
+
+@pytest.mark.parametrize("separator", SEPARATED)
+def test_holds_card_number_sees_through_any_separator(separator: str) -> None:
+    """A card number hidden from a check on spaces and dashes (``4242.4242.4242.4242``) is
+    still one, and so is the 15-digit Amex in its 4-6-5 groups."""
+    assert holds_card_number(separator.join(["4242"] * 4))
+    assert holds_card_number(f"paid with {separator.join(['3782', '822463', '10005'])} today")
+    assert holds_card_number(separator.join(["7840", "0000", "0000", "0017"]) + " e-Dirham")
+    assert not holds_card_number(separator.join(["4242", "4242", "4242", "4241"]))
+
+
+def test_holds_card_number_sees_through_every_unicode_space() -> None:
+    spaces = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Zs"]
+    assert len(spaces) >= 17
+    for space in spaces:
+        assert holds_card_number(space.join(["4242"] * 4)), hex(ord(space))
+        assert space in GROUP_SEPARATORS, hex(ord(space))
+
+
+def test_holds_card_number_sees_through_mixed_separators() -> None:
+    assert holds_card_number("4242.4242/4242:4242")
+    assert holds_card_number("4242_4242\u00a04242-4242")
+    assert holds_card_number("ref:4242.4242.4242.4242;")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Fine 2024/7",
+        "FINE 2024/77",
+        "15/07/2026",
+        "15.07.2026",
+        "2026-07-15 10:30",
+        "INV 2026/07/0012",
+        "v1.2.3",
+        "10:30",
+        "192.168.100.200",
+        "Case 12/2026 of 15.07.2026, item 3",
+        "file_2026_07_15",
+        "AED 1,234.56",
+        "INV\u00a02026\u00a00001",
+    ],
+)
+def test_holds_card_number_lets_dates_and_invoice_numbers_through(text: str) -> None:
     assert not holds_card_number(text)
 
 
