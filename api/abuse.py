@@ -18,7 +18,9 @@ four limits are checked (docs/security.md):
   window, and stops asking before the PIN that could lock the card, so that a stranger who
   knows a resident's card number cannot lock it by guessing, however slowly;
 - **per client address**, across payments: ``EPAY_PAYER_CLIENT_CARDS`` distinct cards
-  declined in 10 minutes (one client testing many cards).
+  declined in 10 minutes (one client testing many cards). An IPv4 address counts alone, an
+  IPv6 one with its /64 network (``client_key``), which one household or one host is given
+  whole: a client cannot step past the limit by taking another of its own addresses.
 
 A refused method gets 429 ``too_many_attempts`` with ``Retry-After``: when the oldest attempt
 that counts leaves its window. The wrong-PIN limit, which has no window and which waiting
@@ -33,8 +35,10 @@ a limit. The client address is the peer's, or behind a proxy named in
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
+import ipaddress
 import math
 from dataclasses import dataclass
 from datetime import timedelta
@@ -82,6 +86,34 @@ def _key(secret: bytes, purpose: bytes, value: str) -> bytes:
     return hmac.new(derived, value.encode(), hashlib.sha256).digest()
 
 
+IPV6_CLIENT_PREFIX = 64
+"""The IPv6 network one client is counted by: a /64 is the least one link, one phone or one
+server is given (RFC 7421), and a host picks any address in it at will (temporary addresses,
+RFC 8981), so counting each address apart would be no limit at all. A client given a wider
+prefix (a /56 or /48 for a home or an office) can still change /64s: the per-card limits
+hold there, and a wider grouping would count whole offices and mobile carriers as one."""
+
+
+def client_key(address: str) -> str:
+    """What the per-client limit counts ``address`` (the client's, as the API takes it) by:
+    an IPv4 address as it is, an IPv6 one as its /64 network (``2001:db8:1:2::/64``), an
+    IPv4-mapped IPv6 address (``::ffff:198.51.100.7``, a dual-stack socket's view of an IPv4
+    client) as the IPv4 address, and anything that is no address (a test client's name) as
+    given."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv4Address):
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    # From the integer, so that a zone (``fe80::1%eth0``) is dropped with the host bits.
+    host_bits = 128 - IPV6_CLIENT_PREFIX
+    network = ipaddress.IPv6Network((int(ip) >> host_bits << host_bits, IPV6_CLIENT_PREFIX))
+    return str(network)
+
+
 def card_key(secret: bytes, number: str) -> bytes:
     return _key(secret, b"card", number)
 
@@ -118,7 +150,8 @@ class PinAttemptsExceeded(TooManyAttempts):
 async def admit(pool: Pool, limits: Limits, attempt: Attempt) -> int:
     """Count ``attempt`` against the limits and record it (its id), or raise
     ``TooManyAttempts`` (``PinAttemptsExceeded`` for the wrong-PIN limit, whose refusal is
-    recorded against the payment)."""
+    recorded against the payment). The client is counted by ``client_key``, and recorded so."""
+    attempt = dataclasses.replace(attempt, client=client_key(attempt.client))
     match await payer_attempts.admit(pool, limits, attempt):
         case payer_attempts.Admitted(attempt_id):
             return attempt_id
