@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 HEADER = "ePay-Signature"
 TOLERANCE = 300  # seconds either side of the receiver's clock
@@ -51,6 +52,60 @@ def signature_header(
     return ",".join([f"t={timestamp}", *signatures])
 
 
+MAX_HEADER_LENGTH = 1024
+"""The longest header read: ``t`` and a few ``v1`` (each 67 characters) fit many times over; a
+longer one is refused before it is split, so that no caller makes the receiver compare at
+length."""
+MAX_SIGNATURES = 8
+"""The most ``v1`` values read: one per active secret, two while a secret is rotated."""
+_TIMESTAMP_DIGITS = 12  # seconds since 1970 stay under 12 digits for 30,000 years
+_HEX = frozenset("0123456789abcdef")
+_SIGNATURE_LENGTH = 64  # hex digits of an HMAC-SHA256
+
+
+@dataclass(frozen=True)
+class Signed:
+    """What a well-formed ``ePay-Signature`` header says: when, and the ``v1`` signatures."""
+
+    timestamp: int
+    signatures: tuple[str, ...]
+
+
+def parse_header(header: str) -> Signed | None:
+    """The header's parts, or None if it is not one ``ePay-Signature`` as ePay writes it.
+
+    A header is comma-separated ``name=value`` parts: exactly one ``t`` of ASCII digits (not
+    ``²`` or ``٤``, which ``str.isdigit`` takes and ``int`` may refuse), and one to
+    ``MAX_SIGNATURES`` ``v1``, each 64 lower-case hex digits. Parts of another name are
+    ignored, as a newer scheme's would be; a part without ``=``, an empty name, a second
+    ``t`` or an oversize header is malformed. Nothing here raises: whatever the header, the
+    receiver answers with a refusal, never with an error of its own.
+    """
+    if len(header) > MAX_HEADER_LENGTH or not header.isascii():
+        return None
+    timestamp: int | None = None
+    signatures: list[str] = []
+    for part in header.split(","):
+        name, equals, value = part.strip().partition("=")
+        if not equals or not name:
+            return None
+        if name == "t":
+            if timestamp is not None or not _ascii_number(value):
+                return None
+            timestamp = int(value)
+        elif name == "v1":
+            if len(value) != _SIGNATURE_LENGTH or not _HEX.issuperset(value):
+                return None
+            signatures.append(value)
+    if timestamp is None or not 1 <= len(signatures) <= MAX_SIGNATURES:
+        return None
+    return Signed(timestamp, tuple(signatures))
+
+
+def _ascii_number(value: str) -> bool:
+    return 0 < len(value) <= _TIMESTAMP_DIGITS and value.isascii() and value.isdigit()
+
+
 def verify(
     header: str | None,
     secrets_: Iterable[str],
@@ -61,23 +116,18 @@ def verify(
     tolerance: int = TOLERANCE,
 ) -> str | None:
     """None if the request is ePay's, else why not: ``signature_missing``,
-    ``signature_malformed``, ``signature_expired`` or ``signature_invalid``."""
+    ``signature_malformed`` (``parse_header``), ``signature_expired`` or
+    ``signature_invalid``. It never raises on what the caller sent, so that the receiver
+    answers 401 to any header, never 500."""
     if not header:
         return "signature_missing"
-    timestamp: int | None = None
-    given: list[str] = []
-    for part in header.split(","):
-        name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit():
-            timestamp = int(value)
-        elif name == "v1" and value:
-            given.append(value)
-    if timestamp is None or not given:
+    signed = parse_header(header)
+    if signed is None:
         return "signature_malformed"
-    if abs(now - timestamp) > tolerance:
+    if abs(now - signed.timestamp) > tolerance:
         return "signature_expired"
     for secret in secrets_:
-        expected = sign(secret, timestamp, method, target, body)
-        if any(hmac.compare_digest(expected, g) for g in given):
+        expected = sign(secret, signed.timestamp, method, target, body)
+        if any(hmac.compare_digest(expected, g) for g in signed.signatures):
             return None
     return "signature_invalid"
