@@ -25,7 +25,7 @@ log = logging.getLogger("epay.api")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings.from_env()
+    settings = settings or Settings.from_env("api")
     process = telemetry.setup(settings, telemetry.SERVICE_API)
 
     @asynccontextmanager
@@ -46,6 +46,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "fils (AED 1 = 100 fils). Errors are application/problem+json with a stable `code`."
         ),
         lifespan=lifespan,
+        # Off in production unless EPAY_SERVE_API_DOCS asks: departments work from the
+        # published contract, and a public service need not map itself to strangers.
+        openapi_url="/openapi.json" if settings.api_docs else None,
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
@@ -54,7 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         meter=process.meter,
         internal_error=json.dumps(problem_body(INTERNAL_ERROR)).encode(),
     )
-    app.add_middleware(PayPageHeaders)  # outermost: on /pay's errors and 500s too
+    # Outermost: on /pay's errors and 500s too; HSTS in production only, so that make run
+    # over http:// does not pin 127.0.0.1 to https in the developer's browser.
+    app.add_middleware(PayPageHeaders, hsts=settings.production)
     telemetry.instrument_app(app, process.provider)
     app.include_router(departments.router)
     app.include_router(refunds.router)

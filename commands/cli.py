@@ -23,21 +23,25 @@ from epay.config import Settings, SettingsError
 from epay.db import create_pool, migrate
 
 
-def _settings() -> Settings:
-    """The process's settings; a missing or unsafe one stops the command with one line."""
+def _settings(process: str | None = None) -> Settings:
+    """The process's settings; a missing or unsafe one stops the command with one line.
+
+    ``process`` names what runs (``api``, ``worker:<role>``, ``codec-server``, ``migrate``...):
+    it reads, and in production requires, only the secrets that process uses
+    (``epay.config.PROCESS_SECRETS``); a command that names none reads them all."""
     try:
-        return Settings.from_env()
+        return Settings.from_env(process)
     except SettingsError as err:
         raise SystemExit(f"epay: configuration: {err}") from None
 
 
-def _refuse_in_production(what: str) -> None:
-    if _settings().production:
+def _refuse_in_production(what: str, settings: Settings | None = None) -> None:
+    if (settings or _settings()).production:
         raise SystemExit(f"epay: configuration: EPAY_ENV: {what} is refused in production")
 
 
 async def _migrate() -> None:
-    applied = await migrate(_settings().require_database_url())
+    applied = await migrate(_settings("migrate").require_database_url())
     print("applied: " + ", ".join(applied) if applied else "database is up to date")
 
 
@@ -49,9 +53,9 @@ async def _seed(with_cards: bool) -> None:
         share_signing_secrets_with_sandbox,
     )
 
-    settings = _settings()
+    settings = _settings("seed")
     if with_cards:
-        _refuse_in_production("seeding the sandbox's e-Dirham cards (use --no-cards)")
+        _refuse_in_production("seeding the sandbox's e-Dirham cards (use --no-cards)", settings)
     pool = await create_pool(settings.require_database_url())
     try:
         await seed_catalogue(pool, settings)
@@ -102,7 +106,7 @@ async def _departments(args: argparse.Namespace) -> None:
         key = await create_key(args.department, args.label)
         print(key)
         return
-    settings = _settings()
+    settings = _settings("departments")
     pool = await create_pool(settings.require_database_url())
     try:
         if args.action == "revoke-key":
@@ -507,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         from api.app import create_app
 
-        settings = _settings()
+        settings = _settings("api")
         proxies = settings.forwarded_allow_ips
         # The app configures logging itself (epay.telemetry): JSON lines from the first one.
         # The client's address (the per-client payer limit) is taken from X-Forwarded-For only
@@ -525,7 +529,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "worker":
         from workers.main import run_worker
 
-        asyncio.run(run_worker(_settings(), role=args.role))
+        process = f"worker:{args.role}" if args.role else "worker"  # else EPAY_WORKER_ROLE
+        asyncio.run(run_worker(_settings(process), role=args.role))
     elif args.command == "migrate":
         asyncio.run(_migrate())
     elif args.command == "seed":
@@ -541,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "codec-server":
         from commands.codec_server import serve as serve_codec
 
-        serve_codec(_settings(), args.host, args.port)
+        serve_codec(_settings("codec-server"), args.host, args.port)
     elif args.command == "operators":
         _create_operator_token(args.name)
     elif args.command == "sweeper":

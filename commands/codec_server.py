@@ -56,12 +56,25 @@ def _problem(status: int, code: str, detail: str) -> JSONResponse:
     )
 
 
+def session_key(settings: Settings) -> bytes:
+    """The key that signs operators' session cookies, derived from the active payload key.
+
+    The codec server holds the payload keys and the operator tokens only (docs/security.md):
+    not the token secret, which signs payers' links and the API's update proofs. A key
+    derived under its own label is the same on every replica and across restarts, and
+    reveals nothing of the payload key; rotating the active payload key ends the sessions.
+    """
+    keys = settings.payload_keys
+    label = b"epay-codec-session-key|" + keys.active.encode()
+    return hmac.new(keys.keys[keys.active], label, hashlib.sha256).digest()
+
+
 class Operators:
     """Who may use the codec server: operator tokens (hashed) and the sessions made from them."""
 
     def __init__(self, settings: Settings) -> None:
         self._tokens = dict(settings.operator_tokens)
-        self._secret = settings.token_secret
+        self._secret = session_key(settings)
 
     def by_token(self, token: str) -> str | None:
         digest = hash_operator_token(token)

@@ -14,18 +14,20 @@ import fcntl
 import ipaddress
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
 
-from domain.queues import Role
-from epay.codec import PayloadKeyError, PayloadKeys
+from domain.queues import Role, roles_in
+from epay.codec import PayloadKeys
 from epay.crypto import hash_operator_token
 
 DEFAULT_STATE_DIR = Path(".epay")
@@ -48,6 +50,61 @@ class SettingsError(ValueError):
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
+
+
+class Secret(StrEnum):
+    """The secret settings, each by the variable that carries it."""
+
+    DATABASE_URL = "DATABASE_URL"  # its password
+    VAULT_KEY = "EPAY_VAULT_KEY"
+    TOKEN_SECRET = "EPAY_TOKEN_SECRET"
+    PAYLOAD_KEYS = "EPAY_PAYLOAD_KEYS"
+    OPERATOR_TOKENS = "EPAY_OPERATOR_TOKENS"
+
+
+_DB, _VAULT, _TOKEN = Secret.DATABASE_URL, Secret.VAULT_KEY, Secret.TOKEN_SECRET
+_PAYLOAD, _OPERATORS = Secret.PAYLOAD_KEYS, Secret.OPERATOR_TOKENS
+
+# The secrets each worker role uses (workers/main.py, SERVED): every role reads the database
+# and talks to Temporal through the payload codec; the acquirer and the issuer open the card
+# vault; the departments role unseals the departments' signing secrets (sealed under the
+# token secret) to sign confirmations and webhooks. Nothing else holds a secret it does not use.
+ROLE_SECRETS: Mapping[Role, frozenset[Secret]] = {
+    Role.WORKFLOWS: frozenset({_DB, _PAYLOAD}),
+    Role.ACQUIRER: frozenset({_DB, _PAYLOAD, _VAULT}),
+    Role.ISSUER: frozenset({_DB, _PAYLOAD, _VAULT}),
+    Role.DEPARTMENTS: frozenset({_DB, _PAYLOAD, _TOKEN}),
+    Role.RECORDS: frozenset({_DB, _PAYLOAD}),
+}
+# The secrets of each long-running process and of the commands that need fewer than all
+# (``epay worker --role R`` is ``worker:R``); any other command holds every secret.
+PROCESS_SECRETS: Mapping[str, frozenset[Secret]] = {
+    "api": frozenset({_DB, _PAYLOAD, _VAULT, _TOKEN}),
+    "codec-server": frozenset({_PAYLOAD, _OPERATORS}),
+    "migrate": frozenset({_DB}),
+    "seed": frozenset({_DB, _TOKEN}),
+    "departments": frozenset({_DB, _TOKEN}),
+    **{
+        f"worker:{role.value}": frozenset().union(*(ROLE_SECRETS[r] for r in roles_in(role)))
+        for role in Role
+    },
+}
+EVERY_SECRET = frozenset(Secret)
+# Variables read only together with a secret: withheld with it.
+_WITH_SECRET = {Secret.PAYLOAD_KEYS: ("EPAY_PAYLOAD_ACTIVE_KEY",)}
+
+
+def secrets_of(process: str | None, environ: Mapping[str, str] | None = None) -> frozenset[Secret]:
+    """The secrets ``process`` holds: ``api``, ``codec-server``, ``migrate``, ``worker:<role>``
+    (``worker`` alone: the role of ``EPAY_WORKER_ROLE``, else ``all``), ...; None (a command,
+    a test, a tool) holds every one."""
+    if process is None:
+        return EVERY_SECRET
+    if process == "worker":
+        role = ((environ or {}).get("EPAY_WORKER_ROLE") or "").strip() or Role.ALL.value
+        process = f"worker:{role}"
+    # An unknown worker role is refused by the settings themselves (EPAY_WORKER_ROLE).
+    return PROCESS_SECRETS.get(process, EVERY_SECRET)
 
 
 def _env(name: str, default: Any, *, shown: str | None = None, **kwargs: Any) -> Any:
@@ -83,7 +140,9 @@ class Settings(BaseSettings):
     database_url: str | None = _env(
         "DATABASE_URL", None, shown="the address `make run` left in the state folder"
     )
-    """PostgreSQL DSN for the API, workers and commands; required in production."""
+    """PostgreSQL DSN for the API, workers and commands (not the codec server); required in
+    production, with the server's certificate verified (`sslmode=verify-full` or `verify-ca`
+    in the URL, or `PGSSLMODE`)."""
 
     task_queue: str = _env("EPAY_TASK_QUEUE", "epay-payments", min_length=1)
     """The workflow task queue the API starts payments on; each partner kind's activity
@@ -132,17 +191,19 @@ class Settings(BaseSettings):
     `department_unavailable`."""
 
     vault_key_b64: str | None = _env("EPAY_VAULT_KEY", None, shown=DEV_SECRET, repr=False)
-    """Base64 of the 32-byte AES-256-GCM key of the card vault, the same on every API and
-    worker host; required in production."""
+    """Base64 of the 32-byte AES-256-GCM key of the card vault, the same on every API,
+    acquirer and issuer worker host, and read by no other process; required there in
+    production."""
     token_secret_b64: str | None = _env("EPAY_TOKEN_SECRET", None, shown=DEV_SECRET, repr=False)
     """Base64 of 32 or more random bytes that sign payers' payment tokens and the API's
-    update proofs; required in production."""
+    update proofs and seal the departments' signing secrets (the API, the departments
+    worker, `epay seed`, `epay departments`); required there in production."""
     payload_keys_spec: str | None = _env(
         "EPAY_PAYLOAD_KEYS", None, shown=f"`local:<key>`, {DEV_SECRET}", repr=False
     )
     """The keys of the payload codec, `id:<base64 of 32 bytes>,...` (ids: letters, digits,
     `. _ -`); every listed key decrypts ([rotation](design.md#encrypted-payloads)); required
-    in production."""
+    in production by every process but `epay migrate`, `seed` and `departments`."""
     payload_active_key: str | None = _env(
         "EPAY_PAYLOAD_ACTIVE_KEY", None, shown="the last id in `EPAY_PAYLOAD_KEYS`"
     )
@@ -151,10 +212,11 @@ class Settings(BaseSettings):
         "EPAY_OPERATOR_TOKENS", None, shown=f"operator `operator`, token {DEV_SECRET}", repr=False
     )
     """Who may use the codec server: `name:<SHA-256 of the token, hex>,...` (`epay operators
-    create-token NAME` makes a token and its entry); required in production."""
+    create-token NAME` makes a token and its entry); read by the codec server and the
+    operators' commands only; required there in production."""
     temporal_ui_origin: str = _env("EPAY_TEMPORAL_UI_ORIGIN", "http://127.0.0.1:8233")
     """The Temporal Web UI's origin (comma-separated if several), the only one the codec
-    server answers cross-origin."""
+    server answers cross-origin; https in production."""
     temporal_ui_url: str = _env("EPAY_TEMPORAL_UI_URL", "http://127.0.0.1:8233")
     """The Temporal Web UI, for the links `epay ops` prints to each payment's page."""
 
@@ -185,7 +247,8 @@ class Settings(BaseSettings):
     health_port: int | None = _env("EPAY_HEALTH_PORT", None, ge=1, le=65535)
     """A worker's liveness and readiness port (`/healthz`, `/readyz`)."""
 
-    # The payer surface's limits (api/abuse.py, docs/security.md); 0 turns one off. The local
+    # The payer surface's limits (api/abuse.py, docs/security.md); 0 turns one off, which
+    # production refuses. The local
     # stack serves every payer from 127.0.0.1 and drives the same sandbox cards over and over,
     # so outside production the limits across payments are off unless set.
     payer_wrong_pins: int | None = _env(
@@ -204,14 +267,23 @@ class Settings(BaseSettings):
     )
     """Distinct cards declined for one client address in 10 minutes (card testing)."""
     payer_session_methods: int = _env("EPAY_PAYER_SESSION_METHODS", 5, ge=0)
-    """Payment methods one hosted-page session may hand over in 15 minutes."""
+    """Payment methods one hosted-page session may hand over in 15 minutes. For this limit
+    and the three above, production refuses 0 (no limit)."""
     forwarded_allow_ips: str | None = _env(
         "EPAY_FORWARDED_ALLOW_IPS", None, shown="unset: no proxy, the peer is the client"
     )
-    """`epay api`: the proxies (IP addresses or networks, comma-separated; `*` any) whose
+    """`epay api`: the proxies (IP addresses or networks, comma-separated; `*` any, refused
+    in production) whose
     `X-Forwarded-For` and `X-Forwarded-Proto` name the client, for the per-client payer limit;
     behind an ingress, its addresses and no wider
     ([security](security.md#left-to-the-deployment))."""
+
+    serve_api_docs: bool | None = _env(
+        "EPAY_SERVE_API_DOCS", None, shown="`false` in production, else `true`"
+    )
+    """`epay api`: serve the OpenAPI document and its browsable pages (`/openapi.json`,
+    `/docs`, `/redoc`); production keeps them off unless this asks for them: departments
+    work from the published contract, and a public service need not map itself."""
 
     # Telemetry (docs/observability.md).
     metrics_port: int | None = _env("EPAY_METRICS_PORT", None, ge=1, le=65535)
@@ -220,7 +292,7 @@ class Settings(BaseSettings):
     """`json` (one object a line, with the payment, workflow, run, activity and request ids
     where there are some) or `text`."""
     otlp_endpoint: str | None = _env("OTEL_EXPORTER_OTLP_ENDPOINT", None)
-    """OTLP/HTTP endpoint that receives the OpenTelemetry traces."""
+    """OTLP/HTTP endpoint that receives the OpenTelemetry traces; https in production."""
 
     _vault_key: bytes = PrivateAttr()
     _token_secret: bytes = PrivateAttr()
@@ -228,20 +300,35 @@ class Settings(BaseSettings):
     _operator_tokens: dict[str, bytes] = PrivateAttr()
     _temporal: ClientConnectConfig = PrivateAttr()
 
-    @classmethod
-    def from_env(cls) -> Settings:
-        return cls.from_env_mapping(os.environ)
+    _process: str = PrivateAttr(default="command")
+    _held: frozenset[Secret] = PrivateAttr(default=EVERY_SECRET)
 
     @classmethod
-    def from_env_mapping(cls, environ: Mapping[str, str]) -> Settings:
-        """The settings a process with ``environ`` as its environment would have."""
+    def from_env(cls, process: str | None = None) -> Settings:
+        return cls.from_env_mapping(os.environ, process)
+
+    @classmethod
+    def from_env_mapping(cls, environ: Mapping[str, str], process: str | None = None) -> Settings:
+        """The settings a process with ``environ`` as its environment would have.
+
+        ``process`` (``api``, ``codec-server``, ``worker:departments``, ...: see
+        ``PROCESS_SECRETS``) reads only the secrets that process uses: the others are not read
+        from ``environ``, not made on the fly, and not required in production, and asking for
+        one raises. Unset, every secret is read (commands, tests, tools)."""
+        held = secrets_of(process, environ)
+        withheld = {s.value for s in EVERY_SECRET - held}
+        withheld |= {v for s in EVERY_SECRET - held for v in _WITH_SECRET.get(s, ())}
+        given = {name: value for name, value in environ.items() if name not in withheld}
         try:
-            settings = cls.model_validate(dict(environ))
+            settings = cls.model_validate(given)
         except ValidationError as err:
             first = err.errors()[0]
             name = ".".join(str(part) for part in first["loc"]) or "settings"
+            # The message only, never the input: the input may be a secret.
             raise SettingsError(f"{name}: {first['msg']}") from None
-        settings._derive(environ)
+        settings._process = process or "command"
+        settings._held = held
+        settings._derive(given)
         return settings
 
     @field_validator("forwarded_allow_ips")
@@ -285,29 +372,31 @@ class Settings(BaseSettings):
             object.__setattr__(self, name, (getattr(self, name) or default).rstrip("/"))
         object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
         object.__setattr__(self, "temporal_ui_url", self.temporal_ui_url.rstrip("/"))
-        if self.database_url is None and not production:
+        if self.database_url is None and not production and _DB in self._held:
             saved = self.state_dir / DATABASE_URL_FILE
             if saved.is_file():
                 object.__setattr__(self, "database_url", saved.read_text().strip() or None)
 
-        self._vault_key = self._secret("EPAY_VAULT_KEY", self.vault_key_b64, "vault_key")
-        if len(self._vault_key) != 32:
-            raise SettingsError("EPAY_VAULT_KEY: must be 32 bytes, base64-encoded")
-        self._token_secret = self._secret(
-            "EPAY_TOKEN_SECRET", self.token_secret_b64, "token_secret"
-        )
-        keys = self.payload_keys_spec or (
-            f"{DEV_PAYLOAD_KEY_ID}:{_dev_secret('payload_key', self.state_dir)}"
-        )
-        try:
-            self._payload_keys = PayloadKeys.parse(keys, self.payload_active_key)
-        except PayloadKeyError as err:
-            raise SettingsError(str(err)) from None
-        self._operator_tokens = _operator_tokens(self.operator_tokens_spec, self.state_dir)
+        if _VAULT in self._held:
+            self._vault_key = self._secret("EPAY_VAULT_KEY", self.vault_key_b64, "vault_key")
+            if len(self._vault_key) != 32:
+                raise SettingsError("EPAY_VAULT_KEY: must be 32 bytes, base64-encoded")
+        if _TOKEN in self._held:
+            self._token_secret = self._secret(
+                "EPAY_TOKEN_SECRET", self.token_secret_b64, "token_secret"
+            )
+        if _PAYLOAD in self._held:
+            keys = self.payload_keys_spec or (
+                f"{DEV_PAYLOAD_KEY_ID}:{_dev_secret('payload_key', self.state_dir)}"
+            )
+            self._payload_keys = _payload_keys(keys, self.payload_active_key)
+        if _OPERATORS in self._held:
+            self._operator_tokens = _operator_tokens(self.operator_tokens_spec, self.state_dir)
         self._temporal = _temporal_connection(environ)
         if production:
             self._refuse_weak_secrets()
             self._refuse_plaintext_temporal(environ)
+            self._refuse_unsafe_production_values(environ)
 
     def _secret(self, name: str, value: str | None, dev_name: str) -> bytes:
         try:
@@ -316,12 +405,14 @@ class Settings(BaseSettings):
             raise SettingsError(f"{name}: is not base64") from None
 
     def _refuse_development_defaults(self) -> None:
-        required = {
-            "DATABASE_URL": self.database_url,
-            "EPAY_VAULT_KEY": self.vault_key_b64,
-            "EPAY_TOKEN_SECRET": self.token_secret_b64,
-            "EPAY_PAYLOAD_KEYS": self.payload_keys_spec,
-            "EPAY_OPERATOR_TOKENS": self.operator_tokens_spec,
+        held_secrets = {
+            _DB: self.database_url,
+            _VAULT: self.vault_key_b64,
+            _TOKEN: self.token_secret_b64,
+            _PAYLOAD: self.payload_keys_spec,
+            _OPERATORS: self.operator_tokens_spec,
+        }
+        required = {s.value: value for s, value in held_secrets.items() if s in self._held} | {
             "EPAY_ACQUIRER_URL": self.acquirer_url,
             "EPAY_ISSUER_URL": self.issuer_url,
             "EPAY_DEPARTMENT_BASE_URL": self.department_base_url,
@@ -339,15 +430,22 @@ class Settings(BaseSettings):
         }
         for name, url in urls.items():
             if not url.lower().startswith("https://"):
-                raise SettingsError(f"{name}: must be an https:// URL in production, not {url!r}")
+                raise SettingsError(
+                    f"{name}: must be an https:// URL in production, not {_redacted(url)!r}"
+                )
         if _is_embedded_database(self.database_url or "", self.state_dir):
             raise SettingsError(
                 "DATABASE_URL: the embedded PostgreSQL of make run is refused in production"
             )
 
     def _refuse_weak_secrets(self) -> None:
-        named = {"EPAY_VAULT_KEY": self._vault_key, "EPAY_TOKEN_SECRET": self._token_secret}
-        named |= {f"EPAY_PAYLOAD_KEYS ({kid})": k for kid, k in self._payload_keys.keys.items()}
+        named: dict[str, bytes] = {}
+        if _VAULT in self._held:
+            named["EPAY_VAULT_KEY"] = self._vault_key
+        if _TOKEN in self._held:
+            named["EPAY_TOKEN_SECRET"] = self._token_secret
+        if _PAYLOAD in self._held:
+            named |= {f"EPAY_PAYLOAD_KEYS ({kid})": k for kid, k in self._payload_keys.keys.items()}
         for name, secret in named.items():
             if len(secret) < 32 or len(set(secret)) < MIN_DISTINCT_SECRET_BYTES:
                 raise SettingsError(f"{name}: too weak; use 32 random bytes, base64-encoded")
@@ -367,6 +465,39 @@ class Settings(BaseSettings):
         if _truthy(environ.get("TEMPORAL_TLS_DISABLE_HOST_VERIFICATION")):
             raise SettingsError("TEMPORAL_TLS_DISABLE_HOST_VERIFICATION: refused in production")
 
+    def _refuse_unsafe_production_values(self, environ: Mapping[str, str]) -> None:
+        """What production refuses beyond development defaults: traffic in the clear, a
+        proxy trusted whoever it is, a payer limit turned off."""
+        if _DB in self._held and not _verifies_tls(self.database_url or "", environ):
+            raise SettingsError(
+                "DATABASE_URL: PostgreSQL without verified TLS is refused in production "
+                "(add sslmode=verify-full, or verify-ca, to the URL or set PGSSLMODE)"
+            )
+        if self.otlp_endpoint and not self.otlp_endpoint.lower().startswith("https://"):
+            raise SettingsError(
+                "OTEL_EXPORTER_OTLP_ENDPOINT: must be an https:// URL in production"
+            )
+        # The origin matters to the codec server, which answers it cross-origin with credentials.
+        for origin in self.temporal_ui_origins if _OPERATORS in self._held else ():
+            if not origin.lower().startswith("https://"):
+                raise SettingsError(
+                    "EPAY_TEMPORAL_UI_ORIGIN: must be https:// origins in production"
+                )
+        if "*" in (self.forwarded_allow_ips or "").split(","):
+            raise SettingsError(
+                "EPAY_FORWARDED_ALLOW_IPS: '*' (any proxy) is refused in production; name the "
+                "ingress's addresses or networks"
+            )
+        limits = {
+            "EPAY_PAYER_WRONG_PINS": self.payer_wrong_pins,
+            "EPAY_PAYER_CARD_FAILURES": self.payer_card_failures,
+            "EPAY_PAYER_CLIENT_CARDS": self.payer_client_cards,
+            "EPAY_PAYER_SESSION_METHODS": self.payer_session_methods,
+        }
+        for name, limit in limits.items():
+            if limit == 0:
+                raise SettingsError(f"{name}: 0 (no limit) is refused in production")
+
     # --- what the processes use --------------------------------------------------------
 
     @property
@@ -374,21 +505,46 @@ class Settings(BaseSettings):
         return self.env == Environment.PRODUCTION
 
     @property
+    def process(self) -> str:
+        """What these settings were read for (``api``, ``worker:acquirer``, ...; ``command``)."""
+        return self._process
+
+    @property
+    def secrets_held(self) -> frozenset[Secret]:
+        return self._held
+
+    def _holds(self, secret: Secret) -> None:
+        if secret not in self._held:
+            raise SettingsError(
+                f"{secret.value}: not read by the {self._process} process, which must not "
+                "use it (docs/security.md, Secrets per process)"
+            )
+
+    @property
     def vault_key(self) -> bytes:
+        self._holds(_VAULT)
         return self._vault_key
 
     @property
     def token_secret(self) -> bytes:
+        self._holds(_TOKEN)
         return self._token_secret
 
     @property
     def payload_keys(self) -> PayloadKeys:
+        self._holds(_PAYLOAD)
         return self._payload_keys
 
     @property
     def operator_tokens(self) -> Mapping[str, bytes]:
         """Operators by name, each with the SHA-256 of their token (never the token)."""
+        self._holds(_OPERATORS)
         return self._operator_tokens
+
+    @property
+    def api_docs(self) -> bool:
+        """Whether `epay api` serves `/openapi.json`, `/docs` and `/redoc`."""
+        return self.serve_api_docs if self.serve_api_docs is not None else not self.production
 
     @property
     def temporal_address(self) -> str:
@@ -462,22 +618,80 @@ def dev_operator_token(state_dir: Path) -> str:
     return _dev_secret("operator_token", state_dir)
 
 
+_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
 def _operator_tokens(configured: str | None, state_dir: Path) -> dict[str, bytes]:
+    """Operators and their token digests. A message names an entry by its place and the
+    operator, never by what was written: an entry may be a token pasted where its digest
+    belongs, or a token with no name at all."""
     if not configured:
         return {DEV_OPERATOR: hash_operator_token(dev_operator_token(state_dir))}
     tokens: dict[str, bytes] = {}
-    for entry in (e.strip() for e in configured.split(",") if e.strip()):
-        name, _, digest = (part.strip() for part in entry.partition(":"))
+    for place, entry in enumerate((e.strip() for e in configured.split(",") if e.strip()), 1):
+        name, sep, digest = (part.strip() for part in entry.partition(":"))
+        if not sep or not _NAME.fullmatch(name):
+            raise SettingsError(
+                f"EPAY_OPERATOR_TOKENS: entry {place} is not of the form name:<SHA-256 of the "
+                "token, hex> (epay operators create-token NAME prints one)"
+            )
         try:
             tokens[name] = bytes.fromhex(digest)
         except ValueError:
             tokens[name] = b""
-        if not name or len(tokens[name]) != 32:
+        if len(tokens[name]) != 32:
             raise SettingsError(
-                f"EPAY_OPERATOR_TOKENS: {entry!r} is not of the form name:<SHA-256 of the "
-                "token, hex> (epay operators create-token NAME prints one)"
+                f"EPAY_OPERATOR_TOKENS: entry {place} (operator {name!r}) is not a SHA-256 "
+                "digest in hex: give the entry epay operators create-token prints, never the "
+                "token itself"
             )
     return tokens
+
+
+def _payload_keys(spec: str, active: str | None) -> PayloadKeys:
+    """The payload keys of ``EPAY_PAYLOAD_KEYS``; a message names a key by its place or its
+    id, never by what was written (a key given without its id would be its id)."""
+    parsed: dict[str, bytes] = {}
+    for place, entry in enumerate((e.strip() for e in spec.split(",") if e.strip()), 1):
+        key_id, sep, encoded = (part.strip() for part in entry.partition(":"))
+        if not sep or not _KEY_ID.fullmatch(key_id):
+            raise SettingsError(
+                f"EPAY_PAYLOAD_KEYS: entry {place} is not of the form id:<base64 key> (ids: "
+                "1-64 letters, digits, . _ -)"
+            )
+        if key_id in parsed:
+            raise SettingsError(f"EPAY_PAYLOAD_KEYS: key id {key_id!r} is listed twice")
+        try:
+            parsed[key_id] = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            raise SettingsError(f"EPAY_PAYLOAD_KEYS: key {key_id!r} is not base64") from None
+        if len(parsed[key_id]) != 32:
+            raise SettingsError(f"EPAY_PAYLOAD_KEYS: key {key_id!r} must be 32 bytes, base64")
+    if not parsed:
+        raise SettingsError("EPAY_PAYLOAD_KEYS: is empty; give at least one id:<base64 key>")
+    if active is not None and active not in parsed:
+        raise SettingsError(
+            "EPAY_PAYLOAD_ACTIVE_KEY: is not among the ids of EPAY_PAYLOAD_KEYS "
+            f"({', '.join(parsed)})"
+        )
+    return PayloadKeys(parsed, active or list(parsed)[-1])
+
+
+def _verifies_tls(dsn: str, environ: Mapping[str, str]) -> bool:
+    """PostgreSQL over TLS with the server's certificate checked: ``sslmode=verify-full`` or
+    ``verify-ca`` in the URL's query (asyncpg reads libpq's names), else in ``PGSSLMODE``."""
+    query = parse_qs(urlsplit(dsn).query)
+    modes = query.get("sslmode") or query.get("ssl") or [environ.get("PGSSLMODE", "")]
+    return modes[-1].strip().lower() in {"verify-full", "verify-ca"}
+
+
+def _redacted(url: str) -> str:
+    """``url`` without the user and password it may carry."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
 def _temporal_connection(environ: Mapping[str, str]) -> ClientConnectConfig:

@@ -34,6 +34,7 @@ def production_env(state_dir: Path, **overrides: str) -> dict[str, str]:
         "EPAY_ACQUIRER_URL": "https://acquirer.example.com/v1",
         "EPAY_ISSUER_URL": "https://edirham.example.gov.ae/api",
         "EPAY_DEPARTMENT_BASE_URL": "https://departments.example.gov.ae",
+        "EPAY_TEMPORAL_UI_ORIGIN": "https://temporal.example.gov.ae",
         "TEMPORAL_ADDRESS": "epay.a1b2c.tmprl.cloud:7233",
         "TEMPORAL_NAMESPACE": "epay.a1b2c",
         "TEMPORAL_API_KEY": "temporal-api-key",
@@ -85,6 +86,31 @@ SHORT = _b64(secrets.token_bytes(16))
             {"TEMPORAL_TLS_DISABLE_HOST_VERIFICATION": "true"},
             "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION: refused",
         ),
+        # Traffic in the clear, a proxy trusted whoever it is, a payer limit turned off.
+        (
+            {"DATABASE_URL": "postgresql://epay@db.internal/epay"},
+            "DATABASE_URL: PostgreSQL without verified TLS is refused",
+        ),
+        (
+            {"DATABASE_URL": "postgresql://epay@db.internal/epay?sslmode=require"},
+            "DATABASE_URL: PostgreSQL without verified TLS is refused",
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.internal:4318"},
+            "OTEL_EXPORTER_OTLP_ENDPOINT: must be an https:// URL in production",
+        ),
+        (
+            {"EPAY_TEMPORAL_UI_ORIGIN": "https://ui.example.gov.ae,http://10.0.0.7:8080"},
+            "EPAY_TEMPORAL_UI_ORIGIN: must be https:// origins in production",
+        ),
+        ({"EPAY_FORWARDED_ALLOW_IPS": "10.0.0.0/8,*"}, r"EPAY_FORWARDED_ALLOW_IPS: '\*'"),
+        ({"EPAY_PAYER_CARD_FAILURES": "0"}, "EPAY_PAYER_CARD_FAILURES: 0 .no limit. is refused"),
+        ({"EPAY_PAYER_WRONG_PINS": "0"}, "EPAY_PAYER_WRONG_PINS: 0 .no limit. is refused"),
+        ({"EPAY_PAYER_CLIENT_CARDS": "0"}, "EPAY_PAYER_CLIENT_CARDS: 0 .no limit. is refused"),
+        (
+            {"EPAY_PAYER_SESSION_METHODS": "0"},
+            "EPAY_PAYER_SESSION_METHODS: 0 .no limit. is refused",
+        ),
     ],
 )
 def test_production_refuses_each_unsafe_setting_naming_it(
@@ -100,6 +126,30 @@ def test_production_refuses_one_secret_used_twice(tmp_path: Path) -> None:
     env = production_env(tmp_path, EPAY_VAULT_KEY=key, EPAY_TOKEN_SECRET=key)
     with pytest.raises(SettingsError, match="EPAY_TOKEN_SECRET: the same secret as EPAY_VAULT"):
         Settings.from_env_mapping(env)
+
+
+def test_production_takes_postgresql_with_a_verified_certificate(tmp_path: Path) -> None:
+    """``sslmode=verify-full`` or ``verify-ca`` in the URL, or ``PGSSLMODE`` beside it."""
+    base = "postgresql://epay@db.internal/epay"
+    for given in (
+        {"DATABASE_URL": f"{base}?sslmode=verify-ca"},
+        {"DATABASE_URL": base, "PGSSLMODE": "verify-full"},
+    ):
+        assert Settings.from_env_mapping(production_env(tmp_path, **given)).database_url
+
+
+def test_development_keeps_its_plaintext_neighbours(tmp_path: Path) -> None:
+    """make run: a local collector, the UI on 127.0.0.1, any proxy, limits off."""
+    settings = Settings.from_env_mapping(
+        {
+            "EPAY_STATE_DIR": str(tmp_path),
+            "DATABASE_URL": "postgresql://postgres@127.0.0.1/epay",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+            "EPAY_FORWARDED_ALLOW_IPS": "*",
+            "EPAY_PAYER_CARD_FAILURES": "0",
+        }
+    )
+    assert settings.temporal_ui_origins == ("http://127.0.0.1:8233",)
 
 
 def test_plaintext_temporal_is_allowed_in_production_only_when_said(tmp_path: Path) -> None:
@@ -193,19 +243,27 @@ def test_secrets_stay_out_of_the_settings_repr(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "command",
-    [["api"], ["worker"], ["migrate"], ["codec-server"], ["ops", "stuck"]],
+    ("command", "secret"),
+    [
+        (["api"], "EPAY_TOKEN_SECRET"),
+        (["worker"], "EPAY_TOKEN_SECRET"),
+        (["worker", "--role", "acquirer"], "EPAY_VAULT_KEY"),
+        (["migrate"], "DATABASE_URL"),
+        (["codec-server"], "EPAY_OPERATOR_TOKENS"),
+        (["ops", "stuck"], "EPAY_TOKEN_SECRET"),
+    ],
 )
 def test_each_process_refuses_to_start_with_one_line_naming_the_setting(
-    command: list[str], tmp_path: Path
+    command: list[str], secret: str, tmp_path: Path
 ) -> None:
-    env = dict(os.environ) | production_env(tmp_path, EPAY_TOKEN_SECRET="")
+    """Each without one secret its own job needs (tests/test_process_secrets.py: only those)."""
+    env = dict(os.environ) | production_env(tmp_path, **{secret: ""})
     done = subprocess.run(
         [str(BIN / "epay"), *command], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [
-        "epay: configuration: EPAY_TOKEN_SECRET: must be set explicitly in production"
+        f"epay: configuration: {secret}: must be set explicitly in production"
     ], done.stderr
 
 

@@ -139,7 +139,11 @@ def role_activities(
     http: httpx.AsyncClient | None,
     settings: Settings,
 ) -> list[Callable[..., Any]]:
-    """The activities ``role`` serves, bound to the process's connections."""
+    """The activities ``role`` serves, bound to the process's connections.
+
+    Each role is given only the secrets its activities use (``epay.config.ROLE_SECRETS``):
+    the card vault key to the acquirer and the issuer, the token secret (which seals the
+    departments' signing secrets) to the departments role; a process reads no other."""
     adapters: list[object] = [PaymentRecords(pool), Sweeps(pool, client)]
     if role is Role.RECORDS:
         assert http is not None, "the records role reads the partners' settlement files"
@@ -148,16 +152,20 @@ def role_activities(
                 pool, http, acquirer_url=settings.acquirer_url, issuer_url=settings.issuer_url
             )
         )
-    if role in PARTNER_ROLES:
+    if role in (Role.ACQUIRER, Role.ISSUER):
         assert http is not None, f"the {role} role calls out over HTTP"
-        adapters += [
+        adapters.append(
             PaymentMethods(
                 pool,
                 http,
                 vault_key=settings.vault_key,
                 acquirer_url=settings.acquirer_url,
                 issuer_url=settings.issuer_url,
-            ),
+            )
+        )
+    if role is Role.DEPARTMENTS:
+        assert http is not None, "the departments role calls out over HTTP"
+        adapters += [
             DepartmentSystems(
                 pool,
                 http,

@@ -17,14 +17,19 @@ PAGE_HEADERS = {
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
 }
+# Production only (the page is served over https there; make run serves it over http): two
+# years, subdomains included, as the HSTS preload list asks.
+HSTS = ("strict-transport-security", "max-age=63072000; includeSubDomains")
 
 
 @dataclass
 class PayPageHeaders:
-    """ASGI middleware: ``PAGE_HEADERS`` on every response under ``/pay``, the errors and
-    the static files included (a header of the same name that a handler set is replaced)."""
+    """ASGI middleware: ``PAGE_HEADERS`` (and with ``hsts`` the ``HSTS`` header) on every
+    response under ``/pay``, the errors and the static files included (a header of the same
+    name that a handler set is replaced)."""
 
     app: ASGIApp
+    hsts: bool = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
@@ -32,14 +37,16 @@ class PayPageHeaders:
             await self.app(scope, receive, send)
             return
 
+        added = PAGE_HEADERS | dict([HSTS] if self.hsts else [])
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [
                     (name, value)
                     for name, value in message.get("headers", [])
-                    if name.decode("latin-1").lower() not in PAGE_HEADERS
+                    if name.decode("latin-1").lower() not in added
                 ]
-                headers += [(k.encode(), v.encode()) for k, v in PAGE_HEADERS.items()]
+                headers += [(k.encode(), v.encode()) for k, v in added.items()]
                 message = {**message, "headers": headers}
             await send(message)
 
