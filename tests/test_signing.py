@@ -42,7 +42,9 @@ MALFORMED = [
     pytest.param(f"t={ARABIC_NOW},v1={GOOD}", id="arabic-indic-timestamp"),
     pytest.param(f"t={NOW - 3600},t={NOW},v1={GOOD}", id="duplicate-timestamp"),
     pytest.param(f"t={NOW},v1={GOOD}," + "x=1," * 2000 + "y=2", id="very-long-header"),
-    pytest.param(f"t={NOW}," + f"v1={'0' * 64}," * 20 + f"v1={GOOD}", id="too-many-signatures"),
+    pytest.param(
+        f"t={NOW}," + f"v1={'0' * 64}," * 60 + f"v1={GOOD}", id="signatures-past-the-length"
+    ),
     pytest.param(f"t={NOW},junk,v1={GOOD}", id="part-without-equals"),
     pytest.param(f"t={NOW},=1,v1={GOOD}", id="part-without-name"),
     pytest.param(f"t={NOW},v1={GOOD},", id="trailing-comma"),
@@ -80,6 +82,10 @@ def test_headers_refused_as_malformed_before_stay_so(header: str) -> None:
 
 def test_a_well_formed_header_still_verifies_and_ignores_other_schemes() -> None:
     assert _verify(f"t={NOW},v1={GOOD}") is None
+    many = signing.signature_header(
+        [f"s{n}" for n in range(40)] + [SECRET], NOW, "POST", TARGET, BODY
+    )
+    assert _verify(many) is None  # a department holding many active secrets
     assert _verify(f" t={NOW} , v1={GOOD} ") is None
     assert _verify(f"t={NOW},v0=whatever,v1={'0' * 64},v1={GOOD}") is None
     assert signing.parse_header(f"t={NOW},v1={GOOD}") == signing.Signed(NOW, (GOOD,))
