@@ -3,6 +3,9 @@
 A department registers an endpoint (``POST /v1/webhooks``) and is sent, signed like every
 call from ePay (docs/departments.md), each event of its payments and refunds that the
 endpoint takes, retried until accepted; ``GET /v1/webhooks/deliveries`` shows every attempt.
+An endpoint must lead to the public internet (domain/destinations.py, docs/security.md,
+"Webhook destinations"): the API checks at registration, the delivery activity again before
+each POST.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Response
@@ -19,11 +22,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.context import Ctx, Department
 from api.departments import PROBLEMS
 from api.errors import ApiError, field_error, not_found
+from domain.destinations import DESTINATION_REFUSED
 from domain.webhooks import EVENT_TYPES
+from epay import egress
 from store import webhooks
-from store.webhooks import WebhookEndpoint
+from store.webhooks import DeliveryRecord, WebhookEndpoint
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+RESOLVE_TIMEOUT_SECONDS = 3.0
+"""How long registration waits for the endpoint's name to resolve (unresolved: refused)."""
 
 # Escaped: the types' dots are dots, not "any character" (which let "payment\x00failed" in).
 EventType = Annotated[str, Field(pattern="^(" + "|".join(re.escape(t) for t in EVENT_TYPES) + ")$")]
@@ -31,7 +38,12 @@ EventType = Annotated[str, Field(pattern="^(" + "|".join(re.escape(t) for t in E
 
 class EndpointBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(min_length=8, max_length=2048, description="Where ePay POSTs the events")
+    url: str = Field(
+        min_length=8,
+        max_length=2048,
+        description="Where ePay POSTs the events: https (http too outside production), on a "
+        "public name or address (`destination_not_allowed` otherwise)",
+    )
     events: list[EventType] = Field(
         default_factory=lambda: list(EVENT_TYPES),
         min_length=1,
@@ -62,10 +74,26 @@ class Delivery(BaseModel):
     endpoint_id: str
     url: str
     attempt: int
-    status_code: int | None = Field(description="The endpoint's answer; null: none came")
-    outcome: str = Field(description="`delivered` (a 2xx) or `failed`")
-    error: str | None = Field(description="Why no answer came (the error's kind)")
+    status_code: int | None = Field(description="The endpoint's HTTP status; null: none came")
+    outcome: Literal["delivered", "failed"] = Field(
+        description="`delivered`: the endpoint accepted the event (a 2xx); `failed`: it did not"
+    )
+    error: Literal["no_answer", "destination_not_allowed"] | None = Field(
+        description="Why no status came: `no_answer` (nothing came in time, or the connection "
+        "failed), `destination_not_allowed` (not sent: the endpoint's name resolved to an "
+        "address that is not public); null when a status came"
+    )
     created_at: datetime
+
+
+def _delivery(row: DeliveryRecord) -> Delivery:
+    """What the department is shown of an attempt: the outcome and the HTTP status, never
+    why a connection failed (how far it got would map ePay's own network for the caller)."""
+    error: Literal["no_answer", "destination_not_allowed"] | None = None
+    if row.status_code is None:
+        error = "destination_not_allowed" if row.error == DESTINATION_REFUSED else "no_answer"
+    fields = asdict(row) | {"error": error}
+    return Delivery(**fields)
 
 
 class DeliveryList(BaseModel):
@@ -86,6 +114,16 @@ async def create_endpoint(body: EndpointBody, ctx: Ctx, dept: Department) -> End
             "invalid_url",
             "Give an absolute " + ("https" if ctx.settings.production else "http(s)") + " URL.",
         )
+    try:
+        await egress.check(body.url, ctx.settings.webhook_allowlist, RESOLVE_TIMEOUT_SECONDS)
+    except egress.DestinationRefused:
+        raise field_error(
+            "url",
+            "destination_not_allowed",
+            "The URL must lead to the public internet: a host name whose every address is "
+            "public, or a public IP address (not private, loopback, link-local, multicast, "
+            "shared or reserved, nor a cluster-internal name).",
+        ) from None
     row = await webhooks.create_endpoint(ctx.pool, dept, body.url, sorted(set(body.events)))
     return _endpoint(row)
 
@@ -122,7 +160,9 @@ async def list_deliveries(
 ) -> DeliveryList:
     """Every delivery attempt of the department's events, newest first (one event's with
     ``event_id``)."""
+    if event_id is not None:
+        event = await webhooks.event(ctx.pool, event_id)
+        if event is None or event.department != dept:  # another's answers as none does
+            raise ApiError(404, "event_not_found", "No such event.", title="Not found")
     rows = await webhooks.list_deliveries(ctx.pool, dept, event_id, limit)
-    if event_id is not None and not rows and await webhooks.event(ctx.pool, event_id) is None:
-        raise ApiError(404, "event_not_found", "No such event.", title="Not found")
-    return DeliveryList(items=[Delivery(**asdict(r)) for r in rows])
+    return DeliveryList(items=[_delivery(r) for r in rows])

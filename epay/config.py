@@ -22,10 +22,18 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
 
+from domain.destinations import Allowlist, ip_literal
 from domain.queues import Role, roles_in
 from epay.codec import PayloadKeys
 from epay.crypto import hash_operator_token
@@ -184,6 +192,41 @@ class Settings(BaseSettings):
     )
     """Seconds to wait before each retry of a webhook event an endpoint has not accepted,
     after the first attempt (about 1 min, 5 min, 1 h, 1 day, 2 days)."""
+    # Webhook destinations (domain/destinations.py; docs/security.md, "Webhook destinations").
+    webhook_allowed_hosts: str | None = _env(
+        "EPAY_WEBHOOK_ALLOWED_HOSTS", None, shown="unset (`make run`: the sandbox's address)"
+    )
+    """Webhook destinations taken whatever their addresses, `host` or `host:port`
+    (comma-separated): every other endpoint must be a public name or address; production
+    refuses a loopback, link-local or unspecified entry."""
+    webhook_proxy: str | None = _env("EPAY_WEBHOOK_PROXY", None)
+    """An http(s) URL of the egress proxy that webhook deliveries go through (the proxy then
+    reaches the department; ePay still checks each destination first)."""
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _allowlist_parses(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Each entry `host` or `host:port`. In production, no loopback, link-local or
+        unspecified entry: a department's endpoint on the pod itself or the cloud's metadata
+        service is never meant. A private address (a department's gateway on a private
+        link) may be allowed there, by name, on purpose."""
+        allowlist = Allowlist.parse(value)  # a ValueError names the entry
+        if info.data.get("env") == Environment.PRODUCTION:
+            for host, _port in allowlist.entries:
+                ip = ip_literal(host)
+                if host == "localhost" or (
+                    ip is not None and (ip.is_loopback or ip.is_link_local or ip.is_unspecified)
+                ):
+                    raise ValueError(f"{host!r} is refused in production")
+        return value
+
+    @field_validator("webhook_proxy")
+    @classmethod
+    def _proxy_is_a_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
     department_confirm_deadline_seconds: int = _env(
         "EPAY_DEPARTMENT_CONFIRM_DEADLINE_SECONDS", 1800, gt=0
     )
@@ -576,6 +619,10 @@ class Settings(BaseSettings):
     @property
     def webhook_retries(self) -> list[int]:
         return [int(n) for n in self.webhook_retry_schedule.split(",")]
+
+    @property
+    def webhook_allowlist(self) -> Allowlist:
+        return Allowlist.parse(self.webhook_allowed_hosts)
 
     def require_database_url(self) -> str:
         if not self.database_url:

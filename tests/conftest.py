@@ -293,6 +293,8 @@ def stack_env(dsn: str, log_dir: Path, **overrides: str) -> dict[str, str]:
             EPAY_TASK_QUEUE=f"epay-test-{uuid.uuid4().hex[:6]}",
             EPAY_PUBLIC_URL=f"http://127.0.0.1:{api_port}",
             EPAY_SANDBOX_URL=f"http://127.0.0.1:{sandbox_port}",
+            # the sandbox's webhook receiver, on loopback: the one inside destination allowed
+            EPAY_WEBHOOK_ALLOWED_HOSTS=f"127.0.0.1:{sandbox_port}",
             EPAY_VAULT_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
             EPAY_TOKEN_SECRET=base64.b64encode(secrets.token_bytes(32)).decode(),
             EPAY_PAYLOAD_KEYS=f"k1:{base64.b64encode(secrets.token_bytes(32)).decode()}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -120,6 +121,47 @@ def test_an_event_can_be_delivered_again(stack: Stack, endpoint: dict[str, Any])
     wait_until(lambda: (received() or {}).get("deliveries") == 2, timeout=30, what="the redelivery")
     log = _deliveries(stack, event_id=first["event_id"])
     assert [d["outcome"] for d in log] == ["delivered", "delivered"]
+
+
+def test_a_destination_no_longer_allowed_is_refused_at_delivery(
+    stack: Stack, endpoint: dict[str, Any]
+) -> None:
+    """An endpoint in the table whose destination the rule refuses now (registered before
+    the rule, or a name that has since moved inside: here ``localhost``, the sandbox's own
+    receiver by a name the allowlist does not hold) is never sent to: each attempt is logged
+    failed, no status, ``destination_not_allowed``, while the allowed endpoint gets the
+    event. Written in the table, as the API would refuse to register it."""
+    port = stack.sandbox_url.rsplit(":", 1)[1]
+    [row] = stack.fetch(
+        """INSERT INTO webhook_endpoints (id, department, url, events)
+           VALUES ($1, $2, $3, ARRAY['payment.succeeded']) RETURNING id""",
+        f"wh_{uuid.uuid4().hex[:24]}",
+        DEPT,
+        f"http://localhost:{port}/departments/{DEPT}/webhooks",
+    )
+    try:
+        paid = stack.pay(card("4242424242424242"))
+
+        def attempts() -> list[dict[str, Any]]:
+            return [
+                d
+                for d in _deliveries(stack)
+                if d["payment_id"] == paid["id"] and d["endpoint_id"] == row["id"]
+            ]
+
+        wait_until(lambda: len(attempts()) >= 2, timeout=60, what="two refused attempts")
+    finally:
+        stack.fetch(
+            "UPDATE webhook_endpoints SET disabled_at = now() WHERE id = $1 RETURNING id", row["id"]
+        )
+    assert {(d["outcome"], d["status_code"], d["error"]) for d in attempts()} == {
+        ("failed", None, "destination_not_allowed")
+    }
+    wait_until(
+        lambda: any(r["payment_id"] == paid["id"] for r in _received(stack).values()),
+        timeout=30,
+        what="the event at the allowed endpoint",
+    )
 
 
 def test_the_receiver_refuses_an_event_epay_did_not_sign(stack: Stack) -> None:

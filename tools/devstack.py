@@ -192,6 +192,8 @@ class DevStack:
             PYTHONUNBUFFERED="1",
             TEMPORAL_ADDRESS=temporal_address,
             EPAY_SANDBOX_URL=self.ports.url("sandbox"),
+            # the sandbox's webhook receiver, on loopback: the one inside destination allowed
+            EPAY_WEBHOOK_ALLOWED_HOSTS=f"127.0.0.1:{self.ports.sandbox}",
         )
         for name, port in (
             ("EPAY_PUBLIC_URL", "api"),

@@ -178,6 +178,8 @@ def role_activities(
                 http,
                 token_secret=settings.token_secret,
                 timeout=settings.department_timeout_seconds,
+                allowlist=settings.webhook_allowlist,
+                proxy=settings.webhook_proxy,
             ),
         ]
     return _bind(SERVED[role], *adapters)
