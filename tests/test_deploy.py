@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from domain.queues import ACTIVITY_ROLES, Role, task_queue
-from epay.config import Settings
+from epay.config import PROCESS_SECRETS, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -57,6 +57,15 @@ SETTINGS_ENV = {str(field.validation_alias) for field in Settings.model_fields.v
 SECRET_ENV = {
     str(field.validation_alias) for field in Settings.model_fields.values() if not field.repr
 } | {"DATABASE_URL", "TEMPORAL_API_KEY"}
+
+# ePay's Secrets, one per secret (deploy/README.md), and the variables each carries.
+EPAY_SECRETS = {
+    "epay-database": {"DATABASE_URL"},
+    "epay-vault-key": {"EPAY_VAULT_KEY"},
+    "epay-token-secret": {"EPAY_TOKEN_SECRET"},
+    "epay-payload-keys": {"EPAY_PAYLOAD_KEYS", "EPAY_PAYLOAD_ACTIVE_KEY"},
+    "epay-operator-tokens": {"EPAY_OPERATOR_TOKENS"},
+}
 
 KEDA_SCHEMAS = {
     "ScaledObject": DEPLOY / "schemas" / "keda-scaledobject-v1alpha1.yaml",
@@ -293,12 +302,35 @@ def test_no_container_runs_as_root(rendered: tuple[Resource, ...]) -> None:
             assert context["capabilities"]["drop"] == ["ALL"], name
 
 
+def _process_of(args: list[str]) -> str:
+    """The name epay.config.PROCESS_SECRETS gives the process ``epay <args>`` runs."""
+    return f"worker:{args[args.index('--role') + 1]}" if args[0] == "worker" else args[0]
+
+
+def test_each_process_gets_only_the_secrets_of_its_job(rendered: tuple[Resource, ...]) -> None:
+    """The codec server and the departments worker, which strangers' browsers and
+    departments' URLs reach, get no vault key; the migrations only the database."""
+    for name, pod in pod_specs(rendered):
+        for container in pod["containers"]:
+            refs = [ref["secretRef"]["name"] for ref in container["envFrom"] if "secretRef" in ref]
+            assert set(refs) <= EPAY_SECRETS.keys(), (name, refs)
+            given = {variable for ref in refs for variable in EPAY_SECRETS[ref]}
+            held = {secret.value for secret in PROCESS_SECRETS[_process_of(container["args"])]}
+            assert given - {"EPAY_PAYLOAD_ACTIVE_KEY"} == held, name
+            assert {"configMapRef": {"name": "epay-settings"}} in container["envFrom"], name
+    vault = {
+        name
+        for name, pod in pod_specs(rendered)
+        if {"secretRef": {"name": "epay-vault-key"}} in pod["containers"][0]["envFrom"]
+    }
+    assert vault == {"epay-api", "epay-worker-acquirer", "epay-worker-issuer"}
+
+
 def test_secrets_come_only_by_reference(rendered: tuple[Resource, ...]) -> None:
     assert not of_kind(rendered, "Secret"), "no Secret is committed"
     assert not SECRET_ENV & settings_of(rendered).keys()
     for name, pod in pod_specs(rendered):
         for container in pod["containers"]:
-            assert {"secretRef": {"name": "epay-secrets"}} in container["envFrom"], name
             for variable in container.get("env", []):
                 assert variable["name"] not in SECRET_ENV or "secretKeyRef" in variable.get(
                     "valueFrom", {}
@@ -308,7 +340,7 @@ def test_secrets_come_only_by_reference(rendered: tuple[Resource, ...]) -> None:
 def test_every_secret_named_is_documented(rendered: tuple[Resource, ...]) -> None:
     """An SRE who follows deploy/README.md makes every Secret the manifests reference."""
     readme = (DEPLOY / "README.md").read_text()
-    named = {"epay-secrets"}
+    named = set(EPAY_SECRETS)
     for _, pod in pod_specs(rendered):
         named |= {v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
         for container in pod["containers"]:
@@ -528,12 +560,18 @@ def test_compose_runs_every_epay_process_from_the_image() -> None:
     assert commands["codec-server"][0] == "codec-server"
     for role in WORKER_ROLES:
         assert commands[f"worker-{role}"] == ["worker", "--role", role]
-    environment = services["api"]["environment"]
     example = (DEPLOY / ".env.example").read_text()
-    for secret in SECRET_ENV - {"TEMPORAL_API_KEY", "DATABASE_URL"}:
-        assert environment[secret] == f"${{{secret}:?set it in deploy/.env}}"
+    every = services["seed"]["environment"]  # a one-off command: every secret
+    for secret in SECRET_ENV - {"TEMPORAL_API_KEY", "DATABASE_URL", "EPAY_PAYLOAD_ACTIVE_KEY"}:
+        assert every[secret] == f"${{{secret}:?set it in deploy/.env}}"
         assert re.search(rf"^{secret}=$", example, re.M), secret
-    assert "${POSTGRES_PASSWORD:?" in environment["DATABASE_URL"]
+    assert "${POSTGRES_PASSWORD:?" in every["DATABASE_URL"]
+    # The long-running processes as in Kubernetes: each only the secrets of its job.
+    for name, command in commands.items():
+        process = _process_of(command)
+        if process in PROCESS_SECRETS and process not in ("seed", "departments"):
+            given = services[name]["environment"].keys() & (SECRET_ENV - {"TEMPORAL_API_KEY"})
+            assert given == {secret.value for secret in PROCESS_SECRETS[process]}, name
 
 
 def _compose_command() -> list[str] | None:

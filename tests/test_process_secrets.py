@@ -191,9 +191,9 @@ def test_the_page_carries_hsts_in_production_only(tmp_path: Path) -> None:
     name, value = HSTS
     production = _get(_api(tmp_path, production=True), "/pay/no-such-page")
     assert production.headers.get(name) == value
-    assert production.headers.get("content-security-policy") == PAGE_HEADERS[
-        "content-security-policy"
-    ]
+    assert (
+        production.headers.get("content-security-policy") == PAGE_HEADERS["content-security-policy"]
+    )
     assert name not in _get(_api(tmp_path, production=False), "/pay/no-such-page").headers
 
 
