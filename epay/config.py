@@ -1,9 +1,11 @@
 """Settings: one typed model read from the environment, with defaults that run the local stack.
 
-Every process (API, workers, commands) reads the same variables; the README's configuration
-table lists them. ``EPAY_ENV=production`` fails closed: it refuses to start on a development
-default (a secret made on the fly, the sandbox, the embedded PostgreSQL, a plaintext URL),
-with a one-line message naming the variable at fault.
+Every process (API, workers, commands) reads the same variables, the README's configuration
+table lists them, except the secrets: each process reads only those its job uses
+(``PROCESS_SECRETS``; docs/security.md, "Secrets per process"). ``EPAY_ENV=production``
+fails closed: it refuses to start on a development default (a secret made on the fly, the
+sandbox, the embedded PostgreSQL, a plaintext URL), with a one-line message naming the
+variable at fault.
 """
 
 from __future__ import annotations
