@@ -100,6 +100,11 @@ PROCESS_SECRETS: Mapping[str, frozenset[Secret]] = {
     },
 }
 EVERY_SECRET = frozenset(Secret)
+# The processes that run as a pod of their own (deploy/k8s): production refuses to start one
+# given a secret it does not use. The commands an operator runs from a shell are not held to it.
+DEPLOYED_PROCESSES = frozenset(
+    {"api", "codec-server", "migrate", *(f"worker:{role.value}" for role in Role)}
+)
 # Variables read only together with a secret: withheld with it.
 _WITH_SECRET = {Secret.PAYLOAD_KEYS: ("EPAY_PAYLOAD_ACTIVE_KEY",)}
 
@@ -347,6 +352,7 @@ class Settings(BaseSettings):
 
     _process: str = PrivateAttr(default="command")
     _held: frozenset[Secret] = PrivateAttr(default=EVERY_SECRET)
+    _given_unheld: tuple[str, ...] = PrivateAttr(default=())
 
     @classmethod
     def from_env(cls, process: str | None = None) -> Settings:
@@ -360,6 +366,8 @@ class Settings(BaseSettings):
         ``PROCESS_SECRETS``) reads only the secrets that process uses: the others are not read
         from ``environ``, not made on the fly, and not required in production, and asking for
         one raises. Unset, every secret is read (commands, tests, tools)."""
+        if process == "worker":  # the role EPAY_WORKER_ROLE names, else all
+            process = f"worker:{(environ.get('EPAY_WORKER_ROLE') or '').strip() or Role.ALL}"
         held = secrets_of(process, environ)
         withheld = {s.value for s in EVERY_SECRET - held}
         withheld |= {v for s in EVERY_SECRET - held for v in _WITH_SECRET.get(s, ())}
@@ -373,6 +381,9 @@ class Settings(BaseSettings):
             raise SettingsError(f"{name}: {first['msg']}") from None
         settings._process = process or "command"
         settings._held = held
+        settings._given_unheld = tuple(
+            name for name in sorted(withheld) if (environ.get(name) or "").strip()
+        )
         settings._derive(given)
         return settings
 
@@ -442,6 +453,7 @@ class Settings(BaseSettings):
             self._refuse_weak_secrets()
             self._refuse_plaintext_temporal(environ)
             self._refuse_unsafe_production_values(environ)
+            self._refuse_secrets_of_other_jobs()
 
     def _secret(self, name: str, value: str | None, dev_name: str) -> bytes:
         try:
@@ -509,6 +521,16 @@ class Settings(BaseSettings):
             )
         if _truthy(environ.get("TEMPORAL_TLS_DISABLE_HOST_VERIFICATION")):
             raise SettingsError("TEMPORAL_TLS_DISABLE_HOST_VERIFICATION: refused in production")
+
+    def _refuse_secrets_of_other_jobs(self) -> None:
+        """A secret given to a process that does not use it is a deployment that hands every
+        pod everything: the process would not read it, but whoever breaks into the pod would."""
+        if self._given_unheld and self._process in DEPLOYED_PROCESSES:
+            raise SettingsError(
+                f"{self._given_unheld[0]}: given to the {self._process} process, which does "
+                "not use it; "
+                "production refuses it (docs/security.md, Secrets per process)"
+            )
 
     def _refuse_unsafe_production_values(self, environ: Mapping[str, str]) -> None:
         """What production refuses beyond development defaults: traffic in the clear, a

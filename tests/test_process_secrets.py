@@ -77,6 +77,29 @@ def test_a_process_starts_in_production_with_its_own_secrets_only(
         assert settings.database_url is None
 
 
+@pytest.mark.parametrize(
+    ("process", "extra"),
+    [
+        ("codec-server", "EPAY_VAULT_KEY"),
+        ("worker:departments", "EPAY_VAULT_KEY"),
+        ("migrate", "EPAY_PAYLOAD_KEYS"),
+        ("api", "EPAY_OPERATOR_TOKENS"),
+    ],
+)
+def test_production_refuses_a_secret_given_to_a_process_that_does_not_use_it(
+    process: str, extra: str, tmp_path: Path
+) -> None:
+    """A deployment that hands every pod every secret is refused, not silently tolerated."""
+    held = {secret.value for secret in PROCESS_SECRETS[process]}
+    unheld = {s.value: "" for s in Secret if s.value not in held and s.value != extra}
+    env = production_env(tmp_path, **unheld, EPAY_PAYLOAD_ACTIVE_KEY="")
+    with pytest.raises(SettingsError, match=f"^{extra}: given to the {process} process") as no:
+        Settings.from_env_mapping(env, process)
+    assert env[extra].split(":")[-1] not in str(no.value)
+    # Outside production the process just does not read it (compose's one-off commands).
+    Settings.from_env_mapping(env | {"EPAY_ENV": "development"}, process)
+
+
 def test_the_codec_server_does_not_read_the_secrets_it_does_not_hold(tmp_path: Path) -> None:
     """Not from its environment, and not made on the fly on a laptop either."""
     env = {
@@ -94,6 +117,15 @@ def test_the_codec_server_does_not_read_the_secrets_it_does_not_hold(tmp_path: P
 def test_only_the_api_and_the_card_workers_hold_the_vault_key() -> None:
     holders = {process for process, held in PROCESS_SECRETS.items() if VAULT in held}
     assert holders == {"api", "worker:acquirer", "worker:issuer", "worker:all"}
+
+
+def test_a_worker_without_role_holds_the_secrets_of_epay_worker_role(tmp_path: Path) -> None:
+    env = {"EPAY_STATE_DIR": str(tmp_path), "EPAY_WORKER_ROLE": "departments"}
+    settings = Settings.from_env_mapping(env, "worker")
+    assert settings.process == "worker:departments"
+    assert VAULT not in settings.secrets_held
+    everything = Settings.from_env_mapping({"EPAY_STATE_DIR": str(tmp_path)}, "worker")
+    assert everything.secrets_held == PROCESS_SECRETS["worker:all"]
 
 
 def test_every_worker_role_says_which_secrets_it_holds() -> None:
@@ -183,7 +215,11 @@ def _get(app: Any, path: str) -> httpx.Response:
 
 
 def _api(tmp_path: Path, production: bool, **environ: str) -> Any:
-    base = production_env(tmp_path) if production else {"EPAY_STATE_DIR": str(tmp_path)}
+    base = (
+        production_env(tmp_path, EPAY_OPERATOR_TOKENS="")
+        if production
+        else {"EPAY_STATE_DIR": str(tmp_path)}
+    )
     return create_app(Settings.from_env_mapping(base | environ, "api"))
 
 
