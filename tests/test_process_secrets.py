@@ -27,7 +27,7 @@ from commands.codec_server import create_codec_app
 from domain.queues import Role, roles_in
 from epay.config import PROCESS_SECRETS, ROLE_SECRETS, Secret, Settings, SettingsError
 from epay.crypto import hash_operator_token
-from tests.test_settings import production_env
+from tests.support.settings import production_env
 from workers.main import role_activities
 
 VAULT = Secret.VAULT_KEY
