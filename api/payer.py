@@ -102,15 +102,19 @@ def _check_method(
 
 
 async def _when_moved_on(
-    ctx: Context, payment_id: str, waiting: set[PaymentState]
+    ctx: Context, payment_id: str, waiting: set[PaymentState], declines_before: int
 ) -> tuple[PaymentRow, bool]:
-    """The payment once it has left ``waiting`` (True), or where it is when the wait is
-    over (False)."""
+    """The payment once it has left ``waiting`` or had the method declined (True), or where
+    it is when the wait is over (False).
+
+    A method declined on the page returns the payment to ``reserved``, a state it waits in,
+    so the decline is told by the count of declined methods going up: the payer hears of a
+    decline as soon as of a success, not when the wait runs out."""
     deadline = time.monotonic() + WAIT_FOR_PROGRESS_SECONDS
     while True:
         row = await payments.get_payment_any_department(ctx.pool, payment_id)
         assert row is not None
-        moved_on = row.state not in waiting
+        moved_on = row.state not in waiting or row.declines > declines_before
         if moved_on or time.monotonic() >= deadline:
             return row, moved_on
         await asyncio.sleep(0.1)
@@ -211,7 +215,9 @@ async def submit_method(
         raise ApiError(
             409, "not_awaiting_method", f"The payment ({row.state}) takes no payment method now."
         ) from None
-    return await _when_moved_on(ctx, payment_id, {PaymentState.RESERVED, PaymentState.AUTHORISING})
+    return await _when_moved_on(
+        ctx, payment_id, {PaymentState.RESERVED, PaymentState.AUTHORISING}, row.declines
+    )
 
 
 @router.post(
@@ -258,5 +264,5 @@ async def submit_challenge(
             f"No challenge is open for this payment ({row.state}).",
         ) from None
     return await _when_moved_on(
-        ctx, payment_id, {PaymentState.REQUIRES_ACTION, PaymentState.AUTHORISING}
+        ctx, payment_id, {PaymentState.REQUIRES_ACTION, PaymentState.AUTHORISING}, row.declines
     )
