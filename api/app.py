@@ -16,6 +16,7 @@ from api.errors import INTERNAL_ERROR, install_error_handlers, problem_body
 from api.hosted.headers import PayPageHeaders
 from api.hosted.routes import router as hosted_router
 from api.limits import BodySizeLimit
+from api.ratelimit import RateLimiter
 from epay import telemetry
 from epay.config import Settings
 from epay.db import create_pool
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url="/redoc" if settings.api_docs else None,
     )
     install_error_handlers(app)
+    app.state.rate_limiter = RateLimiter.of(settings)  # per department API key (api/context.py)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(
         telemetry.RequestTelemetry,

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
 from api.errors import SAFE_NAME, ApiError, field_error, not_found
+from api.ratelimit import RateLimiter
 from domain.cursors import PAYMENT_ID
 from epay import crypto
 from epay.config import Settings
@@ -60,10 +61,13 @@ API_KEY = HTTPBearer(auto_error=False, description="A department API key (`epk_.
 
 
 async def department(
+    request: Request,
     ctx: Ctx,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(API_KEY)],
 ) -> str:
-    """The department an API key belongs to; any other key is refused alike."""
+    """The department an API key belongs to; any other key is refused alike. The key's call
+    is then counted against its rate limit (api/ratelimit.py), before any handler runs: a
+    refused call (429 ``rate_limited``) creates nothing."""
     if credentials is None:
         raise ApiError(
             401, "unauthorised", "Send a department API key as 'Authorization: Bearer <key>'."
@@ -72,6 +76,8 @@ async def department(
     dept = await keys.department_for_key(ctx.pool, key_hash)
     if dept is None:
         raise ApiError(401, "unauthorised", "The API key is not valid or has been revoked.")
+    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter.check(key_hash.hex(), dept)
     return dept
 
 

@@ -124,7 +124,17 @@ async def create_endpoint(body: EndpointBody, ctx: Ctx, dept: Department) -> End
             "public, or a public IP address (not private, loopback, link-local, multicast, "
             "shared or reserved, nor a cluster-internal name).",
         ) from None
-    row = await webhooks.create_endpoint(ctx.pool, dept, body.url, sorted(set(body.events)))
+    cap = ctx.settings.webhook_endpoints_per_department
+    row = await webhooks.create_endpoint_within(
+        ctx.pool, dept, body.url, sorted(set(body.events)), cap
+    )
+    if row is None:
+        raise ApiError(
+            409,
+            "endpoint_limit_reached",
+            f"A department may have {cap} active webhook endpoints; delete one first.",
+            title="Endpoint limit reached",
+        )
     return _endpoint(row)
 
 

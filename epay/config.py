@@ -328,6 +328,32 @@ class Settings(BaseSettings):
     behind an ingress, its addresses and no wider
     ([security](security.md#left-to-the-deployment))."""
 
+    # The department API's limits (api/ratelimit.py, docs/security.md, "Limits per
+    # department"); a rate or burst of 0 turns the key limit off, which production refuses.
+    api_rate_per_second: float = _env("EPAY_API_RATE_PER_SECOND", 20, ge=0, allow_inf_nan=False)
+    """Requests a second one department API key may make on average (a token bucket's refill,
+    counted per API replica); production sets it per department (the overrides)."""
+    api_rate_burst: int = _env("EPAY_API_RATE_BURST", 40, ge=0)
+    """Requests one department API key may make at once before the average applies (the
+    bucket's size); a refused request is 429 `rate_limited` with `Retry-After`."""
+    api_rate_overrides: str | None = _env("EPAY_API_RATE_OVERRIDES", None)
+    """Per-department rates and bursts over the two above, `DEPT=RATE:BURST` comma-separated
+    (`RTA=100:200,DM=50:100`)."""
+    webhook_endpoints_per_department: int = _env("EPAY_WEBHOOK_ENDPOINTS_PER_DEPARTMENT", 10, ge=1)
+    """Active webhook endpoints one department may have; one more is 409
+    `endpoint_limit_reached`."""
+
+    @field_validator("api_rate_overrides")
+    @classmethod
+    def _rate_overrides_parse(cls, value: str | None) -> str | None:
+        parse_rate_overrides(value)
+        return value
+
+    @property
+    def api_rates(self) -> dict[str, tuple[float, int]]:
+        """The per-department overrides: department code → (rate a second, burst)."""
+        return parse_rate_overrides(self.api_rate_overrides)
+
     serve_api_docs: bool | None = _env(
         "EPAY_SERVE_API_DOCS", None, shown="`false` in production, else `true`"
     )
@@ -555,12 +581,16 @@ class Settings(BaseSettings):
                 "EPAY_FORWARDED_ALLOW_IPS: '*' (any proxy) is refused in production; name the "
                 "ingress's addresses or networks"
             )
-        limits = {
+        limits: dict[str, float | None] = {
             "EPAY_PAYER_WRONG_PINS": self.payer_wrong_pins,
             "EPAY_PAYER_CARD_FAILURES": self.payer_card_failures,
             "EPAY_PAYER_CLIENT_CARDS": self.payer_client_cards,
             "EPAY_PAYER_SESSION_METHODS": self.payer_session_methods,
+            "EPAY_API_RATE_PER_SECOND": self.api_rate_per_second,
+            "EPAY_API_RATE_BURST": self.api_rate_burst,
         }
+        for dept, (rate, burst) in self.api_rates.items():
+            limits[f"EPAY_API_RATE_OVERRIDES ({dept})"] = min(rate, burst)
         for name, limit in limits.items():
             if limit == 0:
                 raise SettingsError(f"{name}: 0 (no limit) is refused in production")
@@ -652,6 +682,27 @@ class Settings(BaseSettings):
         if not self.database_url:
             raise RuntimeError("DATABASE_URL is not set (make run starts an embedded PostgreSQL)")
         return self.database_url
+
+
+def parse_rate_overrides(spec: str | None) -> dict[str, tuple[float, int]]:
+    """``EPAY_API_RATE_OVERRIDES`` read: ``DEPT=RATE:BURST`` entries, comma-separated."""
+    rates: dict[str, tuple[float, int]] = {}
+    for entry in (spec or "").split(","):
+        if not entry.strip():
+            continue
+        dept, _, limit = entry.partition("=")
+        rate, _, burst = limit.partition(":")
+        try:
+            parsed = (float(rate), int(burst))
+        except ValueError:
+            parsed = (-1.0, -1)
+        if not dept.strip() or not 0 <= parsed[0] < float("inf") or parsed[1] < 0:
+            raise ValueError(
+                f"{entry.strip()!r} is not DEPT=RATE:BURST (a rate a second and a burst, "
+                "both 0 or more)"
+            )
+        rates[dept.strip()] = parsed
+    return rates
 
 
 def _dev_secret(name: str, state_dir: Path) -> str:

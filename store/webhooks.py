@@ -198,6 +198,39 @@ async def create_endpoint(
     return _endpoint(row)
 
 
+async def count_active_endpoints(conn: asyncpg.Pool | asyncpg.Connection, department: str) -> int:
+    """The department's endpoints not disabled (what its cap counts)."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM webhook_endpoints WHERE department = $1 AND disabled_at IS NULL",
+        department,
+    )
+    return count
+
+
+async def create_endpoint_within(
+    pool: asyncpg.Pool, department: str, url: str, events: Sequence[str], cap: int
+) -> WebhookEndpoint | None:
+    """``create_endpoint`` unless the department has ``cap`` active endpoints already (None).
+    Counted and written under a lock on the department, so two registrations at once
+    cannot both pass the cap."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('webhook_endpoints:' || $1))", department
+        )
+        if await count_active_endpoints(conn, department) >= cap:
+            return None
+        row = await conn.fetchrow(
+            """INSERT INTO webhook_endpoints (id, department, url, events) VALUES ($1, $2, $3, $4)
+               RETURNING id, url, events, created_at""",
+            new_endpoint_id(),
+            department,
+            url,
+            list(events),
+        )
+        assert row is not None
+        return _endpoint(row)
+
+
 async def list_endpoints(pool: asyncpg.Pool, department: str) -> list[WebhookEndpoint]:
     rows = await pool.fetch(
         """SELECT id, url, events, created_at FROM webhook_endpoints

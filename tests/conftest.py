@@ -308,6 +308,11 @@ def stack_env(dsn: str, log_dir: Path, **overrides: str) -> dict[str, str]:
             EPAY_DEPARTMENT_SECRETS_CACHE_SECONDS="0",
             # webhook retries in seconds, not minutes to days (tests/test_webhooks.py)
             EPAY_WEBHOOK_RETRY_SCHEDULE="1,2,3,4,5,5,5,5,5,5,5,5",
+            # the suite makes many calls a second with few keys, and a session's endpoints add
+            # up: limits far above its use (tests/test_rate_limits.py tests them small)
+            EPAY_API_RATE_PER_SECOND="10000",
+            EPAY_API_RATE_BURST="10000",
+            EPAY_WEBHOOK_ENDPOINTS_PER_DEPARTMENT="1000",
             SANDBOX_SLOW_SECONDS=str(SLOW_SECONDS),
             SANDBOX_LOST_ANSWER_DELAY=str(LOST_ANSWER_DELAY),
             OTEL_BSP_SCHEDULE_DELAY="200",  # spans reach a receiver within a fifth of a second

@@ -194,6 +194,9 @@ class DevStack:
             EPAY_SANDBOX_URL=self.ports.url("sandbox"),
             # the sandbox's webhook receiver, on loopback: the one inside destination allowed
             EPAY_WEBHOOK_ALLOWED_HOSTS=f"127.0.0.1:{self.ports.sandbox}",
+            # per department API key, as a payment provider's test mode limits (api/ratelimit.py)
+            EPAY_API_RATE_PER_SECOND=os.environ.get("EPAY_API_RATE_PER_SECOND", "20"),
+            EPAY_API_RATE_BURST=os.environ.get("EPAY_API_RATE_BURST", "40"),
         )
         for name, port in (
             ("EPAY_PUBLIC_URL", "api"),

@@ -228,15 +228,19 @@ class InProcessApi:
         )
 
 
-def in_process_settings(dsn: str) -> Settings:
-    """A development configuration on ``dsn``: development secrets, no partner reachable."""
+def in_process_settings(dsn: str, **env: str) -> Settings:
+    """A development configuration on ``dsn``: development secrets, no partner reachable, the
+    key rate limit far above the tests' calls; ``env`` over it."""
     return Settings.from_env_mapping(
         {
             "DATABASE_URL": dsn,
             "EPAY_PUBLIC_URL": PUBLIC_URL,
             "EPAY_STATE_DIR": f"/tmp/epay-in-process-{uuid.uuid4().hex[:6]}",
             "EPAY_LOG_FORMAT": "text",
+            "EPAY_API_RATE_PER_SECOND": "10000",
+            "EPAY_API_RATE_BURST": "10000",
         }
+        | env
     )
 
 
@@ -277,11 +281,12 @@ def _libraries_left_uninstrumented() -> Iterator[None]:
 
 
 @contextmanager
-def in_process_api() -> Iterator[InProcessApi]:
+def in_process_api(**env: str) -> Iterator[InProcessApi]:
     """The API on a database of its own (migrated, the sandbox catalogue seeded, a key for
-    each of DM and RTA), for as long as the block runs."""
+    each of DM and RTA), configured with ``env`` over ``in_process_settings``, for as long as
+    the block runs."""
     with temporary_database() as dsn, _libraries_left_uninstrumented():
-        settings = in_process_settings(dsn)
+        settings = in_process_settings(dsn, **env)
         with _root_logging_kept():
             app = create_app(settings)
         loop = asyncio.new_event_loop()
