@@ -1,6 +1,8 @@
 """The payer's side: hand over a payment method, answer a 3-D Secure challenge.
 
-The token in ``next_url`` is the payer's capability for that payment alone. Card data is
+The token in ``next_url`` is the payer's capability for that payment alone, until the
+payment's window ends, and on this token API only while the link has not been opened on the
+payment page: once a page session exists, the page is the payer's one way in. Card data is
 checked here (Luhn, expiry, CVV) and then sealed into the vault; the workflow receives only
 a vault token and the card's brand and last four digits.
 """
@@ -33,6 +35,7 @@ from domain.models import PaymentMethodSubmission
 from domain.states import PaymentState
 from epay import crypto
 from store import abuse as payer_attempts
+from store import page as page_store
 from store import payments, vault
 from store.abuse import Attempt
 from store.payments import PaymentRow
@@ -42,6 +45,7 @@ router = APIRouter(prefix="/v1", tags=["payers"])
 # The payer's calls can also be refused by the payer limits (api/abuse.py): 429, Retry-After.
 PAYER_PROBLEMS = {
     **PROBLEMS,
+    410: {"model": None, "content": {"application/problem+json": {}}},
     429: {
         "model": None,
         "content": {"application/problem+json": {}},
@@ -62,6 +66,31 @@ async def payment_for_payer(ctx: Context, payment_id: str, token: str | None) ->
     row = await payments.get_payment_any_department(ctx.pool, payment_id)
     if row is None or not crypto.payer_token_ok(ctx.settings.token_secret, payment_id, token):
         raise not_found()
+    return row
+
+
+def link_expired(row: PaymentRow, now: datetime | None = None) -> bool:
+    """Whether the payment's link has outlived the payment's window (``expires_at``, fixed
+    when the payment is created), after which it opens nothing. The token carries no expiry
+    of its own: every check of it reads the payment, whose window is the one bound that
+    matters, so tokens made before this check are bounded the same way."""
+    return (now or datetime.now(UTC)) >= row.expires_at
+
+
+async def payment_for_token_api(ctx: Context, payment_id: str, token: str | None) -> PaymentRow:
+    """The payment for a call of the token API: the token must be the payment's (else 404),
+    the link not yet opened on the payment page (409 ``payer_link_used``: the department's
+    token API and the payer's page never both hand over methods for one payment) and the
+    payment's window not over (410 ``payer_link_expired``)."""
+    row = await payment_for_payer(ctx, payment_id, token)
+    if await page_store.payer_link_used(ctx.pool, payment_id):
+        raise ApiError(
+            409,
+            "payer_link_used",
+            "The payment link has been opened on the payment page; the payer pays there.",
+        )
+    if link_expired(row):
+        raise ApiError(410, "payer_link_expired", "The payment's time to pay has run out.")
     return row
 
 
@@ -138,7 +167,7 @@ async def authorise(
     x_payment_token: TokenHeader = None,
 ) -> JSONResponse:
     """Pay with an e-Dirham card (PIN) or a credit card."""
-    row = await payment_for_payer(ctx, payment_id, x_payment_token or token)
+    row = await payment_for_token_api(ctx, payment_id, x_payment_token or token)
     row, moved_on = await submit_method(ctx, row, body, Caller.of(request))
     body_out = views.as_json(views.payment(row, ctx.settings))
     return JSONResponse(body_out, status_code=200 if moved_on else 202)
@@ -234,7 +263,7 @@ async def three_d_secure(
     x_payment_token: TokenHeader = None,
 ) -> JSONResponse:
     """Answer the card's 3-D Secure challenge with the one-time code."""
-    row = await payment_for_payer(ctx, payment_id, x_payment_token or token)
+    row = await payment_for_token_api(ctx, payment_id, x_payment_token or token)
     row, moved_on = await submit_challenge(ctx, row, body.otp, Caller.of(request))
     body_out = views.as_json(views.payment(row, ctx.settings))
     return JSONResponse(body_out, status_code=200 if moved_on else 202)

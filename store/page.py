@@ -1,5 +1,6 @@
 """What the payer's page reads besides the payment: the department's and the service's
-names, in English and Arabic.
+names, in English and Arabic, and the record of the payer's link being used (exchanged
+once for a page session).
 
 The payment itself is ``store.payments.get_payment_any_department`` (a ``PaymentRow``), the
 read every payer-side caller shares; this module holds the SQL only the page runs.
@@ -35,3 +36,25 @@ async def names_of(pool: Pool, department: str, service_code: str) -> Names:
     return Names(
         {"en": found["d_en"], "ar": found["d_ar"]}, {"en": found["s_en"], "ar": found["s_ar"]}
     )
+
+
+async def exchange_payer_link(pool: Pool, payment_id: str) -> bool:
+    """Record that the payment's link has been exchanged for a page session: True for the
+    one caller that records it, False when it was already used (or the payment has left
+    ``reserved`` meanwhile). One UPDATE, so two browsers opening the link at once cannot
+    both win."""
+    recorded = await pool.fetchval(
+        "UPDATE payments SET payer_link_used_at = now() "
+        "WHERE id = $1 AND payer_link_used_at IS NULL AND state = 'reserved' "
+        "AND declines = 0 AND last_decline IS NULL RETURNING 1",
+        payment_id,
+    )
+    return recorded is not None
+
+
+async def payer_link_used(pool: Pool, payment_id: str) -> bool:
+    """Whether the payment's link has been exchanged for a page session."""
+    used = await pool.fetchval(
+        "SELECT payer_link_used_at IS NOT NULL FROM payments WHERE id = $1", payment_id
+    )
+    return bool(used)

@@ -71,9 +71,12 @@ def test_the_link_is_exchanged_for_a_session_cookie_and_leaves_the_url(stack: St
         assert again.status_code == 303
         assert again.headers["location"] == f"/pay/{payment['id']}"
 
-    # The same link opened before the payment starts opens the page again (a new tab).
+    # The link opens once: another browser (no cookie) is told so, and gets no session.
     with api(stack) as client:
-        assert 'http-equiv="refresh"' in client.get(link_path(payment)).text
+        other = client.get(link_path(payment))
+        assert other.status_code == 410
+        assert 'http-equiv="refresh"' not in other.text
+        assert payer_session.COOKIE not in other.headers.get("set-cookie", "")
 
     # Access logs write the route's template, never the query string that holds the token.
     api_logs = [p.log() for p in stack.processes if p.name == "api"]
@@ -158,10 +161,12 @@ def test_the_page_calls_need_the_csrf_value(stack: Stack) -> None:
     otp = page.client.post(f"{path}/3ds", json={"otp": "123456"})
     assert otp.status_code == 403
     assert stack.get(payment["id"])["state"] == "reserved"  # nothing was started
-    # Another session's value is not this one's.
-    other = PayerPage(stack, payment)
-    assert other.csrf != page.csrf
-    assert page.client.get(f"{path}/status", headers={"X-ePay-CSRF": other.csrf}).status_code == 403
+    # Another session's value is not this one's (a session made here: the link opens once).
+    other = payer_session.csrf_token(
+        stack.settings().token_secret, payer_session.new_session(payment["id"])
+    )
+    assert other != page.csrf
+    assert page.client.get(f"{path}/status", headers={"X-ePay-CSRF": other}).status_code == 403
     assert page.status().status_code == 200
 
 
@@ -299,10 +304,10 @@ def test_the_payer_view_never_names_the_decline(stack: Stack, method: dict[str, 
     text = page.status().text + page.client.get(f"/pay/{payment['id']}").text
     for code in ("card_declined", "card_expired", "invalid_pin", "pin_locked", "insufficient"):
         assert code not in text
-    # The link, opened by someone else once a card was tried: no form.
+    # The link, opened by someone else once a card was tried: it was used, and no form.
     with api(stack) as anonymous:
         again = anonymous.get(link_path(payment))
-        assert again.status_code == 200
+        assert again.status_code == 410
         assert PAY_FORM not in again.text
         assert not CARD_INPUTS.search(again.text)
     # The department's API still has the precise code.

@@ -24,7 +24,7 @@ from api.hosted.session import (
 )
 from api.hosted.templates import message_page, opening_page, payment_page, status_page
 from api.hosted.view import LANGUAGES, STATIC, payer_view
-from api.payer import Caller, payment_for_payer, submit_challenge, submit_method
+from api.payer import Caller, link_expired, payment_for_payer, submit_challenge, submit_method
 from domain.states import PaymentState
 from store import page as page_store
 from store import payments
@@ -93,7 +93,11 @@ async def page(
     token: str | None = None,
     lang: str | None = None,
 ) -> Response:
-    """The link (``?token=``), exchanged for a session; or the page (session cookie)."""
+    """The link (``?token=``), exchanged once for a session; or the page (session cookie).
+
+    The first browser to open the link gets the session and the exchange is recorded on the
+    payment; a later one without that session is told the link was opened (410), as is any
+    browser once the payment's window is over. The browser with the session carries on."""
     language = language_of(request, lang)
     response = await _page(payment_id, request, ctx, token, language, lang)
     if lang in LANGUAGES:
@@ -117,15 +121,25 @@ async def _page(
             linked = await payment_for_payer(ctx, payment_id, token if token.isascii() else None)
         except ApiError:
             return _html(message_page(language, "not_found"), 404)
-        if session is None and not _link_exchangeable(linked):
-            return _html(status_page(linked, await _names(ctx, linked), language))
         target = f"/pay/{payment_id}" + (f"?lang={asked}" if asked in LANGUAGES else "")
         if session is not None:  # the cookie came: a same-site visit, which a redirect keeps
             moved: Response = RedirectResponse(target, status_code=303)
             set_session(moved, ctx, session.renewed())
-        else:  # perhaps from another site (opening_page says why no redirect)
-            moved = _html(opening_page(language, target))
-            set_session(moved, ctx, payer_session.new_session(payment_id))
+            return moved
+        if link_expired(linked):
+            return _html(message_page(language, "link_expired"), 410)
+        if not _link_exchangeable(linked) and not await page_store.payer_link_used(
+            ctx.pool, payment_id
+        ):  # started on the token API, or ended: where it is, and no form
+            return _html(status_page(linked, await _names(ctx, linked), language))
+        if not await page_store.exchange_payer_link(ctx.pool, payment_id):
+            # Opened before, by another browser or by this one arriving from another site
+            # (which sends no SameSite=Strict cookie): the link is spent; the page's own
+            # same-site link lets the browser that holds the session carry on.
+            return _html(message_page(language, "link_opened", carry_on=f"/pay/{payment_id}"), 410)
+        # Perhaps from another site (opening_page says why no redirect).
+        moved = _html(opening_page(language, target))
+        set_session(moved, ctx, payer_session.new_session(payment_id))
         return moved
     if session is None:
         return _html(message_page(language, "session_expired"), 403)
@@ -140,7 +154,8 @@ async def _page(
 
 def _link_exchangeable(row: PaymentRow) -> bool:
     """The link opens a session only before the payment has started: once a method has
-    been handed over (even one declined) it is no longer the payer's way in."""
+    been handed over (even one declined, on the token API too) it is no longer the payer's
+    way in. ``store.page.exchange_payer_link`` repeats the check in its UPDATE."""
     return row.state == PaymentState.RESERVED and not row.declines and not row.last_decline
 
 

@@ -397,9 +397,23 @@ def opening_page(lang: str, target: str) -> Markup:
     return _document(lang, body, refresh_to=target)
 
 
-def message_page(lang: str, code: str) -> Markup:
+def message_page(lang: str, code: str, carry_on: str | None = None) -> Markup:
+    """A page that says one thing and asks for nothing: no form, no payment details. With
+    ``carry_on`` (a path of this site), a link there, for the browser that holds the
+    payment's session: it is a same-site navigation, so the session's cookie goes with it."""
+    s = STRINGS[lang]
+    link = (
+        html(
+            '<p><a id="carry-on" href="{target}">{text}</a></p>',
+            target=carry_on,
+            text=s["carry_on_here"],
+        )
+        if carry_on
+        else NO_MARKUP
+    )
     body = html(
-        '<section class="card" id="ended"><p id="ended-message">{text}</p></section>',
-        text=STRINGS[lang]["msg_" + code],
+        '<section class="card" id="ended"><p id="ended-message">{text}</p>{link}</section>',
+        text=s["msg_" + code],
+        link=link,
     )
     return _document(lang, body)
