@@ -29,8 +29,20 @@ router = APIRouter(prefix="/v1", tags=["departments"])
 
 # The errors a call can answer with (the schema is filled in by ``errors.document_problems``).
 PROBLEMS: dict[int | str, dict[str, Any]] = {
-    status: {"model": None, "content": {"application/problem+json": {}}}
-    for status in (400, 401, 404, 409, 413, 422, 503)
+    **{
+        status: {"model": None, "content": {"application/problem+json": {}}}
+        for status in (400, 401, 404, 409, 413, 422, 503)
+    },
+    429: {  # the key's rate limit (api/ratelimit.py)
+        "model": None,
+        "content": {"application/problem+json": {}},
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds until the key may call again",
+                "schema": {"type": "integer"},
+            }
+        },
+    },
 }
 
 

@@ -248,3 +248,10 @@ def test_production_refuses_a_rate_limit_turned_off(tmp_path: Path, env: dict[st
     Settings.from_env_mapping(production_env(tmp_path))  # the configuration as it stands is taken
     with pytest.raises(SettingsError, match="0 \\(no limit\\) is refused in production"):
         Settings.from_env_mapping(production_env(tmp_path, **env))
+
+
+def test_the_served_openapi_lists_the_429_with_its_retry_after(api: InProcessApi) -> None:
+    document = api.anonymous().get("/openapi.json").json()
+    for path, method in (("/v1/payments", "post"), ("/v1/services", "get")):
+        refused = document["paths"][path][method]["responses"]["429"]
+        assert "Retry-After" in refused["headers"], (path, refused)
