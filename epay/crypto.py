@@ -38,7 +38,11 @@ def unseal(
 
 
 def payer_token(secret: bytes, payment_id: str) -> str:
-    """The payer's capability for one payment: an HMAC of its id, so nothing is stored."""
+    """The payer's capability for one payment: an HMAC of its id. What bounds it is read from
+    the payment at each use (api.payer, api.hosted.routes): its window's end
+    (``expires_at``) and the one exchange of the link for a page session
+    (``payer_link_used_at``). Nothing in the token changes with them, so a token sent before
+    those checks is bounded by them alike."""
     digest = hmac.new(secret, f"payer:{payment_id}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 

@@ -94,7 +94,7 @@ def page_session(request: Request, ctx: Context, payment_id: str) -> payer_sessi
         raise ApiError(
             401,
             "payer_session_expired",
-            "The payment page has expired; open the payment link again.",
+            "The payment page has expired; the payment link opens once.",
         )
     if not payer_session.csrf_ok(
         ctx.settings.token_secret, session, request.headers.get("x-epay-csrf")
