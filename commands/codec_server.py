@@ -130,6 +130,26 @@ cookie is only sent there.</p>
     )
 
 
+LOGIN_BODY_LIMIT = 4096
+"""The most a sign-in form may hold: a token field and its name, with room to spare."""
+
+
+async def _small_body(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None as soon as it is known to pass ``limit`` bytes: by its
+    Content-Length before anything is read, or while a body without one is streamed."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isascii() or not declared.isdigit()):
+        return None
+    if declared is not None and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 def create_codec_app(settings: Settings, meter: MetricMeter = MetricMeter.noop) -> FastAPI:
     codec = EncryptionCodec(settings.payload_keys)
     operators = Operators(settings)
@@ -222,7 +242,10 @@ def create_codec_app(settings: Settings, meter: MetricMeter = MetricMeter.noop) 
 
     @app.post("/login")
     async def login(request: Request) -> HTMLResponse:
-        form = parse_qs((await request.body()).decode(errors="replace"))
+        body = await _small_body(request, LOGIN_BODY_LIMIT)
+        if body is None:
+            return _login_page("That is not a sign-in form.", status=413)
+        form = parse_qs(body.decode(errors="replace"))
         name = operators.by_token(form.get("token", [""])[0].strip())
         if name is None:
             return _login_page("That is not a valid operator token.", status=403)
@@ -236,7 +259,9 @@ def create_codec_app(settings: Settings, meter: MetricMeter = MetricMeter.noop) 
             max_age=SESSION_SECONDS,
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            # In production the server sits behind a TLS-terminating proxy: the cookie is
+            # Secure even though the request reaches it in the clear.
+            secure=settings.production or request.url.scheme == "https",
         )
         log.info("operator %s signed in", name)
         return response
