@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -157,3 +159,26 @@ def test_the_sandbox_department_answers_401_to_a_malformed_header(path: str, hea
     response = _post(path, header, body.encode())
     assert response.status_code == 401, response.text
     assert response.json()["error"]["code"] == "signature_malformed"
+
+
+def _departments_sample() -> Any:
+    """``is_from_epay`` as docs/departments.md gives it to departments to copy."""
+    text = (Path(__file__).parent.parent / "docs" / "departments.md").read_text()
+    code = text.split("## Verifying, in Python", 1)[1].split("```python\n", 1)[1]
+    namespace: dict[str, Any] = {}
+    exec(code.split("```", 1)[0], namespace)  # the documentation's own code
+    return namespace["is_from_epay"]
+
+
+def test_the_departments_sample_verifies_what_epay_signs_and_refuses_what_epay_refuses() -> None:
+    is_from_epay = _departments_sample()
+    now = int(time.time())
+    body = b'{"payment_id":"pay_1"}'
+    target = "/departments/DM/confirmations"
+    good = signing.signature_header(["whsec_a", "whsec_b"], now, "POST", target, body)
+    assert is_from_epay(good, ["whsec_b"], "POST", target, body)
+    assert not is_from_epay(good, ["whsec_c"], "POST", target, body)
+    signature = signing.sign("whsec_a", now, "POST", target, body)
+    for header in (f"t=²,v1={signature}", f"t={now},t={now},v1={signature}", f"t={now},v1=zz"):
+        assert signing.parse_header(header) is None, header
+        assert not is_from_epay(header, ["whsec_a"], "POST", target, body), header
