@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test test-fast chaos chaos-partitions bench record-histories screenshots lint install lock clean
+.PHONY: run test test-fast fuzz chaos chaos-partitions bench record-histories screenshots lint install lock clean
 
 # The whole tree comes pinned from requirements-dev.lock (make lock writes it from
 # pyproject.toml); ePay itself is installed on top, editable, without resolving again.
@@ -25,6 +25,10 @@ test: install
 # The tests that need no running stack (unit and workflow tiers, tests/conftest.py): minutes.
 test-fast: install
 	$(BIN)/pytest -q --durations=10 -m "not e2e and not slow"
+
+# The schema-driven fuzz run at length (tests/test_fuzz.py; make test runs a small one).
+fuzz: install
+	EPAY_FUZZ_EXAMPLES=300 $(BIN)/pytest -q -p no:cacheprovider tests/test_fuzz.py
 
 chaos: install
 	$(BIN)/python -m tests.chaos --payments 300

@@ -7,8 +7,9 @@ breaks the schema must be refused with a 4xx.
 Department calls carry a department key; the calls on one payment (the department's and the
 payer's) are made on real payments with their real token, so that they reach the handlers
 rather than stop at an unknown id, and a quarter of the valid cases are given what a schema
-cannot say (``deepen``) so that they get through to the partners. Bounded to about two
-minutes here (``MAX_EXAMPLES`` per operation and mode, no shrinking, no deadline). It sends
+cannot say (``deepen``) so that they get through to the partners. Bounded to about a
+minute in the suite (``MAX_EXAMPLES`` per operation and mode, no shrinking, no deadline);
+``make fuzz`` runs it with ``EPAY_FUZZ_EXAMPLES=300`` (some ten minutes). It sends
 only to the run's own stack: a webhook endpoint it registers points at the sandbox and is
 deleted at once.
 """
@@ -16,6 +17,7 @@ deleted at once.
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,7 +38,8 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.conftest import Stack, card, token_of
 
-MAX_EXAMPLES = 60
+MAX_EXAMPLES = int(os.environ.get("EPAY_FUZZ_EXAMPLES", "20"))
+"""Examples per operation and mode: a small run in ``make test``, a long one in ``make fuzz``."""
 POOL_SIZE = 8
 CHECKS = [
     not_a_server_error,

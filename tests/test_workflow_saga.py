@@ -606,7 +606,7 @@ async def _history_length(handle: WorkflowHandle[Any, Any]) -> int:
 async def test_a_database_outage_of_hours_backs_off_to_minutes(
     env: WorkflowEnvironment, partners: Partners
 ) -> None:
-    down_for = 25  # attempts: the backoff reaches five minutes, then about 1.5 hours more
+    down_for = 16  # attempts: the backoff reaches five minutes (the 12th), then 20 minutes more
     fakes = partners.activities()
     record = fakes[1]
 
