@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -12,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator
 
 from api import schemas, temporal_calls, views
 from api.context import Ctx, Department, PaymentId
@@ -234,6 +236,18 @@ async def get_payment(payment_id: PaymentId, ctx: Ctx, dept: Department) -> JSON
     return await _payment_response(ctx, dept, payment_id, 200)
 
 
+def _written_time(value: object) -> object:
+    """A list filter's time as the document says, ISO 8601 text: a bare number, which the
+    parser would take for seconds since 1970 (``1.5e-144``, ``1700000000``), is refused."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        raise ValueError("give an ISO 8601 date or time, not a number")
+    return value
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+WrittenTime = Annotated[datetime | None, BeforeValidator(_written_time)]
+
+
 @router.get("/payments", response_model=schemas.PaymentList, responses=PROBLEMS)
 async def list_payments(
     ctx: Ctx,
@@ -247,8 +261,8 @@ async def list_payments(
             description="Payments whose reference differs from this one at most in case and spaces",
         ),
     ] = None,
-    created_from: datetime | None = None,
-    created_to: datetime | None = None,
+    created_from: WrittenTime = None,
+    created_to: WrittenTime = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> schemas.PaymentList:

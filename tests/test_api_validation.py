@@ -425,6 +425,8 @@ def test_unknown_payment_is_404(api: InProcessApi, payment_id: str, suffix: str)
         ({"cursor": "x" * 600}, "cursor"),
         ({"created_from": "notadate"}, "created_from"),
         ({"created_to": "2025-13-01"}, "created_to"),
+        ({"created_from": "3.718466876186071e-144"}, "created_from"),  # not seconds since 1970
+        ({"created_to": "1700000000"}, "created_to"),
         ({"reference": "r" * 65}, "reference"),
     ],
 )

@@ -37,3 +37,6 @@ def the_message(page: Page) -> str:
 def switch_language(page: Page, to: str) -> None:
     page.locator("a.lang").click()
     expect(page.locator("html")).to_have_attribute("lang", to)
+    # The new document's <html> is parsed before its script has run: wait for the load, so
+    # that what the test types next meets the page's checks.
+    page.wait_for_load_state("load")
