@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 
 import asyncpg
+from asyncpg import Connection
 
 from domain.money import FeeLine
 
@@ -137,3 +138,26 @@ def _lines(value: object) -> tuple[FeeLine, ...]:
 
 async def _has_refunds(conn: asyncpg.Connection) -> bool:
     return bool(await conn.fetchval("SELECT to_regclass('refunds') IS NOT NULL"))
+
+
+async def post_journal(
+    conn: Connection,
+    payment_id: str,
+    entries: list[tuple[str, int]],
+    refund_id: str | None = None,
+) -> int:
+    """Write a balanced journal, a payment's capture or (with ``refund_id``) one refund's
+    reversal, and its entries, in the caller's transaction (the database refuses one that
+    does not balance when it commits)."""
+    journal_id: int = await conn.fetchval(
+        "INSERT INTO ledger_journals (payment_id, kind, refund_id) VALUES ($1, $2, $3) "
+        "RETURNING id",
+        payment_id,
+        "capture" if refund_id is None else "refund",
+        refund_id,
+    )
+    await conn.executemany(
+        "INSERT INTO ledger_entries (journal_id, account, amount) VALUES ($1, $2, $3)",
+        [(journal_id, account, amount) for account, amount in entries],
+    )
+    return journal_id

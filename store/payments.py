@@ -30,7 +30,7 @@ from domain.models import (
 from domain.references import reference_key
 from domain.states import Actor, AuditNote, PaymentEvent, PaymentState, actor_of, transition
 from store import abuse as payer_attempts
-from store import vault, webhooks
+from store import ledger, vault, webhooks
 
 # --- the payment lifecycle (called from activities) -------------------------------------
 
@@ -318,14 +318,7 @@ async def settle(pool: Pool, s: Settlement) -> Receipt:
         )
         if existing:
             return Receipt(existing["receipt_number"], existing["issued_at"].isoformat())
-        journal_id = await conn.fetchval(
-            "INSERT INTO ledger_journals (payment_id, kind) VALUES ($1, 'capture') RETURNING id",
-            s.payment_id,
-        )
-        await conn.executemany(
-            "INSERT INTO ledger_entries (journal_id, account, amount) VALUES ($1, $2, $3)",
-            [(journal_id, account, amount) for account, amount in ledger_postings(s)],
-        )
+        await ledger.post_journal(conn, s.payment_id, ledger_postings(s))
         await conn.execute(
             "INSERT INTO receipt_counters (department) VALUES ($1) ON CONFLICT DO NOTHING",
             s.department,

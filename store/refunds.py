@@ -34,7 +34,7 @@ from domain.refunds import (
     split_refund,
 )
 from domain.states import PaymentState
-from store import webhooks
+from store import ledger, webhooks
 from store.idempotency import IDEMPOTENCY_TTL
 
 REFUND_COLUMNS = """id, payment_id, department, amount, reason, state, failure_code, lines,
@@ -319,16 +319,7 @@ async def settle(pool: Pool, s: RefundSettlement) -> str:
             return str(state)
         if state != RefundState.PENDING:
             raise ValueError(f"refund {s.refund_id} is {state}: it cannot succeed")
-        journal_id = await conn.fetchval(
-            "INSERT INTO ledger_journals (payment_id, kind, refund_id) VALUES ($1, 'refund', $2) "
-            "RETURNING id",
-            s.payment_id,
-            s.refund_id,
-        )
-        await conn.executemany(
-            "INSERT INTO ledger_entries (journal_id, account, amount) VALUES ($1, $2, $3)",
-            [(journal_id, account, amount) for account, amount in refund_postings(s)],
-        )
+        await ledger.post_journal(conn, s.payment_id, refund_postings(s), s.refund_id)
         await conn.execute(
             "UPDATE refunds SET state = 'succeeded', updated_at = clock_timestamp() WHERE id = $1",
             s.refund_id,

@@ -183,21 +183,6 @@ def _endpoint(row: Mapping[str, Any]) -> WebhookEndpoint:
     return WebhookEndpoint(row["id"], row["url"], list(row["events"]), row["created_at"])
 
 
-async def create_endpoint(
-    pool: asyncpg.Pool, department: str, url: str, events: Sequence[str]
-) -> WebhookEndpoint:
-    row = await pool.fetchrow(
-        """INSERT INTO webhook_endpoints (id, department, url, events) VALUES ($1, $2, $3, $4)
-           RETURNING id, url, events, created_at""",
-        new_endpoint_id(),
-        department,
-        url,
-        list(events),
-    )
-    assert row is not None
-    return _endpoint(row)
-
-
 async def count_active_endpoints(conn: asyncpg.Pool | asyncpg.Connection, department: str) -> int:
     """The department's endpoints not disabled (what its cap counts)."""
     count: int = await conn.fetchval(
@@ -210,7 +195,7 @@ async def count_active_endpoints(conn: asyncpg.Pool | asyncpg.Connection, depart
 async def create_endpoint_within(
     pool: asyncpg.Pool, department: str, url: str, events: Sequence[str], cap: int
 ) -> WebhookEndpoint | None:
-    """``create_endpoint`` unless the department has ``cap`` active endpoints already (None).
+    """Register an endpoint, unless the department has ``cap`` active ones already (None).
     Counted and written under a lock on the department, so two registrations at once
     cannot both pass the cap."""
     async with pool.acquire() as conn, conn.transaction():
